@@ -1,0 +1,1 @@
+//! The services.toml model.

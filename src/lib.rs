@@ -1,0 +1,9 @@
+//! titan-supervisor: a single-host service supervisor. The library target holds everything the
+//! binary does, so integration tests and benchmarks can reach the pure parts directly.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod demo;
+pub mod graph;
+pub mod testsvc;
