@@ -1,10 +1,24 @@
 //! Command-line types (clap derive) and nothing else: the logic lives in `commands`.
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "titan-supervisor", version, about = "Single-host service supervisor for Titan")]
+#[command(
+    name = "titan-supervisor",
+    version,
+    about = "Single-host service supervisor for Titan"
+)]
 pub struct Cli {
+    /// Control socket of the running daemon (default: [supervisor] socket of the config).
+    #[arg(
+        long,
+        global = true,
+        env = "TITAN_SUPERVISOR_SOCKET",
+        value_name = "PATH"
+    )]
+    pub socket: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -12,5 +26,42 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a services.toml and report every problem at once (exit 0 valid, 2 invalid).
-    Validate,
+    Validate(ValidateArgs),
+    /// Show the dependency graph: tiers, dependencies and start layers (text) or Graphviz (dot).
+    Graph(GraphArgs),
+    /// The built-in six-tier demo on native processes.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The config (default: <current>/services.toml, else ./services.toml).
+    pub file: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// The config (default: <current>/services.toml, else ./services.toml).
+    pub file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+    pub format: GraphFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Text,
+    Dot,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory for the demo's logs, state and socket (default: a new temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print the embedded demo services.toml and exit.
+    #[arg(long)]
+    pub print_config: bool,
 }

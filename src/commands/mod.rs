@@ -1,10 +1,54 @@
 //! One module per subcommand; `dispatch` routes the parsed command line and maps outcomes to
 //! SPEC's exit codes.
 
+pub mod demo;
+pub mod graph;
+pub mod validate;
+
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Command};
 
-pub fn dispatch(_cli: Cli) -> ExitCode {
-    ExitCode::SUCCESS
+/// SPEC's exit codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Done.
+    Ok = 0,
+    /// The operation ran and failed.
+    Failed = 1,
+    /// Refused: bad input, invalid release, lock held.
+    Refused = 2,
+    /// The daemon cannot be reached.
+    Unreachable = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(e as u8)
+    }
+}
+
+pub fn dispatch(cli: Cli) -> ExitCode {
+    let exit = match cli.command {
+        Command::Validate(args) => validate::run(&args),
+        Command::Graph(args) => graph::run(&args),
+        Command::Demo(args) => demo::run(&args),
+    };
+    exit.into()
+}
+
+/// SPEC's default config: `<current>/services.toml` when a release is active, else
+/// `./services.toml`.
+pub fn default_config(file: Option<&Path>) -> PathBuf {
+    if let Some(f) = file {
+        return f.to_owned();
+    }
+    let current =
+        Path::new(&crate::config::raw::Supervisor::default().current).join("services.toml");
+    if current.exists() {
+        current
+    } else {
+        PathBuf::from("services.toml")
+    }
 }

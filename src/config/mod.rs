@@ -1,1 +1,351 @@
-//! The services.toml model.
+//! services.toml: the serde model (`raw`), value types (`units`), env_file and interpolation,
+//! resolution against `[defaults]` (`resolve`), cross-service checks (`validate`) and
+//! diagnostics that report every problem at once with file:line:col (`diag`).
+//!
+//! Reading is lenient so that checking can be strict: each section and each service is
+//! deserialized on its own, and a key that fails is reported and set aside so the rest of the
+//! file is still checked.
+
+pub mod diag;
+pub mod envfile;
+pub mod interp;
+pub mod model;
+pub mod raw;
+pub mod resolve;
+pub mod units;
+pub mod validate;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+pub use diag::Report;
+pub use model::*;
+
+use diag::{Diagnostics, SpanIndex, join};
+use interp::Vars;
+
+/// The top-level sections of services.toml.
+const SECTIONS: &[&str] = &[
+    "supervisor",
+    "groups",
+    "defaults",
+    "services",
+    "deploy",
+    "verify",
+    "nats",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(Report),
+}
+
+/// Reads and validates a services.toml, taking variables from its env_file and this process's
+/// environment.
+pub fn load(path: &Path) -> Result<Config, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    let source = Source {
+        name: &path.display().to_string(),
+        text: &text,
+        base_dir,
+    };
+    parse(&source, &|name| std::env::var(name).ok()).map_err(LoadError::Invalid)
+}
+
+/// A services.toml to parse: its name for messages, its text, and the directory relative paths
+/// (env_file, cwd) are taken from.
+pub struct Source<'a> {
+    pub name: &'a str,
+    pub text: &'a str,
+    pub base_dir: &'a Path,
+}
+
+/// Parses and validates; every problem found is in the `Report`.
+pub fn parse(
+    src: &Source<'_>,
+    process_env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Report> {
+    let (root, syntax) = DeTable::parse_recoverable(src.text);
+    let index = SpanIndex::build(root.get_ref());
+    let mut d = Diagnostics::default();
+    for e in &syntax {
+        d.at_span(e.span(), e.message());
+    }
+    if !d.is_empty() {
+        return Err(d.locate(src.name, src.text, &index));
+    }
+    let config = build(src, root.get_ref(), &index, process_env, &mut d);
+    match config {
+        Some(c) if d.is_empty() => Ok(c),
+        _ => Err(d.locate(src.name, src.text, &index)),
+    }
+}
+
+/// The sections of the file, each read on its own.
+#[derive(Default)]
+struct Sections {
+    supervisor: raw::Supervisor,
+    groups: Option<raw::Groups>,
+    defaults: raw::Service,
+    services: BTreeMap<String, raw::Service>,
+    /// Every name under `[services]`, including ones whose table could not be read at all.
+    names: BTreeSet<String>,
+    deploy: raw::Deploy,
+    verify: raw::Verify,
+    nats: Option<raw::Nats>,
+}
+
+fn read_sections(root: &DeTable<'_>, index: &SpanIndex, d: &mut Diagnostics) -> Sections {
+    let mut s = Sections::default();
+    for (key, value) in root {
+        let key = key.get_ref().as_ref();
+        match key {
+            "supervisor" => s.supervisor = lenient(value, d).unwrap_or_default(),
+            "groups" => s.groups = lenient(value, d),
+            "defaults" => s.defaults = lenient(value, d).unwrap_or_default(),
+            "services" => read_services(value, &mut s, d),
+            "deploy" => s.deploy = lenient(value, d).unwrap_or_default(),
+            "verify" => s.verify = lenient(value, d).unwrap_or_default(),
+            "nats" => s.nats = lenient(value, d),
+            other => {
+                let hint = validate::suggest(other, SECTIONS.iter().copied());
+                let hint = hint
+                    .map(|h| format!(" (did you mean [{h}]?)"))
+                    .unwrap_or_default();
+                let msg = format!(
+                    "unknown section [{other}]{hint}; sections are {}",
+                    SECTIONS.join(", ")
+                );
+                d.at_span(index.key_span_of(&join("", other)), msg);
+            }
+        }
+    }
+    s
+}
+
+fn read_services(value: &Spanned<DeValue<'_>>, s: &mut Sections, d: &mut Diagnostics) {
+    let DeValue::Table(table) = value.get_ref() else {
+        d.at_span(
+            Some(value.span()),
+            "services must be a table of [services.NAME] tables",
+        );
+        return;
+    };
+    for (name, svc) in table {
+        let name = name.get_ref().to_string();
+        s.names.insert(name.clone());
+        if !matches!(svc.get_ref(), DeValue::Table(_)) {
+            d.at_span(
+                Some(svc.span()),
+                format!("service {name:?} must be a table: [services.{name}]"),
+            );
+        } else if let Some(raw) = lenient::<raw::Service>(svc, d) {
+            s.services.insert(name, raw);
+        }
+    }
+}
+
+fn build(
+    src: &Source<'_>,
+    root: &DeTable<'_>,
+    index: &SpanIndex,
+    process_env: &dyn Fn(&str) -> Option<String>,
+    d: &mut Diagnostics,
+) -> Option<Config> {
+    let mut s = read_sections(root, index, d);
+    let groups = s.groups.take().map(|g| g.order).unwrap_or_default();
+    validate::names(&s.names, &groups, d);
+    validate::defaults(&s.defaults, d);
+    anchor_paths(&mut s.supervisor, src.base_dir);
+    let file_vars = read_env_file(&s.supervisor, d);
+    let vars = Vars {
+        file: file_vars,
+        process: process_env,
+    };
+    let ctx = resolve::Ctx {
+        defaults: &s.defaults,
+        require_digests: s.supervisor.require_digests,
+        base_dir: src.base_dir,
+        vars: &vars,
+    };
+    let mut services: BTreeMap<String, Service> = s
+        .services
+        .iter()
+        .filter_map(|(name, raw)| {
+            resolve::service(name, raw, &ctx, d).map(|svc| (name.clone(), svc))
+        })
+        .collect();
+    let graph = validate::dependencies(&groups, &s.services, &s.names, d);
+    validate::cycles(&graph, &s.services, d);
+    for (name, deps) in graph {
+        if let Some(svc) = services.get_mut(&name) {
+            svc.depends_on = deps;
+        }
+    }
+    validate::ports(&services, d);
+    validate::deploy_refs(&s.verify, &s.deploy, s.nats.is_some(), &s.names, d);
+    let nats = s.nats.as_ref().and_then(|n| resolve_nats(n, &vars, d));
+    Some(Config {
+        file: PathBuf::from(src.name),
+        supervisor: s.supervisor,
+        groups,
+        services,
+        deploy: s.deploy,
+        verify: s.verify,
+        nats,
+    })
+}
+
+/// Relative paths in `[supervisor]` are taken from the config file's directory.
+fn anchor_paths(sup: &mut raw::Supervisor, base_dir: &Path) {
+    for path in [
+        &mut sup.state_dir,
+        &mut sup.log_dir,
+        &mut sup.releases_dir,
+        &mut sup.current,
+        &mut sup.socket,
+    ] {
+        *path = base_dir.join(&*path);
+    }
+    if let Some(env_file) = sup.env_file.as_mut() {
+        *env_file = base_dir.join(&*env_file);
+    }
+    for key in &mut sup.trusted_keys {
+        *key = base_dir.join(&*key);
+    }
+}
+
+/// Reads `[supervisor] env_file` (relative to the config's directory) if one is configured.
+fn read_env_file(
+    sup: &raw::Supervisor,
+    d: &mut Diagnostics,
+) -> std::collections::HashMap<String, String> {
+    let Some(path) = sup.env_file.as_ref() else {
+        return Default::default();
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    envfile::read(path, me).unwrap_or_else(|e| {
+        d.at("supervisor.env_file", e.to_string());
+        Default::default()
+    })
+}
+
+fn resolve_nats(n: &raw::Nats, vars: &Vars<'_>, d: &mut Diagnostics) -> Option<Nats> {
+    if !n.url.starts_with("nats://") && !n.url.starts_with("tls://") {
+        d.at(
+            "nats.url",
+            format!("invalid NATS URL {:?}: write nats://host:port", n.url),
+        );
+    }
+    let mut value = |key: &str, text: &Option<String>| {
+        let text = text.as_ref()?;
+        interp::interpolate(text, vars)
+            .map_err(|e| d.at(format!("nats.{key}"), e.to_string()))
+            .ok()
+    };
+    let user = value("user", &n.user);
+    let password = value("password", &n.password);
+    Some(Nats {
+        url: n.url.clone(),
+        user,
+        password,
+    })
+}
+
+/// Deserializes `value` as `T`. A key that fails is reported (with its span) and removed, and
+/// the rest is tried again, so one bad key does not hide the next. `None` when nothing of the
+/// table could be read.
+fn lenient<T: DeserializeOwned>(value: &Spanned<DeValue<'_>>, d: &mut Diagnostics) -> Option<T> {
+    let mut work = value.clone();
+    loop {
+        match T::deserialize(work.clone().into_deserializer()) {
+            Ok(t) => return Some(t),
+            Err(e) => {
+                let span = e.span();
+                d.at_span(span.clone(), friendlier(e.message()));
+                if !span.is_some_and(|s| remove_at(&mut work, &s)) {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Removes the deepest table entry whose key or value holds `span`; false if there is none.
+fn remove_at(value: &mut Spanned<DeValue<'_>>, span: &Range<usize>) -> bool {
+    let DeValue::Table(table) = value.get_mut() else {
+        return false;
+    };
+    let holds = |r: Range<usize>| r.start <= span.start && span.end <= r.end.max(r.start + 1);
+    let Some(key) = table
+        .iter()
+        .find(|(k, v)| holds(k.span()) || holds(v.span()))
+        .map(|(k, _)| k.get_ref().to_string())
+    else {
+        return false;
+    };
+    let nested = table
+        .get_mut(key.as_str())
+        .is_some_and(|v| remove_at(v, span));
+    nested || table.remove(key.as_str()).is_some()
+}
+
+/// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" (and the same for enum
+/// variants) into a shorter message with a "did you mean" when one name is close.
+fn friendlier(message: &str) -> String {
+    let (what, rest) = if let Some(r) = message.strip_prefix("unknown field `") {
+        ("key", r)
+    } else if let Some(r) = message.strip_prefix("unknown variant `") {
+        ("value", r)
+    } else {
+        return message.to_owned();
+    };
+    let Some((name, expected)) = rest.split_once('`') else {
+        return message.to_owned();
+    };
+    let options: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    match validate::suggest(name, options.iter().copied()) {
+        Some(hint) => format!("unknown {what} {name:?} (did you mean {hint:?}?)"),
+        None if options.is_empty() => format!("unknown {what} {name:?}"),
+        None => format!(
+            "unknown {what} {name:?}; expected one of: {}",
+            options.join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::friendlier;
+
+    #[test]
+    fn serde_unknown_names_get_a_suggestion() {
+        let m = "unknown field `socket_mod`, expected one of `socket`, `socket_mode`";
+        assert_eq!(
+            friendlier(m),
+            "unknown key \"socket_mod\" (did you mean \"socket_mode\"?)"
+        );
+        let m = "unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`";
+        assert_eq!(
+            friendlier(m),
+            "unknown value \"sometimes\"; expected one of: always, on-failure, never"
+        );
+        assert_eq!(friendlier("invalid type"), "invalid type");
+    }
+}
