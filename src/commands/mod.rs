@@ -30,6 +30,9 @@ impl From<Exit> for ExitCode {
 }
 
 pub fn dispatch(cli: Cli) -> ExitCode {
+    if matches!(cli.command, Command::Validate(_) | Command::Graph(_)) {
+        die_quietly_on_closed_stdout();
+    }
     let exit = match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Graph(args) => graph::run(&args),
@@ -51,4 +54,12 @@ pub fn default_config(file: Option<&Path>) -> PathBuf {
     } else {
         PathBuf::from("services.toml")
     }
+}
+
+/// Commands that only print behave like Unix filters: `validate | head` ends them quietly
+/// instead of panicking on EPIPE. Never for the daemon, which must survive closed sockets.
+fn die_quietly_on_closed_stdout() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: SIG_DFL installs no handler code, and this runs before any thread is spawned.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }

@@ -84,8 +84,18 @@ pub fn parse(
     let (root, syntax) = DeTable::parse_recoverable(src.text);
     let index = SpanIndex::build(root.get_ref());
     let mut d = Diagnostics::default();
+    // The parser recovers and goes on, but one mistake often cascades along its line: keep the
+    // first error of each line.
+    let mut lines_seen = BTreeSet::new();
     for e in &syntax {
-        d.at_span(e.span(), e.message());
+        let line = e.span().map(|s| {
+            src.text[..s.start.min(src.text.len())]
+                .matches('\n')
+                .count()
+        });
+        if lines_seen.insert(line) {
+            d.at_span(e.span(), e.message());
+        }
     }
     if !d.is_empty() {
         return Err(d.locate(src.name, src.text, &index));
