@@ -6,5 +6,6 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod graph;
+pub mod runtime;
 pub mod supervisor;
 pub mod testsvc;
