@@ -3,6 +3,7 @@
 //! Exec and log checks live with the spawner and the log pipeline they need, not here.
 
 pub mod http;
+pub mod notify;
 pub mod tcp;
 
 use std::io;
