@@ -6,6 +6,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod graph;
+pub mod health;
 pub mod runtime;
 pub mod supervisor;
 pub mod testsvc;
