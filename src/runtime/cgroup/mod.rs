@@ -267,8 +267,9 @@ impl ServiceCgroup {
 
     /// SIGKILLs every process inside, looking again until the cgroup is empty: v2 writes
     /// `cgroup.kill` when the kernel has it (5.14+), otherwise each listed pid is killed, which
-    /// also catches processes forked meanwhile. Returns how many processes were signalled; an
-    /// error if some remain after about 4 s. Blocking: call it off the async runtime.
+    /// also catches processes forked meanwhile. Returns how many processes were signalled (0 if
+    /// the cgroup is gone already); an error if some remain after about 4 s. Blocking: call it
+    /// off the async runtime.
     pub fn kill_all(&self) -> io::Result<usize> {
         let procs = self.main.join("cgroup.procs");
         let kill_file = self.main.join("cgroup.kill");
@@ -278,7 +279,12 @@ impl ServiceCgroup {
         let mut pause = Duration::from_millis(1);
         for _ in 0..KILL_ROUNDS {
             // 0 is a process outside our pid namespace; kill(0) would hit our own group.
-            let pids: Vec<i32> = fsio::read_pids(&procs)?
+            let listed = match fsio::read_pids(&procs) {
+                // Removed already: nothing can be inside.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+                other => other?,
+            };
+            let pids: Vec<i32> = listed
                 .into_iter()
                 .filter(|p| *p > 0 && p.unsigned_abs() != me)
                 .collect();
