@@ -5,19 +5,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "titan-supervisor",
-    version,
-    about = "Single-host service supervisor for Titan"
-)]
+#[command(name = "titan-supervisor", version, about = "Single-host service supervisor for Titan")]
 pub struct Cli {
     /// Control socket of the running daemon (default: [supervisor] socket of the config).
-    #[arg(
-        long,
-        global = true,
-        env = "TITAN_SUPERVISOR_SOCKET",
-        value_name = "PATH"
-    )]
+    #[arg(long, global = true, env = "TITAN_SUPERVISOR_SOCKET", value_name = "PATH")]
     pub socket: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,

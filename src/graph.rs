@@ -34,10 +34,9 @@ impl Graph {
         let mut dependents = vec![Vec::new(); names.len()];
         for (i, (name, ds)) in nodes.iter().enumerate() {
             for dep in ds {
-                let &j = index.get(dep).ok_or_else(|| GraphError::Unknown {
-                    service: name.clone(),
-                    dependency: dep.clone(),
-                })?;
+                let &j = index
+                    .get(dep)
+                    .ok_or_else(|| GraphError::Unknown { service: name.clone(), dependency: dep.clone() })?;
                 deps[i].push(j);
                 dependents[j].push(i);
             }
@@ -46,22 +45,12 @@ impl Graph {
             return Err(GraphError::Cycle(cycle));
         }
         let layer = layers_of(&deps);
-        Ok(Graph {
-            names,
-            index,
-            deps,
-            dependents,
-            layer,
-        })
+        Ok(Graph { names, index, deps, dependents, layer })
     }
 
     /// The graph of a validated config.
     pub fn of(config: &Config) -> Result<Self, GraphError> {
-        let nodes = config
-            .services
-            .iter()
-            .map(|(n, s)| (n.clone(), s.depends_on.clone()))
-            .collect();
+        let nodes = config.services.iter().map(|(n, s)| (n.clone(), s.depends_on.clone())).collect();
         Graph::new(&nodes)
     }
 
@@ -192,12 +181,7 @@ pub fn find_cycles(nodes: &BTreeMap<String, Vec<String>>) -> Vec<Vec<String>> {
         }
     }
     let mark = nodes.keys().map(|k| (k.as_str(), Mark::New)).collect();
-    let mut dfs = Dfs {
-        nodes,
-        mark,
-        path: Vec::new(),
-        cycles: BTreeSet::new(),
-    };
+    let mut dfs = Dfs { nodes, mark, path: Vec::new(), cycles: BTreeSet::new() };
     for name in nodes.keys() {
         if dfs.mark[name.as_str()] == Mark::New {
             dfs.visit(name);
@@ -209,11 +193,7 @@ pub fn find_cycles(nodes: &BTreeMap<String, Vec<String>>) -> Vec<Vec<String>> {
 /// Rotates a cycle to start at its smallest name and closes it.
 fn canonical(cycle: &[&str]) -> Vec<String> {
     let start = (0..cycle.len()).min_by_key(|&i| cycle[i]).unwrap_or(0);
-    let mut out: Vec<String> = cycle[start..]
-        .iter()
-        .chain(&cycle[..start])
-        .map(|s| s.to_string())
-        .collect();
+    let mut out: Vec<String> = cycle[start..].iter().chain(&cycle[..start]).map(|s| s.to_string()).collect();
     if let Some(first) = out.first().cloned() {
         out.push(first);
     }
@@ -225,10 +205,7 @@ mod tests {
     use super::*;
 
     fn nodes(edges: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
-        edges
-            .iter()
-            .map(|(n, ds)| (n.to_string(), ds.iter().map(|d| d.to_string()).collect()))
-            .collect()
+        edges.iter().map(|(n, ds)| (n.to_string(), ds.iter().map(|d| d.to_string()).collect())).collect()
     }
 
     fn diamond() -> Graph {
@@ -245,10 +222,7 @@ mod tests {
     #[test]
     fn layers_follow_the_deepest_dependency_only() {
         let g = diamond();
-        assert_eq!(
-            g.layers(),
-            vec![vec!["cache", "db"], vec!["api", "worker"], vec!["web"]]
-        );
+        assert_eq!(g.layers(), vec![vec!["cache", "db"], vec!["api", "worker"], vec!["web"]]);
     }
 
     #[test]
@@ -256,11 +230,7 @@ mod tests {
         let g = diamond();
         let start = g.start_order();
         let pos = |n: &str| start.iter().position(|s| *s == n).unwrap();
-        for (svc, deps) in [
-            ("api", ["db", "cache"].as_slice()),
-            ("worker", &["db"]),
-            ("web", &["api"]),
-        ] {
+        for (svc, deps) in [("api", ["db", "cache"].as_slice()), ("worker", &["db"]), ("web", &["api"])] {
             for d in deps {
                 assert!(pos(d) < pos(svc), "{d} before {svc}");
             }
@@ -280,24 +250,14 @@ mod tests {
 
     #[test]
     fn a_cycle_is_named_in_full() {
-        let err = Graph::new(&nodes(&[
-            ("a", &["b"]),
-            ("b", &["c"]),
-            ("c", &["a"]),
-            ("d", &["a"]),
-        ]))
-        .unwrap_err();
+        let err =
+            Graph::new(&nodes(&[("a", &["b"]), ("b", &["c"]), ("c", &["a"]), ("d", &["a"])])).unwrap_err();
         assert_eq!(err.to_string(), "dependency cycle: a -> b -> c -> a");
     }
 
     #[test]
     fn distinct_cycles_are_each_reported_once() {
-        let cycles = find_cycles(&nodes(&[
-            ("a", &["a"]),
-            ("b", &["c"]),
-            ("c", &["b"]),
-            ("d", &[]),
-        ]));
+        let cycles = find_cycles(&nodes(&[("a", &["a"]), ("b", &["c"]), ("c", &["b"]), ("d", &[])]));
         assert_eq!(cycles, vec![vec!["a", "a"], vec!["b", "c", "b"]]);
     }
 

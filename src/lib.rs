@@ -8,6 +8,7 @@ pub mod demo;
 pub mod graph;
 pub mod health;
 pub mod logs;
+pub mod notify;
 pub mod runtime;
 pub mod supervisor;
 pub mod testsvc;

@@ -8,9 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use titan_supervisor::runtime::cgroup::{
-    CgroupError, Cgroups, Limits, ServiceCgroup, join_current,
-};
+use titan_supervisor::runtime::cgroup::{CgroupError, Cgroups, Limits, ServiceCgroup, join_current};
 
 const MIB: u64 = 1 << 20;
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -50,13 +48,8 @@ fn cgroups(test: &str) -> Option<Cgroups> {
 }
 
 fn create(cgroups: &Cgroups, service: &str, limits: Limits) -> Guard {
-    let cgroup = cgroups
-        .create(&prefix(), service, &limits)
-        .expect("create the cgroup");
-    Guard {
-        cgroup,
-        children: Vec::new(),
-    }
+    let cgroup = cgroups.create(&prefix(), service, &limits).expect("create the cgroup");
+    Guard { cgroup, children: Vec::new() }
 }
 
 impl Guard {
@@ -64,10 +57,7 @@ impl Guard {
     fn spawn(&mut self, script: &str) -> i32 {
         let files = self.cgroup.join_files().to_vec();
         let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
+        cmd.arg("-c").arg(script).stdin(Stdio::null()).stdout(Stdio::null());
         cmd.stderr(Stdio::piped());
         // SAFETY: the closure only calls join_current, which is async-signal-safe (raw
         // open/write/close, no allocation, no lock), and builds an io::Error from an errno,
@@ -115,10 +105,7 @@ fn a_child_joins_before_exec_is_measured_killed_with_its_children_and_removed() 
     let Some(cgroups) = cgroups("join/measure/kill/remove") else {
         return;
     };
-    let limits = Limits {
-        memory_max: Some(32 * MIB),
-        pids_max: Some(16),
-    };
+    let limits = Limits { memory_max: Some(32 * MIB), pids_max: Some(16) };
     let mut guard = create(&cgroups, "basic", limits);
     let pid = guard.spawn("sleep 30 & sleep 30 & wait");
     let cg = &guard.cgroup;
@@ -128,21 +115,14 @@ fn a_child_joins_before_exec_is_measured_killed_with_its_children_and_removed() 
     });
     for dir in cg.dirs() {
         let inside = pids_in(&dir.join("cgroup.procs"));
-        assert!(
-            inside.contains(&pid),
-            "{pid} not in {}: {inside:?}",
-            dir.display()
-        );
+        assert!(inside.contains(&pid), "{pid} not in {}: {inside:?}", dir.display());
     }
     let usage = wait_for("memory to be charged", || {
         Some(cg.memory_current().expect("memory_current")).filter(|b| *b > 0)
     });
     assert!(usage < 32 * MIB, "usage {usage}");
     assert_eq!(cg.kill_all().expect("kill_all"), 3, "sh and both sleeps");
-    assert!(
-        cg.pids().expect("pids").is_empty(),
-        "zombies are not listed"
-    );
+    assert!(cg.pids().expect("pids").is_empty(), "zombies are not listed");
     let (status, _) = guard.wait(0);
     assert_eq!(status.signal(), Some(9), "{status:?}");
     guard.cgroup.remove().expect("remove");
@@ -180,10 +160,7 @@ fn a_child_over_the_memory_cap_is_oom_killed_and_counted() {
     let Some(cgroups) = cgroups("OOM kill") else {
         return;
     };
-    let limits = Limits {
-        memory_max: Some(32 * MIB),
-        pids_max: None,
-    };
+    let limits = Limits { memory_max: Some(32 * MIB), pids_max: None };
     let mut guard = create(&cgroups, "oom", limits);
     let before = guard.cgroup.oom_kills().expect("oom_kills");
     // The shell holds the whole 100 MB command substitution in memory.
@@ -199,41 +176,21 @@ fn the_pids_cap_stops_a_fork_bomb() {
     let Some(cgroups) = cgroups("pids cap") else {
         return;
     };
-    let limits = Limits {
-        memory_max: Some(64 * MIB),
-        pids_max: Some(16),
-    };
+    let limits = Limits { memory_max: Some(64 * MIB), pids_max: Some(16) };
     let mut guard = create(&cgroups, "forks", limits);
     // The sleeps must not hold the stderr pipe, or reading it would wait for them.
     let script = "i=0; while [ $i -lt 40 ]; do sleep 30 2>/dev/null & i=$((i+1)); done; \
                   echo all forked >&2";
     guard.spawn(script);
     let (status, stderr) = guard.wait(0);
-    assert!(
-        !stderr.contains("all forked"),
-        "40 forks under a cap of 16: {stderr:?}"
-    );
-    assert!(
-        stderr.to_lowercase().contains("fork"),
-        "{status:?}: {stderr:?}"
-    );
+    assert!(!stderr.contains("all forked"), "40 forks under a cap of 16: {stderr:?}");
+    assert!(stderr.to_lowercase().contains("fork"), "{status:?}: {stderr:?}");
     let left = guard.cgroup.pids().expect("pids");
-    assert!(
-        !left.is_empty() && left.len() <= 16,
-        "{} processes left",
-        left.len()
-    );
+    assert!(!left.is_empty() && left.len() <= 16, "{} processes left", left.len());
     if cgroups.version() == 1 {
         let events = std::fs::read_to_string(guard.cgroup.dirs()[1].join("pids.events"));
-        let refused = events
-            .expect("pids.events")
-            .trim()
-            .strip_prefix("max ")
-            .map(str::to_owned);
-        assert!(
-            refused.is_some_and(|n| n != "0"),
-            "pids.events counts the refused fork"
-        );
+        let refused = events.expect("pids.events").trim().strip_prefix("max ").map(str::to_owned);
+        assert!(refused.is_some_and(|n| n != "0"), "pids.events counts the refused fork");
     }
     assert!(guard.cgroup.kill_all().expect("kill_all") >= left.len());
 }
@@ -246,19 +203,9 @@ fn a_cgroup_still_holding_processes_is_not_reused() {
     let mut guard = create(&cgroups, "busy", Limits::default());
     let pid = guard.spawn("exec sleep 30");
     let cg = &guard.cgroup;
-    wait_for("the child inside", || {
-        cg.pids().expect("pids").contains(&pid).then_some(())
-    });
-    let err = cgroups
-        .create(&prefix(), "busy", &Limits::default())
-        .unwrap_err();
-    assert!(
-        matches!(&err, CgroupError::NotEmpty { pids, .. } if pids.contains(&pid)),
-        "{err}"
-    );
+    wait_for("the child inside", || cg.pids().expect("pids").contains(&pid).then_some(()));
+    let err = cgroups.create(&prefix(), "busy", &Limits::default()).unwrap_err();
+    assert!(matches!(&err, CgroupError::NotEmpty { pids, .. } if pids.contains(&pid)), "{err}");
     let existing = cgroups.existing(&prefix(), "busy").expect("existing");
-    assert_eq!(
-        existing.map(|e| e.dirs().to_vec()),
-        Some(cg.dirs().to_vec())
-    );
+    assert_eq!(existing.map(|e| e.dirs().to_vec()), Some(cg.dirs().to_vec()));
 }

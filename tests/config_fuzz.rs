@@ -8,10 +8,7 @@ use proptest::prelude::*;
 use titan_supervisor::config::{self, Source};
 use titan_supervisor::graph::{Graph, find_cycles};
 
-const SEEDS: [&str; 2] = [
-    titan_supervisor::demo::CONFIG,
-    include_str!("fixtures/spec-example-release.toml"),
-];
+const SEEDS: [&str; 2] = [titan_supervisor::demo::CONFIG, include_str!("fixtures/spec-example-release.toml")];
 
 const TOKENS: &[&str] = &[
     "\"",
@@ -66,21 +63,14 @@ const TOKENS: &[&str] = &[
 ];
 
 fn parse(text: &str) {
-    let source = Source {
-        name: "fuzz.toml",
-        text,
-        base_dir: Path::new("/tmp"),
-    };
+    let source = Source { name: "fuzz.toml", text, base_dir: Path::new("/tmp") };
     let env = |name: &str| (name.len() % 2 == 0).then(|| "v".to_string());
     match config::parse(&source, &env) {
         Ok(cfg) => {
             // a valid model always has an acyclic graph
             Graph::of(&cfg).expect("validated config has a graph");
         }
-        Err(report) => assert!(
-            !report.items.is_empty(),
-            "an invalid file names its problems"
-        ),
+        Err(report) => assert!(!report.items.is_empty(), "an invalid file names its problems"),
     }
 }
 

@@ -7,11 +7,7 @@ use titan_supervisor::config::{self, Check, Config, Exec, Report, Source};
 use titan_supervisor::graph::Graph;
 
 fn parse_with(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Report> {
-    let source = Source {
-        name: "services.toml",
-        text,
-        base_dir: Path::new("/srv/titan"),
-    };
+    let source = Source { name: "services.toml", text, base_dir: Path::new("/srv/titan") };
     config::parse(&source, env)
 }
 
@@ -20,11 +16,7 @@ fn parse(text: &str) -> Config {
 }
 
 fn deps<'a>(cfg: &'a Config, name: &str) -> Vec<&'a str> {
-    cfg.services[name]
-        .depends_on
-        .iter()
-        .map(String::as_str)
-        .collect()
+    cfg.services[name].depends_on.iter().map(String::as_str).collect()
 }
 
 const TIERS: &str = r#"
@@ -74,10 +66,7 @@ fn an_explicit_depends_on_replaces_the_group_default_and_may_name_groups() {
         "[services.titan-console]\ngroup = \"console\"\ndepends_on = [\"brain\", \"shared\"]",
     );
     let cfg = parse(&text);
-    assert_eq!(
-        deps(&cfg, "titan-console"),
-        ["nats", "redis", "titan-brain"]
-    );
+    assert_eq!(deps(&cfg, "titan-console"), ["nats", "redis", "titan-brain"]);
     assert!(cfg.services["titan-console"].explicit_depends_on);
     // nothing after the brain has to be up before the console starts
     let graph = Graph::of(&cfg).unwrap();
@@ -132,23 +121,10 @@ fn defaults_are_inherited_key_by_key_and_tables_merge_field_by_field() {
     assert_eq!(api.health.interval.0.as_secs(), 2);
     assert_eq!(api.health.timeout.0.as_millis(), 300);
     assert_eq!(api.health.start_interval.0.as_millis(), 10);
-    assert_eq!(
-        (
-            api.logs.max_size.bytes(),
-            api.logs.max_files,
-            api.logs.compress
-        ),
-        (1 << 20, 3, false)
-    );
+    assert_eq!((api.logs.max_size.bytes(), api.logs.max_files, api.logs.compress), (1 << 20, 3, false));
     assert_eq!(api.env["TZ"].expose(), "UTC");
     assert_eq!(api.env["MODE"].expose(), "canary");
-    assert_eq!(
-        (
-            api.restart.backoff_initial.0.as_secs(),
-            api.restart.backoff_max.0.as_secs()
-        ),
-        (1, 10)
-    );
+    assert_eq!((api.restart.backoff_initial.0.as_secs(), api.restart.backoff_max.0.as_secs()), (1, 10));
     // built-in values where neither says anything
     assert_eq!(api.startup_timeout.0.as_secs(), 30);
     assert_eq!(api.restart.max_restarts, 10);
@@ -168,19 +144,11 @@ fn relative_paths_are_taken_from_the_config_directory() {
         "#,
     );
     assert_eq!(cfg.supervisor.log_dir, Path::new("/srv/titan/logs"));
-    assert_eq!(
-        cfg.supervisor.socket,
-        Path::new("/run/titan/supervisor.sock")
-    );
-    let Exec::Command { argv, cwd } = &cfg.services["scavenger"].exec else {
-        panic!("native")
-    };
+    assert_eq!(cfg.supervisor.socket, Path::new("/run/titan/supervisor.sock"));
+    let Exec::Command { argv, cwd } = &cfg.services["scavenger"].exec else { panic!("native") };
     let argv: Vec<&str> = argv.iter().map(|a| a.expose()).collect();
     assert_eq!(argv, ["node", "dist/index.js", "--phase", "1"]);
-    assert_eq!(
-        cwd.as_deref(),
-        Some(Path::new("/srv/titan/services/scavenger"))
-    );
+    assert_eq!(cwd.as_deref(), Some(Path::new("/srv/titan/services/scavenger")));
 }
 
 #[test]
@@ -194,14 +162,9 @@ fn variables_come_from_the_environment_with_defaults_and_escapes() {
         &env,
     )
     .unwrap();
-    let Exec::Command { argv, .. } = &cfg.services["titan-brain"].exec else {
-        panic!("native")
-    };
+    let Exec::Command { argv, .. } = &cfg.services["titan-brain"].exec else { panic!("native") };
     let argv: Vec<&str> = argv.iter().map(|a| a.expose()).collect();
-    assert_eq!(
-        argv,
-        ["brain", "--mode=paper", "--venue=binance", "cost=$5"]
-    );
+    assert_eq!(argv, ["brain", "--mode=paper", "--venue=binance", "cost=$5"]);
 }
 
 #[test]
@@ -216,14 +179,7 @@ fn a_container_service_keeps_its_image_ports_and_volumes() {
         user = "titan"
         "#,
     );
-    let Exec::Image {
-        image,
-        ports,
-        volumes,
-        network,
-        ..
-    } = &cfg.services["titan-brain"].exec
-    else {
+    let Exec::Image { image, ports, volumes, network, .. } = &cfg.services["titan-brain"].exec else {
         panic!("image")
     };
     assert!(image.ends_with("0123456789abcdef"));
@@ -236,15 +192,8 @@ fn a_container_service_keeps_its_image_ports_and_volumes() {
 
 #[test]
 fn a_native_service_user_must_exist_on_this_host() {
-    let err = parse_with(
-        "[services.a]\ncommand = [\"a\"]\nuser = \"no-such-user-here\"\n",
-        &|_| None,
-    )
-    .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("services.a.user: user \"no-such-user-here\" does not exist"),
-        "{err}"
-    );
+    let err =
+        parse_with("[services.a]\ncommand = [\"a\"]\nuser = \"no-such-user-here\"\n", &|_| None).unwrap_err();
+    assert!(err.to_string().contains("services.a.user: user \"no-such-user-here\" does not exist"), "{err}");
     parse("[services.a]\ncommand = [\"a\"]\nuser = \"root:root\"\n");
 }

@@ -26,12 +26,9 @@ fn the_demo_runs_the_six_tiers_restarts_a_killed_service_and_stops_in_order() {
     let restarted = wait_for(Duration::from_secs(20), || {
         let text = output();
         let lines: Vec<&str> = text.lines().collect();
-        let killed = lines
-            .iter()
-            .position(|l| l.contains("titan-hunter") && l.contains("restart #1"))?;
-        let back = lines[killed..]
-            .iter()
-            .any(|l| l.contains("titan-hunter") && l.contains("starting -> healthy"));
+        let killed = lines.iter().position(|l| l.contains("titan-hunter") && l.contains("restart #1"))?;
+        let back =
+            lines[killed..].iter().any(|l| l.contains("titan-hunter") && l.contains("starting -> healthy"));
         back.then_some(text)
     });
     let _ = nix::sys::signal::kill(
@@ -46,20 +43,12 @@ fn the_demo_runs_the_six_tiers_restarts_a_killed_service_and_stops_in_order() {
     assert!(restarted.is_some(), "no restart shown:\n{text}");
     assert!(text.contains("(killed by SIGKILL)  restart #1"), "{text}");
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{text}");
-    let order = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Stopped in reverse dependency order: "))
-        .expect("summary");
+    let order =
+        text.lines().find_map(|l| l.strip_prefix("Stopped in reverse dependency order: ")).expect("summary");
     let order: Vec<&str> = order.split(", ").collect();
-    assert_eq!(
-        order.len(),
-        10,
-        "every long-running service stopped: {order:?}"
-    );
+    assert_eq!(order.len(), 10, "every long-running service stopped: {order:?}");
     let pos = |n: &str| order.iter().position(|s| *s == n).unwrap();
-    assert!(
-        pos("titan-console") < pos("titan-brain") && pos("titan-brain") < pos("titan-security")
-    );
+    assert!(pos("titan-console") < pos("titan-brain") && pos("titan-brain") < pos("titan-security"));
     assert!(pos("titan-security") < pos("postgres") && pos("titan-execution") < pos("titan-brain"));
     assert!(text.contains("Restarts: titan-hunter ×1"));
 }

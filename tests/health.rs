@@ -19,9 +19,7 @@ const LIMIT: Duration = Duration::from_secs(20);
 const PATIENT: Duration = Duration::from_secs(5);
 
 async fn within<F: Future>(body: F) -> F::Output {
-    tokio::time::timeout(LIMIT, body)
-        .await
-        .expect("test exceeded its hard timeout")
+    tokio::time::timeout(LIMIT, body).await.expect("test exceeded its hard timeout")
 }
 
 /// Accepts one connection, reads the request head, writes `reply` and closes. The handle
@@ -68,10 +66,7 @@ async fn http_200_is_ok_and_request_is_well_formed() {
         let result = http_probe::probe(&uri(addr, "/health?deep=1"), PATIENT).await;
         assert!(result.is_ok(), "{result:?}");
         let head = server.await.expect("server task").to_ascii_lowercase();
-        assert!(
-            head.starts_with("get /health?deep=1 http/1.1\r\n"),
-            "{head}"
-        );
+        assert!(head.starts_with("get /health?deep=1 http/1.1\r\n"), "{head}");
         assert!(head.contains(&format!("\r\nhost: {addr}\r\n")), "{head}");
         assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
     })
@@ -137,15 +132,9 @@ async fn http_silent_server_times_out() {
         let start = Instant::now();
         let result = http_probe::probe(&uri(addr, "/"), timeout).await;
         let took = start.elapsed();
-        assert!(
-            matches!(result, Err(ProbeError::Timeout(t)) if t == timeout),
-            "{result:?}"
-        );
+        assert!(matches!(result, Err(ProbeError::Timeout(t)) if t == timeout), "{result:?}");
         assert!(took >= timeout, "returned early: {took:?}");
-        assert!(
-            took < timeout + Duration::from_secs(3),
-            "too slow: {took:?}"
-        );
+        assert!(took < timeout + Duration::from_secs(3), "too slow: {took:?}");
     })
     .await;
 }
@@ -154,9 +143,7 @@ async fn http_silent_server_times_out() {
 async fn http_nothing_listening_is_connect_error_not_timeout() {
     within(async {
         let port = closed_port();
-        let target: Uri = format!("http://127.0.0.1:{port}/health")
-            .parse()
-            .expect("uri");
+        let target: Uri = format!("http://127.0.0.1:{port}/health").parse().expect("uri");
         let start = Instant::now();
         let result = http_probe::probe(&target, PATIENT).await;
         match result {
@@ -229,9 +216,7 @@ async fn http_body_is_not_read() {
 async fn http_by_name_resolves_localhost() {
     within(async {
         let (addr, _server) = serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
-        let target: Uri = format!("http://localhost:{}/", addr.port())
-            .parse()
-            .expect("uri");
+        let target: Uri = format!("http://localhost:{}/", addr.port()).parse().expect("uri");
         let result = http_probe::probe(&target, PATIENT).await;
         assert!(result.is_ok(), "{result:?}");
     })
@@ -243,10 +228,7 @@ async fn http_https_is_rejected_as_bad_target() {
     within(async {
         let target: Uri = "https://127.0.0.1:1/".parse().expect("uri");
         let result = http_probe::probe(&target, PATIENT).await;
-        assert!(
-            matches!(result, Err(ProbeError::BadTarget { .. })),
-            "{result:?}"
-        );
+        assert!(matches!(result, Err(ProbeError::BadTarget { .. })), "{result:?}");
     })
     .await;
 }
@@ -312,10 +294,7 @@ async fn tcp_malformed_address_is_bad_target() {
     within(async {
         for target in ["no-port", "host:notaport", ":8080", "host:70000"] {
             let result = tcp::probe(target, PATIENT).await;
-            assert!(
-                matches!(result, Err(ProbeError::BadTarget { .. })),
-                "{target}: {result:?}"
-            );
+            assert!(matches!(result, Err(ProbeError::BadTarget { .. })), "{target}: {result:?}");
         }
     })
     .await;

@@ -18,21 +18,13 @@ const DEADLINE: Duration = Duration::from_secs(15);
 const POLL: Duration = Duration::from_millis(10);
 
 /// Polls `check` until it yields a value; panics with `what` (and `context()`) at the deadline.
-fn wait_until<T>(
-    what: &str,
-    context: impl Fn() -> String,
-    mut check: impl FnMut() -> Option<T>,
-) -> T {
+fn wait_until<T>(what: &str, context: impl Fn() -> String, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + DEADLINE;
     loop {
         if let Some(value) = check() {
             return value;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            context()
-        );
+        assert!(Instant::now() < deadline, "timed out waiting for {what}\n{}", context());
         std::thread::sleep(POLL);
     }
 }
@@ -66,11 +58,7 @@ impl Captured {
     fn lines(&self) -> Vec<String> {
         let text = self.text();
         let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-        complete
-            .split('\n')
-            .filter(|_| !complete.is_empty())
-            .map(str::to_owned)
-            .collect()
+        complete.split('\n').filter(|_| !complete.is_empty()).map(str::to_owned).collect()
     }
 }
 
@@ -89,19 +77,12 @@ fn svc(args: &[&str]) -> Svc {
 fn svc_with(args: &[&str], tweak: impl FnOnce(&mut Command)) -> Svc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_titan-supervisor"));
     cmd.arg("test-service").args(args);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     tweak(&mut cmd);
     let mut child = cmd.spawn().expect("spawn test service");
     let out = Captured::spawn(child.stdout.take().expect("stdout pipe"));
     let err = Captured::spawn(child.stderr.take().expect("stderr pipe"));
-    Svc {
-        child,
-        out,
-        err,
-        extra_pids: Vec::new(),
-    }
+    Svc { child, out, err, extra_pids: Vec::new() }
 }
 
 impl Svc {
@@ -137,11 +118,7 @@ impl Svc {
             if let Some(status) = self.exited() {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "service did not exit\n{}",
-                self.context()
-            );
+            assert!(Instant::now() < deadline, "service did not exit\n{}", self.context());
             std::thread::sleep(POLL);
         }
     }
@@ -151,10 +128,7 @@ impl Svc {
         wait_until(
             "end of output",
             || self.context(),
-            || {
-                (self.out.eof.load(Ordering::SeqCst) && self.err.eof.load(Ordering::SeqCst))
-                    .then_some(())
-            },
+            || (self.out.eof.load(Ordering::SeqCst) && self.err.eof.load(Ordering::SeqCst)).then_some(()),
         );
     }
 
@@ -203,9 +177,7 @@ fn free_port() -> SocketAddr {
 /// First port of the ephemeral range (clients' automatically bound ports).
 fn ephemeral_low() -> u32 {
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
-    let low = range
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse().ok());
+    let low = range.ok().and_then(|r| r.split_whitespace().next()?.parse().ok());
     low.unwrap_or(32768)
 }
 
@@ -213,20 +185,14 @@ fn ephemeral_low() -> u32 {
 fn http_get(addr: SocketAddr, path: &str) -> io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
-    )?;
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     Ok(parse_response(&response))
 }
 
 fn parse_response(response: &str) -> (u16, String) {
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     (status, body.to_owned())
 }
@@ -234,11 +200,7 @@ fn parse_response(response: &str) -> (u16, String) {
 /// VmRSS of `pid` in bytes.
 fn rss_bytes(pid: i32) -> u64 {
     let kib = proc_status_field(pid, "VmRSS").expect("VmRSS in /proc status");
-    kib.trim_end_matches("kB")
-        .trim()
-        .parse::<u64>()
-        .expect("VmRSS number")
-        * 1024
+    kib.trim_end_matches("kB").trim().parse::<u64>().expect("VmRSS number") * 1024
 }
 
 /// A field of /proc/PID/status, or `None` if the process is gone.
@@ -274,18 +236,8 @@ fn health_is_absent_before_ready_then_ok() {
 fn bind_early_answers_503_until_ready() {
     let addr = free_port();
     let spawned = Instant::now();
-    let s = svc(&[
-        "--listen",
-        &addr.to_string(),
-        "--bind-early",
-        "--ready-after",
-        "2s",
-    ]);
-    let early = wait_until(
-        "early listener",
-        || s.context(),
-        || http_get(addr, "/health").ok(),
-    );
+    let s = svc(&["--listen", &addr.to_string(), "--bind-early", "--ready-after", "2s"]);
+    let early = wait_until("early listener", || s.context(), || http_get(addr, "/health").ok());
     if spawned.elapsed() < Duration::from_secs(2) {
         assert_eq!(early, (503, "starting\n".to_owned()));
     }
@@ -308,10 +260,7 @@ fn policy_hash_defaults_to_demo() {
     let addr = free_port();
     let s = svc(&["--listen", &addr.to_string()]);
     s.wait_line("ready");
-    assert_eq!(
-        http_get(addr, "/policy").unwrap().1.trim(),
-        r#"{"policy_hash":"demo"}"#
-    );
+    assert_eq!(http_get(addr, "/policy").unwrap().1.trim(), r#"{"policy_hash":"demo"}"#);
 }
 
 #[test]
@@ -328,8 +277,7 @@ fn http_survives_garbage_and_keeps_connections_alive() {
     let mut conn = TcpStream::connect(addr).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let request = "GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
-    conn.write_all(format!("{request}{request}").as_bytes())
-        .unwrap();
+    conn.write_all(format!("{request}{request}").as_bytes()).unwrap();
     let mut got = Vec::new();
     let mut chunk = [0u8; 1024];
     wait_until(
@@ -338,11 +286,7 @@ fn http_survives_garbage_and_keeps_connections_alive() {
         || {
             let n = conn.read(&mut chunk).ok()?;
             got.extend_from_slice(&chunk[..n]);
-            (String::from_utf8_lossy(&got)
-                .matches("HTTP/1.1 200 OK")
-                .count()
-                == 2)
-                .then_some(())
+            (String::from_utf8_lossy(&got).matches("HTTP/1.1 200 OK").count() == 2).then_some(())
         },
     );
     assert_eq!(http_get(addr, "/health").unwrap().0, 200);
@@ -350,14 +294,7 @@ fn http_survives_garbage_and_keeps_connections_alive() {
 
 #[test]
 fn exits_after_delay_with_code() {
-    let mut s = svc(&[
-        "--exit-after",
-        "200ms",
-        "--exit-code",
-        "7",
-        "--name",
-        "quitter",
-    ]);
+    let mut s = svc(&["--exit-after", "200ms", "--exit-code", "7", "--name", "quitter"]);
     s.assert_started("quitter");
     assert_eq!(s.wait_exit().code(), Some(7));
 }
@@ -408,10 +345,7 @@ fn term_delay_postpones_exit() {
     s.wait_line("stopping on SIGTERM");
     assert_eq!(s.wait_exit().code(), Some(0));
     // A lower bound only: the service cannot exit before its delay has passed.
-    assert!(
-        sent.elapsed() >= Duration::from_millis(500),
-        "exited before --term-delay"
-    );
+    assert!(sent.elapsed() >= Duration::from_millis(500), "exited before --term-delay");
 }
 
 #[test]
@@ -424,32 +358,14 @@ fn alloc_raises_rss() {
 
 #[test]
 fn alloc_grows_in_steps() {
-    let s = svc(&[
-        "--alloc",
-        "48",
-        "--alloc-step",
-        "16",
-        "--alloc-interval",
-        "200ms",
-    ]);
+    let s = svc(&["--alloc", "48", "--alloc-step", "16", "--alloc-interval", "200ms"]);
     s.wait_line("allocated 16 MiB");
     let first = rss_bytes(s.pid());
     s.wait_line("allocated 48 MiB");
     let last = rss_bytes(s.pid());
-    assert!(
-        last >= first + (32 << 20),
-        "VmRSS grew from {first} to {last} only"
-    );
-    let steps: Vec<String> = s
-        .out
-        .lines()
-        .into_iter()
-        .filter(|l| l.starts_with("allocated"))
-        .collect();
-    assert_eq!(
-        steps,
-        ["allocated 16 MiB", "allocated 32 MiB", "allocated 48 MiB"]
-    );
+    assert!(last >= first + (32 << 20), "VmRSS grew from {first} to {last} only");
+    let steps: Vec<String> = s.out.lines().into_iter().filter(|l| l.starts_with("allocated")).collect();
+    assert_eq!(steps, ["allocated 16 MiB", "allocated 32 MiB", "allocated 48 MiB"]);
 }
 
 /// Parses numbered lines `<name> <stream> <seq> xxx` of exactly `bytes` bytes (newline included).
@@ -468,15 +384,7 @@ fn numbered(lines: &[String], name: &str, stream: &str, bytes: usize) -> Vec<u64
 
 #[test]
 fn lines_have_exact_count_size_and_sequence() {
-    let mut s = svc(&[
-        "--lines",
-        "5000",
-        "--line-bytes",
-        "100",
-        "--lines-exit",
-        "--name",
-        "lg",
-    ]);
+    let mut s = svc(&["--lines", "5000", "--line-bytes", "100", "--lines-exit", "--name", "lg"]);
     assert_eq!(s.wait_exit().code(), Some(0));
     s.wait_output_closed();
     let seqs = numbered(&s.out.lines(), "lg", "out", 100);
@@ -487,15 +395,7 @@ fn lines_have_exact_count_size_and_sequence() {
 
 #[test]
 fn lines_alternate_over_both_streams() {
-    let args = [
-        "--lines",
-        "501",
-        "--line-bytes",
-        "40",
-        "--stream",
-        "both",
-        "--lines-exit",
-    ];
+    let args = ["--lines", "501", "--line-bytes", "40", "--stream", "both", "--lines-exit"];
     let mut s = svc(&args);
     assert_eq!(s.wait_exit().code(), Some(0));
     s.wait_output_closed();
@@ -510,36 +410,19 @@ fn rate_limited_lines_keep_running_after_the_last() {
     let mut s = svc(&["--lines", "20", "--rate", "200", "--stream", "err"]);
     let all_there = || (numbered(&s.err.lines(), "svc", "err", 64).len() == 20).then_some(());
     wait_until("20 lines on stderr", || s.context(), all_there);
-    assert_eq!(
-        numbered(&s.err.lines(), "svc", "err", 64),
-        (1..=20).collect::<Vec<u64>>()
-    );
-    assert!(
-        s.exited().is_none(),
-        "without --lines-exit the service keeps running"
-    );
+    assert_eq!(numbered(&s.err.lines(), "svc", "err", 64), (1..=20).collect::<Vec<u64>>());
+    assert!(s.exited().is_none(), "without --lines-exit the service keeps running");
 }
 
 /// Pids from lines `<tag> pid=<pid>`.
 fn tagged_pids(s: &Svc, tag: &str) -> Vec<i32> {
     let prefix = format!("{tag} pid=");
-    s.out
-        .lines()
-        .iter()
-        .filter_map(|l| l.strip_prefix(&prefix)?.parse().ok())
-        .collect()
+    s.out.lines().iter().filter_map(|l| l.strip_prefix(&prefix)?.parse().ok()).collect()
 }
 
 #[test]
 fn fork_children_and_orphans() {
-    let mut s = svc(&[
-        "--fork-children",
-        "2",
-        "--orphans",
-        "2",
-        "--ready-line",
-        "up",
-    ]);
+    let mut s = svc(&["--fork-children", "2", "--orphans", "2", "--ready-line", "up"]);
     s.wait_line("up");
     let children = tagged_pids(&s, "child");
     let orphans = tagged_pids(&s, "orphan");
@@ -549,46 +432,26 @@ fn fork_children_and_orphans() {
     for &pid in children.iter().chain(&orphans) {
         assert!(!is_dead(pid), "{pid} should be alive");
         // Forked children unblock the signals the service blocks (soon after the fork).
-        let unblocked =
-            || proc_status_field(pid, "SigBlk").filter(|m| m.trim_start_matches('0').is_empty());
-        wait_until(
-            &format!("{pid} to unblock signals"),
-            || s.context(),
-            unblocked,
-        );
+        let unblocked = || proc_status_field(pid, "SigBlk").filter(|m| m.trim_start_matches('0').is_empty());
+        wait_until(&format!("{pid} to unblock signals"), || s.context(), unblocked);
     }
     for &pid in &children {
-        assert_eq!(
-            proc_status_field(pid, "PPid"),
-            Some(me.clone()),
-            "child {pid}"
-        );
+        assert_eq!(proc_status_field(pid, "PPid"), Some(me.clone()), "child {pid}");
     }
     for &pid in &orphans {
-        assert_ne!(
-            proc_status_field(pid, "PPid"),
-            Some(me.clone()),
-            "orphan {pid}"
-        );
+        assert_ne!(proc_status_field(pid, "PPid"), Some(me.clone()), "orphan {pid}");
     }
     // Children took back default signal handling: SIGTERM ends them.
     for &pid in children.iter().chain(&orphans) {
         kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
-        wait_until(
-            &format!("{pid} to die"),
-            || s.context(),
-            || is_dead(pid).then_some(()),
-        );
+        wait_until(&format!("{pid} to die"), || s.context(), || is_dead(pid).then_some(()));
     }
 }
 
 #[test]
 fn print_env_is_sorted_and_terminated() {
     let s = svc_with(&["--print-env"], |c| {
-        c.env_clear()
-            .env("ZED", "last")
-            .env("ALPHA", "first=1")
-            .env("MID", "");
+        c.env_clear().env("ZED", "last").env("ALPHA", "first=1").env("MID", "");
     });
     s.wait_line("--- env end");
     let lines = s.out.lines();
@@ -631,11 +494,7 @@ fn notify_without_socket_warns_and_keeps_running() {
         c.env_remove("NOTIFY_SOCKET");
     });
     s.wait_line("ready");
-    wait_until(
-        "warning",
-        || s.context(),
-        || s.err.text().contains("NOTIFY_SOCKET").then_some(()),
-    );
+    wait_until("warning", || s.context(), || s.err.text().contains("NOTIFY_SOCKET").then_some(()));
     assert!(s.exited().is_none());
 }
 
@@ -646,11 +505,7 @@ fn start_log(path: &std::path::Path) -> Vec<(String, String, u128)> {
         .map(|l| {
             let parts: Vec<&str> = l.split(' ').collect();
             assert_eq!(parts.len(), 3, "start log line {l:?}");
-            (
-                parts[0].to_owned(),
-                parts[1].to_owned(),
-                parts[2].parse().unwrap(),
-            )
+            (parts[0].to_owned(), parts[1].to_owned(), parts[2].parse().unwrap())
         })
         .collect()
 }
@@ -660,35 +515,14 @@ fn start_log_records_start_and_ready_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("start.log");
     let log_arg = log.to_str().unwrap();
-    let a = svc(&[
-        "--name",
-        "a",
-        "--start-log",
-        log_arg,
-        "--ready-after",
-        "100ms",
-    ]);
+    let a = svc(&["--name", "a", "--start-log", log_arg, "--ready-after", "100ms"]);
     a.wait_line("ready");
     let b = svc(&["--name", "b", "--start-log", log_arg]);
     b.wait_line("ready");
     let events = start_log(&log);
-    let kinds: Vec<(&str, &str)> = events
-        .iter()
-        .map(|(n, e, _)| (n.as_str(), e.as_str()))
-        .collect();
-    assert_eq!(
-        kinds,
-        [
-            ("a", "start"),
-            ("a", "ready"),
-            ("b", "start"),
-            ("b", "ready")
-        ]
-    );
-    assert!(
-        events.windows(2).all(|w| w[0].2 <= w[1].2),
-        "times ascend: {events:?}"
-    );
+    let kinds: Vec<(&str, &str)> = events.iter().map(|(n, e, _)| (n.as_str(), e.as_str())).collect();
+    assert_eq!(kinds, [("a", "start"), ("a", "ready"), ("b", "start"), ("b", "ready")]);
+    assert!(events.windows(2).all(|w| w[0].2 <= w[1].2), "times ascend: {events:?}");
 }
 
 #[test]
@@ -697,10 +531,7 @@ fn pid_file_holds_the_pid() {
     let path = dir.path().join("svc.pid");
     let s = svc(&["--pid-file", path.to_str().unwrap()]);
     s.wait_line("ready");
-    assert_eq!(
-        std::fs::read_to_string(&path).unwrap().trim(),
-        s.pid().to_string()
-    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), s.pid().to_string());
 }
 
 #[test]
@@ -723,10 +554,7 @@ fn bad_options_exit_2_naming_the_option() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(
-            stderr.starts_with(&format!("test-service: {option}: ")),
-            "{args:?}: {stderr}"
-        );
+        assert!(stderr.starts_with(&format!("test-service: {option}: ")), "{args:?}: {stderr}");
         assert!(output.stdout.is_empty(), "{args:?}");
     }
 }

@@ -11,10 +11,7 @@ use common::{fixtures, run, run_in, write, write_env_file};
 /// The `# expect: LINE:COL: path: message` lines at the top of a fixture.
 fn expected(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap();
-    text.lines()
-        .filter_map(|l| l.strip_prefix("# expect: "))
-        .map(str::to_owned)
-        .collect()
+    text.lines().filter_map(|l| l.strip_prefix("# expect: ")).map(str::to_owned).collect()
 }
 
 /// The problems `validate` printed, without the file prefix and the summary line.
@@ -31,21 +28,13 @@ fn reported(path: &Path, stderr: &str) -> Vec<String> {
 #[test]
 fn every_invalid_fixture_is_refused_with_the_exact_place_of_each_problem() {
     let dir = fixtures().join("invalid");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     assert!(files.len() >= 15, "fixtures missing from {}", dir.display());
     for file in files {
         let out = run(&["validate", file.to_str().unwrap()]);
         assert_eq!(out.code, Some(2), "{}: {}", file.display(), out.stderr);
-        assert_eq!(
-            reported(&file, &out.stderr),
-            expected(&file),
-            "{}",
-            file.display()
-        );
+        assert_eq!(reported(&file, &out.stderr), expected(&file), "{}", file.display());
     }
 }
 
@@ -56,20 +45,8 @@ fn several_problems_in_one_file_are_all_reported_in_one_run() {
     let problems = reported(&file, &out.stderr);
     assert_eq!(problems.len(), 6, "{}", out.stderr);
     // two services, each with more than one problem
-    assert!(
-        problems
-            .iter()
-            .filter(|p| p.contains("services.nats."))
-            .count()
-            >= 3
-    );
-    assert!(
-        problems
-            .iter()
-            .filter(|p| p.contains("services.titan-brain."))
-            .count()
-            >= 3
-    );
+    assert!(problems.iter().filter(|p| p.contains("services.nats.")).count() >= 3);
+    assert!(problems.iter().filter(|p| p.contains("services.titan-brain.")).count() >= 3);
     assert!(out.stderr.contains("invalid: 6 problem(s)"));
 }
 
@@ -90,11 +67,7 @@ fn json_output_gives_every_problem_with_line_column_and_path() {
 /// Copies the released SPEC example and its env file (mode 0600) into a temp dir.
 fn released_spec_example(dir: &Path) -> std::path::PathBuf {
     let text = std::fs::read_to_string(fixtures().join("spec-example-release.toml")).unwrap();
-    write_env_file(
-        dir,
-        ".env.prod",
-        "TITAN_DB_PASSWORD=pw\nNATS_SYS_USER=sys\nNATS_SYS_PASSWORD=pw2\n",
-    );
+    write_env_file(dir, ".env.prod", "TITAN_DB_PASSWORD=pw\nNATS_SYS_USER=sys\nNATS_SYS_PASSWORD=pw2\n");
     write(dir, "services.toml", &text)
 }
 
@@ -104,18 +77,11 @@ fn the_spec_example_as_a_release_carries_it_is_valid() {
     let file = released_spec_example(dir.path());
     let out = run(&["validate", file.to_str().unwrap()]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(
-        out.stdout.contains("valid: 5 services, 3 start layers"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.contains("valid: 5 services, 3 start layers"), "{}", out.stdout);
 
     let out = run(&["validate", "--json", file.to_str().unwrap()]);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(
-        (v["valid"].as_bool(), v["services"].as_u64()),
-        (Some(true), Some(5))
-    );
+    assert_eq!((v["valid"].as_bool(), v["services"].as_u64()), (Some(true), Some(5)));
 }
 
 #[test]
@@ -124,23 +90,15 @@ fn the_verbatim_spec_example_is_refused_for_its_unpinned_images() {
     let out = run(&["validate", file.to_str().unwrap()]);
     assert_eq!(out.code, Some(2));
     let problems = reported(&file, &out.stderr);
-    for place in [
-        "32:9: services.nats.image",
-        "40:9: services.titan-brain.image",
-        "59:9: services.migrate.image",
-    ] {
+    for place in
+        ["32:9: services.nats.image", "40:9: services.titan-brain.image", "59:9: services.migrate.image"]
+    {
         assert!(
-            problems
-                .iter()
-                .any(|p| p.starts_with(place) && p.contains("not pinned by digest")),
+            problems.iter().any(|p| p.starts_with(place) && p.contains("not pinned by digest")),
             "{place}: {problems:#?}"
         );
     }
-    assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("verify.exec.service: unknown service \"redis\""))
-    );
+    assert!(problems.iter().any(|p| p.contains("verify.exec.service: unknown service \"redis\"")));
 }
 
 #[test]
@@ -149,23 +107,14 @@ fn the_default_config_is_services_toml_in_the_working_directory() {
     released_spec_example(dir.path());
     let out = run_in(dir.path(), &["validate"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(
-        out.stdout.starts_with("services.toml: valid"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.starts_with("services.toml: valid"), "{}", out.stdout);
 }
 
 #[test]
 fn a_missing_file_is_refused_naming_the_path() {
     let out = run(&["validate", "/nonexistent/titan/services.toml"]);
     assert_eq!(out.code, Some(2));
-    assert!(
-        out.stderr
-            .contains("/nonexistent/titan/services.toml: cannot read"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("/nonexistent/titan/services.toml: cannot read"), "{}", out.stderr);
 }
 
 const SECRET: &str = "s3cr3t-Zebra-4711";
@@ -173,11 +122,7 @@ const SECRET: &str = "s3cr3t-Zebra-4711";
 #[test]
 fn env_file_values_never_appear_in_any_output() {
     let dir = tempfile::tempdir().unwrap();
-    write_env_file(
-        dir.path(),
-        "secrets.env",
-        &format!("DB_PASSWORD={SECRET}\nNATS_PW='{SECRET}'\n"),
-    );
+    write_env_file(dir.path(), "secrets.env", &format!("DB_PASSWORD={SECRET}\nNATS_PW='{SECRET}'\n"));
     let good = r#"
         [supervisor]
         env_file = "secrets.env"
@@ -212,18 +157,10 @@ fn env_file_values_never_appear_in_any_output() {
     }
     assert_eq!(outputs[0].1.code, Some(0), "{}", outputs[0].1.stderr);
     assert_eq!(outputs[4].1.code, Some(2));
-    assert!(
-        outputs[4].1.stderr.contains("services.console.memory"),
-        "{}",
-        outputs[4].1.stderr
-    );
+    assert!(outputs[4].1.stderr.contains("services.console.memory"), "{}", outputs[4].1.stderr);
     assert!(outputs[4].1.stderr.contains("\"NOT_SET\""));
     for (what, out) in outputs {
-        assert!(
-            !out.all().contains(SECRET),
-            "{what} printed the secret:\n{}",
-            out.all()
-        );
+        assert!(!out.all().contains(SECRET), "{what} printed the secret:\n{}", out.all());
     }
 }
 
@@ -233,15 +170,11 @@ fn an_env_file_readable_by_others_is_refused_naming_file_and_mode() {
     let dir = tempfile::tempdir().unwrap();
     let env = write(dir.path(), ".env.prod", &format!("PW={SECRET}\n"));
     std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let cfg =
-        "[supervisor]\nenv_file = \".env.prod\"\n\n[services.a]\ncommand = [\"a\", \"${PW}\"]\n";
+    let cfg = "[supervisor]\nenv_file = \".env.prod\"\n\n[services.a]\ncommand = [\"a\", \"${PW}\"]\n";
     let cfg = write(dir.path(), "services.toml", cfg);
     let out = run(&["validate", cfg.to_str().unwrap()]);
     assert_eq!(out.code, Some(2));
-    let want = format!(
-        "services.toml:2:12: supervisor.env_file: env_file {} has mode 0644",
-        env.display()
-    );
+    let want = format!("services.toml:2:12: supervisor.env_file: env_file {} has mode 0644", env.display());
     assert!(out.stderr.contains(&want), "{}", out.stderr);
     assert!(!out.all().contains(SECRET));
 }
@@ -268,33 +201,11 @@ fn graph_text_shows_tiers_dependencies_and_start_layers() {
     let out = run(&["graph", file.to_str().unwrap()]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().map(str::trim_end).collect();
-    let tiers: Vec<&str> = lines
-        .iter()
-        .copied()
-        .filter(|l| !l.starts_with(' ') && !l.is_empty())
-        .collect();
-    assert_eq!(
-        &tiers[1..8],
-        [
-            "shared",
-            "security",
-            "brain",
-            "execution",
-            "phases",
-            "console",
-            "(no group)"
-        ]
-    );
-    let has = |needle: &str| {
-        lines
-            .iter()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == needle)
-    };
-    assert!(
-        has("titan-security <- nats, postgres, redis"),
-        "{}",
-        out.stdout
-    );
+    let tiers: Vec<&str> = lines.iter().copied().filter(|l| !l.starts_with(' ') && !l.is_empty()).collect();
+    assert_eq!(&tiers[1..8], ["shared", "security", "brain", "execution", "phases", "console", "(no group)"]);
+    let has =
+        |needle: &str| lines.iter().any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == needle);
+    assert!(has("titan-security <- nats, postgres, redis"), "{}", out.stdout);
     assert!(has("titan-brain <- migrate, titan-security"));
     assert!(has("migrate <- postgres [oneshot]"));
     assert!(has("1: nats, postgres, redis"));
@@ -307,10 +218,7 @@ fn graph_dot_is_accepted_by_graphviz() {
     let file = demo_config(dir.path());
     let out = run(&["graph", "--format", "dot", file.to_str().unwrap()]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(
-        out.stdout
-            .contains("\"titan-brain\" -> \"titan-execution\";")
-    );
+    assert!(out.stdout.contains("\"titan-brain\" -> \"titan-execution\";"));
     let mut dot = Command::new("dot")
         .arg("-Tsvg")
         .stdin(Stdio::piped())
@@ -319,17 +227,9 @@ fn graph_dot_is_accepted_by_graphviz() {
         .spawn()
         .expect("Graphviz `dot` is needed (scripts/test.sh installs it)");
     use std::io::Write;
-    dot.stdin
-        .take()
-        .unwrap()
-        .write_all(out.stdout.as_bytes())
-        .unwrap();
+    dot.stdin.take().unwrap().write_all(out.stdout.as_bytes()).unwrap();
     let svg = dot.wait_with_output().unwrap();
-    assert!(
-        svg.status.success(),
-        "dot refused the graph: {}",
-        String::from_utf8_lossy(&svg.stderr)
-    );
+    assert!(svg.status.success(), "dot refused the graph: {}", String::from_utf8_lossy(&svg.stderr));
     assert!(String::from_utf8_lossy(&svg.stdout).contains("<svg"));
 }
 

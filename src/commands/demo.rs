@@ -44,10 +44,7 @@ pub fn run(args: &DemoArgs) -> Exit {
     };
     let log_dir = cfg.supervisor.log_dir.clone();
     if let Err(e) = log_to_file(&log_dir) {
-        eprintln!(
-            "demo: cannot write the supervisor's log under {}: {e}",
-            log_dir.display()
-        );
+        eprintln!("demo: cannot write the supervisor's log under {}: {e}", log_dir.display());
     }
     let _ = reaper::become_subreaper();
     say!(
@@ -59,10 +56,7 @@ pub fn run(args: &DemoArgs) -> Exit {
         "Service logs: {}/<service>/current.log. Ctrl-C stops everything in reverse order.\n",
         log_dir.display()
     );
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("demo: cannot start the runtime: {e}");
@@ -104,14 +98,8 @@ pub fn run(args: &DemoArgs) -> Exit {
 fn log_to_file(log_dir: &std::path::Path) -> std::io::Result<()> {
     let dir = log_dir.join("supervisor");
     crate::logs::writer::create_dir(&dir)?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("current.log"))?;
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::sync::Mutex::new(file))
-        .with_ansi(false)
-        .try_init();
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("current.log"))?;
+    let _ = tracing_subscriber::fmt().with_writer(std::sync::Mutex::new(file)).with_ansi(false).try_init();
     Ok(())
 }
 
@@ -146,11 +134,7 @@ async fn narrate(handle: Handle, mut events: crate::supervisor::events::Receiver
 }
 
 async fn all_up(handle: &Handle) -> bool {
-    handle
-        .status()
-        .await
-        .iter()
-        .all(|s| matches!(s.state, "healthy" | "exited"))
+    handle.status().await.iter().all(|s| matches!(s.state, "healthy" | "exited"))
 }
 
 async fn kill_victim(handle: &Handle) {
@@ -159,10 +143,7 @@ async fn kill_victim(handle: &Handle) {
         return;
     };
     say!("\nKilling {VICTIM} (pid {pid}) with SIGKILL to show a restart:");
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
 }
 
 fn line(e: &Event) -> String {
@@ -181,10 +162,7 @@ fn line(e: &Event) -> String {
 }
 
 fn print_summary(summary: &Summary) {
-    say!(
-        "\nStopped in reverse dependency order: {}",
-        summary.stop_order.join(", ")
-    );
+    say!("\nStopped in reverse dependency order: {}", summary.stop_order.join(", "));
     let restarted: Vec<String> = summary
         .services
         .iter()

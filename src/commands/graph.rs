@@ -36,11 +36,8 @@ pub fn run(args: &GraphArgs) -> Exit {
 
 /// Services of each group in `[groups] order`, then the ungrouped ones.
 fn tiers(cfg: &Config) -> Vec<(Option<&str>, Vec<&str>)> {
-    let mut tiers: Vec<(Option<&str>, Vec<&str>)> = cfg
-        .groups
-        .iter()
-        .map(|g| (Some(g.as_str()), Vec::new()))
-        .collect();
+    let mut tiers: Vec<(Option<&str>, Vec<&str>)> =
+        cfg.groups.iter().map(|g| (Some(g.as_str()), Vec::new())).collect();
     let mut ungrouped = Vec::new();
     for (name, svc) in &cfg.services {
         match tiers.iter_mut().find(|(g, _)| *g == svc.group.as_deref()) {
@@ -78,18 +75,11 @@ pub fn render_text(cfg: &Config, graph: &Graph) -> String {
             } else {
                 format!("<- {}", svc.depends_on.join(", "))
             };
-            let oneshot = if svc.kind == Kind::Oneshot {
-                "  [oneshot]"
-            } else {
-                ""
-            };
+            let oneshot = if svc.kind == Kind::Oneshot { "  [oneshot]" } else { "" };
             let _ = writeln!(out, "  {name:width$}  {deps}{oneshot}");
         }
     }
-    let _ = writeln!(
-        out,
-        "\nstart layers (each service starts as soon as its own dependencies are ready):"
-    );
+    let _ = writeln!(out, "\nstart layers (each service starts as soon as its own dependencies are ready):");
     for (i, layer) in layers.iter().enumerate() {
         let _ = writeln!(out, "  {}: {}", i + 1, layer.join(", "));
     }
@@ -98,24 +88,14 @@ pub fn render_text(cfg: &Config, graph: &Graph) -> String {
 
 pub fn render_dot(cfg: &Config) -> String {
     let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
-    let mut out =
-        String::from("digraph services {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
+    let mut out = String::from("digraph services {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
     for (i, (group, members)) in tiers(cfg).into_iter().enumerate() {
         let indent = if group.is_some() { "    " } else { "  " };
         if let Some(g) = group {
-            let _ = writeln!(
-                out,
-                "  subgraph {} {{\n    label={};",
-                q(&format!("cluster_{i}_{g}")),
-                q(g)
-            );
+            let _ = writeln!(out, "  subgraph {} {{\n    label={};", q(&format!("cluster_{i}_{g}")), q(g));
         }
         for name in members {
-            let shape = if cfg.services[name].kind == Kind::Oneshot {
-                " [shape=ellipse]"
-            } else {
-                ""
-            };
+            let shape = if cfg.services[name].kind == Kind::Oneshot { " [shape=ellipse]" } else { "" };
             let _ = writeln!(out, "{indent}{}{shape};", q(name));
         }
         if group.is_some() {

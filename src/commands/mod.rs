@@ -50,13 +50,8 @@ pub fn default_config(file: Option<&Path>) -> PathBuf {
     if let Some(f) = file {
         return f.to_owned();
     }
-    let current =
-        Path::new(&crate::config::raw::Supervisor::default().current).join("services.toml");
-    if current.exists() {
-        current
-    } else {
-        PathBuf::from("services.toml")
-    }
+    let current = Path::new(&crate::config::raw::Supervisor::default().current).join("services.toml");
+    if current.exists() { current } else { PathBuf::from("services.toml") }
 }
 
 /// Commands that only print behave like Unix filters: `validate | head` ends them quietly

@@ -26,14 +26,9 @@ pub fn run(args: &RunArgs) -> Exit {
 /// Runs a supervisor for `cfg` on a single-threaded runtime until it has stopped.
 pub fn supervise(cfg: config::Config) -> Exit {
     if let Err(e) = reaper::become_subreaper() {
-        tracing::warn!(
-            "cannot become a child subreaper (orphans of services will not be reaped by us): {e}"
-        );
+        tracing::warn!("cannot become a child subreaper (orphans of services will not be reaped by us): {e}");
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the runtime: {e}");
@@ -64,15 +59,10 @@ pub fn supervise(cfg: config::Config) -> Exit {
 /// `TITAN_SUPERVISOR_LOG` sets the filter (default `info`).
 pub fn init_tracing(style: LogStyle) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("TITAN_SUPERVISOR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_env("TITAN_SUPERVISOR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match style {
         LogStyle::Json => builder.json().try_init(),
-        LogStyle::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
+        LogStyle::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
     };
 }

@@ -6,18 +6,8 @@ use std::fmt::Write;
 use crate::supervisor::status::ServiceStatus;
 
 pub fn render(services: &[ServiceStatus], color: bool) -> String {
-    let name_w = services
-        .iter()
-        .map(|s| s.name.len())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    let group_w = services
-        .iter()
-        .filter_map(|s| s.group.as_ref().map(String::len))
-        .max()
-        .unwrap_or(5)
-        .max(5);
+    let name_w = services.iter().map(|s| s.name.len()).max().unwrap_or(4).max(4);
+    let group_w = services.iter().filter_map(|s| s.group.as_ref().map(String::len)).max().unwrap_or(5).max(5);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -31,9 +21,7 @@ pub fn render(services: &[ServiceStatus], color: bool) -> String {
         let uptime = s.uptime_s.map_or("-".into(), |u| {
             humantime::format_duration(std::time::Duration::from_secs(u as u64)).to_string()
         });
-        let memory = s
-            .memory_bytes
-            .map_or("-".into(), |m| crate::config::units::Size(m).to_string());
+        let memory = s.memory_bytes.map_or("-".into(), |m| crate::config::units::Size(m).to_string());
         let group = s.group.as_deref().unwrap_or("-");
         let _ = writeln!(
             out,

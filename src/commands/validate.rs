@@ -20,11 +20,7 @@ pub fn run(args: &ValidateArgs) -> Exit {
                 });
                 println!("{out}");
             } else {
-                println!(
-                    "{shown}: valid: {} services, {} start layers",
-                    cfg.services.len(),
-                    layers
-                );
+                println!("{shown}: valid: {} services, {} start layers", cfg.services.len(), layers);
             }
             Exit::Ok
         }

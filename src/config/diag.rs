@@ -25,20 +25,12 @@ pub struct Diagnostics(Vec<Diagnostic>);
 impl Diagnostics {
     /// A problem with the value at `path`.
     pub fn at(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Diagnostic {
-            path: path.into(),
-            span: None,
-            message: message.into(),
-        });
+        self.0.push(Diagnostic { path: path.into(), span: None, message: message.into() });
     }
 
     /// A problem at a byte span of the file (serde and parser errors).
     pub fn at_span(&mut self, span: Option<Range<usize>>, message: impl Into<String>) {
-        self.0.push(Diagnostic {
-            path: String::new(),
-            span,
-            message: message.into(),
-        });
+        self.0.push(Diagnostic { path: String::new(), span, message: message.into() });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -58,27 +50,17 @@ impl Diagnostics {
             .map(|d| {
                 let span = d.span.clone().or_else(|| index.span_of(&d.path));
                 let path = if d.path.is_empty() {
-                    span.as_ref()
-                        .and_then(|s| index.path_at(s))
-                        .unwrap_or_default()
+                    span.as_ref().and_then(|s| index.path_at(s)).unwrap_or_default()
                 } else {
                     d.path
                 };
                 let (line, column) = span.map_or((1, 1), |s| lines.line_col(s.start));
-                Located {
-                    line,
-                    column,
-                    path: display_path(&path),
-                    message: d.message,
-                }
+                Located { line, column, path: display_path(&path), message: d.message }
             })
             .collect();
         items.sort_by(|a, b| (a.line, a.column, &a.path).cmp(&(b.line, b.column, &b.path)));
         items.dedup_by(|a, b| a.line == b.line && a.column == b.column && a.message == b.message);
-        Report {
-            file: file.to_owned(),
-            items,
-        }
+        Report { file: file.to_owned(), items }
     }
 }
 
@@ -102,16 +84,8 @@ pub struct Report {
 impl Report {
     /// A report of a single problem that has no place in the file (e.g. it cannot be read).
     pub fn single(file: &str, message: impl Into<String>) -> Self {
-        let item = Located {
-            line: 1,
-            column: 1,
-            path: String::new(),
-            message: message.into(),
-        };
-        Report {
-            file: file.to_owned(),
-            items: vec![item],
-        }
+        let item = Located { line: 1, column: 1, path: String::new(), message: message.into() };
+        Report { file: file.to_owned(), items: vec![item] }
     }
 }
 
@@ -154,9 +128,7 @@ struct LineIndex<'a> {
 
 impl<'a> LineIndex<'a> {
     fn new(text: &'a str) -> Self {
-        let starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
+        let starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
         LineIndex { text, starts }
     }
 
@@ -164,10 +136,7 @@ impl<'a> LineIndex<'a> {
         let offset = offset.min(self.text.len());
         let line = self.starts.partition_point(|&s| s <= offset).max(1);
         let start = self.starts[line - 1];
-        let column = self
-            .text
-            .get(start..offset)
-            .map_or(1, |s| s.chars().count() + 1);
+        let column = self.text.get(start..offset).map_or(1, |s| s.chars().count() + 1);
         (line, column)
     }
 }
@@ -243,28 +212,16 @@ impl SpanIndex {
 
 /// Joins a key to a dotted path, quoting keys that would make the path ambiguous.
 pub fn join(prefix: &str, key: &str) -> String {
-    let plain = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    let key = if plain {
-        key.to_owned()
-    } else {
-        format!("{key:?}")
-    };
-    if prefix.is_empty() {
-        key
-    } else {
-        format!("{prefix}.{key}")
-    }
+    let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let key = if plain { key.to_owned() } else { format!("{key:?}") };
+    if prefix.is_empty() { key } else { format!("{prefix}.{key}") }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const DOC: &str =
-        "[services.a]\ndepends_on = [\"b\", \"c\"]\n\n[services.\"x.y\"]\nimage = 1\n";
+    const DOC: &str = "[services.a]\ndepends_on = [\"b\", \"c\"]\n\n[services.\"x.y\"]\nimage = 1\n";
 
     #[test]
     fn paths_resolve_to_line_and_column() {
@@ -297,9 +254,6 @@ mod tests {
         let root = DeTable::parse(DOC).unwrap();
         let index = SpanIndex::build(root.get_ref());
         let at = DOC.find("\"c\"").unwrap();
-        assert_eq!(
-            index.path_at(&(at..at + 3)).as_deref(),
-            Some("services.a.depends_on[1]")
-        );
+        assert_eq!(index.path_at(&(at..at + 3)).as_deref(), Some("services.a.depends_on[1]"));
     }
 }

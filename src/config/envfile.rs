@@ -21,40 +21,22 @@ pub enum EnvFileError {
     #[error("env_file {path} is owned by uid {owner}, not by the supervisor's uid {me}")]
     Owner { path: PathBuf, owner: u32, me: u32 },
     #[error("env_file {path}:{line}: {problem}")]
-    Syntax {
-        path: PathBuf,
-        line: usize,
-        problem: &'static str,
-    },
+    Syntax { path: PathBuf, line: usize, problem: &'static str },
 }
 
 /// Reads and checks the env file at `path`; `me` is the uid that must own it.
 pub fn read(path: &Path, me: u32) -> Result<HashMap<String, String>, EnvFileError> {
-    let read_err = |source| EnvFileError::Read {
-        path: path.to_owned(),
-        source,
-    };
+    let read_err = |source| EnvFileError::Read { path: path.to_owned(), source };
     let meta = std::fs::metadata(path).map_err(read_err)?;
     let mode = meta.mode() & 0o7777;
     if mode != 0o600 && mode != 0o400 {
-        return Err(EnvFileError::Mode {
-            path: path.to_owned(),
-            mode,
-        });
+        return Err(EnvFileError::Mode { path: path.to_owned(), mode });
     }
     if meta.uid() != me {
-        return Err(EnvFileError::Owner {
-            path: path.to_owned(),
-            owner: meta.uid(),
-            me,
-        });
+        return Err(EnvFileError::Owner { path: path.to_owned(), owner: meta.uid(), me });
     }
     let text = std::fs::read_to_string(path).map_err(read_err)?;
-    parse(&text).map_err(|(line, problem)| EnvFileError::Syntax {
-        path: path.to_owned(),
-        line,
-        problem,
-    })
+    parse(&text).map_err(|(line, problem)| EnvFileError::Syntax { path: path.to_owned(), line, problem })
 }
 
 /// Parses `KEY=VALUE` lines: blank lines and `#` comments skipped, an optional `export `
@@ -72,10 +54,7 @@ pub fn parse(text: &str) -> Result<HashMap<String, String>, (usize, &'static str
         if !is_var_name(key) {
             return Err((i + 1, "invalid variable name before \"=\""));
         }
-        vars.insert(
-            key.to_owned(),
-            unquote(value.trim()).ok_or((i + 1, "unterminated quote"))?,
-        );
+        vars.insert(key.to_owned(), unquote(value.trim()).ok_or((i + 1, "unterminated quote"))?);
     }
     Ok(vars)
 }
@@ -114,10 +93,8 @@ mod tests {
 
     #[test]
     fn parses_the_usual_forms() {
-        let vars = parse(
-            "# secrets\n\nA=1\nexport B = two words \nC='lit $X'\nD=\"q\\\"n\\n\"\nE=\nF=a=b\n",
-        )
-        .unwrap();
+        let vars = parse("# secrets\n\nA=1\nexport B = two words \nC='lit $X'\nD=\"q\\\"n\\n\"\nE=\nF=a=b\n")
+            .unwrap();
         assert_eq!(vars["A"], "1");
         assert_eq!(vars["B"], "two words");
         assert_eq!(vars["C"], "lit $X");
@@ -129,10 +106,7 @@ mod tests {
     #[test]
     fn syntax_errors_name_the_line() {
         assert_eq!(parse("A=1\nnot a pair\n"), Err((2, "expected KEY=VALUE")));
-        assert_eq!(
-            parse("1A=1\n"),
-            Err((1, "invalid variable name before \"=\""))
-        );
+        assert_eq!(parse("1A=1\n"), Err((1, "invalid variable name before \"=\"")));
         assert_eq!(parse("A=\"open\n"), Err((1, "unterminated quote")));
     }
 

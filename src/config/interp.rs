@@ -14,10 +14,7 @@ pub struct Value {
 
 impl Value {
     pub fn plain(text: impl Into<String>) -> Self {
-        Value {
-            text: text.into(),
-            secret: false,
-        }
+        Value { text: text.into(), secret: false }
     }
 
     pub fn expose(&self) -> &str {
@@ -31,21 +28,13 @@ impl Value {
 
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.secret {
-            f.write_str("***")
-        } else {
-            f.write_str(&self.text)
-        }
+        if self.secret { f.write_str("***") } else { f.write_str(&self.text) }
     }
 }
 
 impl fmt::Debug for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.secret {
-            f.write_str("\"***\"")
-        } else {
-            fmt::Debug::fmt(&self.text, f)
-        }
+        if self.secret { f.write_str("\"***\"") } else { fmt::Debug::fmt(&self.text, f) }
     }
 }
 
@@ -102,9 +91,7 @@ pub fn interpolate(text: &str, vars: &Vars<'_>) -> Result<Value, InterpError> {
         if !is_var_name(name) {
             return Err(InterpError::BadName(name.to_owned()));
         }
-        let found = vars
-            .lookup(name)
-            .filter(|(v, _)| !(v.is_empty() && default.is_some()));
+        let found = vars.lookup(name).filter(|(v, _)| !(v.is_empty() && default.is_some()));
         match (found, default) {
             (Some((v, s)), _) => {
                 out.push_str(&v);
@@ -122,9 +109,7 @@ pub fn interpolate(text: &str, vars: &Vars<'_>) -> Result<Value, InterpError> {
 /// `[A-Za-z_][A-Za-z0-9_]*`, the names a shell and compose accept.
 pub fn is_var_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -133,10 +118,7 @@ mod tests {
     use super::*;
 
     fn vars(process: &dyn Fn(&str) -> Option<String>) -> Vars<'_> {
-        let file = HashMap::from([
-            ("SECRET".into(), "hunter2".into()),
-            ("EMPTY".into(), "".into()),
-        ]);
+        let file = HashMap::from([("SECRET".into(), "hunter2".into()), ("EMPTY".into(), "".into())]);
         Vars { file, process }
     }
 
@@ -147,26 +129,11 @@ mod tests {
     #[test]
     fn substitutes_escapes_and_defaults() {
         let v = vars(&env);
-        assert_eq!(
-            interpolate("a${HOME}b", &v).unwrap(),
-            Value::plain("a/rootb")
-        );
-        assert_eq!(
-            interpolate("$$HOME costs $$5", &v).unwrap(),
-            Value::plain("$HOME costs $5")
-        );
-        assert_eq!(
-            interpolate("${NOPE:-x:y}", &v).unwrap(),
-            Value::plain("x:y")
-        );
-        assert_eq!(
-            interpolate("${EMPTY:-fallback}", &v).unwrap(),
-            Value::plain("fallback")
-        );
-        assert_eq!(
-            interpolate("${HOME:-x}", &v).unwrap(),
-            Value::plain("/root")
-        );
+        assert_eq!(interpolate("a${HOME}b", &v).unwrap(), Value::plain("a/rootb"));
+        assert_eq!(interpolate("$$HOME costs $$5", &v).unwrap(), Value::plain("$HOME costs $5"));
+        assert_eq!(interpolate("${NOPE:-x:y}", &v).unwrap(), Value::plain("x:y"));
+        assert_eq!(interpolate("${EMPTY:-fallback}", &v).unwrap(), Value::plain("fallback"));
+        assert_eq!(interpolate("${HOME:-x}", &v).unwrap(), Value::plain("/root"));
     }
 
     #[test]
@@ -189,16 +156,10 @@ mod tests {
     #[test]
     fn mistakes_are_named() {
         let v = vars(&env);
-        assert_eq!(
-            interpolate("${MISSING}", &v),
-            Err(InterpError::Undefined("MISSING".into()))
-        );
+        assert_eq!(interpolate("${MISSING}", &v), Err(InterpError::Undefined("MISSING".into())));
         assert_eq!(interpolate("${HOME", &v), Err(InterpError::Unclosed));
         assert_eq!(interpolate("$HOME", &v), Err(InterpError::LoneDollar));
-        assert_eq!(
-            interpolate("${1X}", &v),
-            Err(InterpError::BadName("1X".into()))
-        );
+        assert_eq!(interpolate("${1X}", &v), Err(InterpError::BadName("1X".into())));
         assert_eq!(interpolate("trailing $", &v), Err(InterpError::LoneDollar));
     }
 }

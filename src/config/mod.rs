@@ -30,15 +30,7 @@ use diag::{Diagnostics, SpanIndex, join};
 use interp::Vars;
 
 /// The top-level sections of services.toml.
-const SECTIONS: &[&str] = &[
-    "supervisor",
-    "groups",
-    "defaults",
-    "services",
-    "deploy",
-    "verify",
-    "nats",
-];
+const SECTIONS: &[&str] = &["supervisor", "groups", "defaults", "services", "deploy", "verify", "nats"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -55,16 +47,10 @@ pub enum LoadError {
 /// Reads and validates a services.toml, taking variables from its env_file and this process's
 /// environment.
 pub fn load(path: &Path) -> Result<Config, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
-    let source = Source {
-        name: &path.display().to_string(),
-        text: &text,
-        base_dir,
-    };
+    let source = Source { name: &path.display().to_string(), text: &text, base_dir };
     parse(&source, &|name| std::env::var(name).ok()).map_err(LoadError::Invalid)
 }
 
@@ -77,10 +63,7 @@ pub struct Source<'a> {
 }
 
 /// Parses and validates; every problem found is in the `Report`.
-pub fn parse(
-    src: &Source<'_>,
-    process_env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, Report> {
+pub fn parse(src: &Source<'_>, process_env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Report> {
     let (root, syntax) = DeTable::parse_recoverable(src.text);
     let index = SpanIndex::build(root.get_ref());
     let mut d = Diagnostics::default();
@@ -88,11 +71,7 @@ pub fn parse(
     // first error of each line.
     let mut lines_seen = BTreeSet::new();
     for e in &syntax {
-        let line = e.span().map(|s| {
-            src.text[..s.start.min(src.text.len())]
-                .matches('\n')
-                .count()
-        });
+        let line = e.span().map(|s| src.text[..s.start.min(src.text.len())].matches('\n').count());
         if lines_seen.insert(line) {
             d.at_span(e.span(), e.message());
         }
@@ -135,13 +114,8 @@ fn read_sections(root: &DeTable<'_>, index: &SpanIndex, d: &mut Diagnostics) -> 
             "nats" => s.nats = lenient(value, d),
             other => {
                 let hint = validate::suggest(other, SECTIONS.iter().copied());
-                let hint = hint
-                    .map(|h| format!(" (did you mean [{h}]?)"))
-                    .unwrap_or_default();
-                let msg = format!(
-                    "unknown section [{other}]{hint}; sections are {}",
-                    SECTIONS.join(", ")
-                );
+                let hint = hint.map(|h| format!(" (did you mean [{h}]?)")).unwrap_or_default();
+                let msg = format!("unknown section [{other}]{hint}; sections are {}", SECTIONS.join(", "));
                 d.at_span(index.key_span_of(&join("", other)), msg);
             }
         }
@@ -151,20 +125,14 @@ fn read_sections(root: &DeTable<'_>, index: &SpanIndex, d: &mut Diagnostics) -> 
 
 fn read_services(value: &Spanned<DeValue<'_>>, s: &mut Sections, d: &mut Diagnostics) {
     let DeValue::Table(table) = value.get_ref() else {
-        d.at_span(
-            Some(value.span()),
-            "services must be a table of [services.NAME] tables",
-        );
+        d.at_span(Some(value.span()), "services must be a table of [services.NAME] tables");
         return;
     };
     for (name, svc) in table {
         let name = name.get_ref().to_string();
         s.names.insert(name.clone());
         if !matches!(svc.get_ref(), DeValue::Table(_)) {
-            d.at_span(
-                Some(svc.span()),
-                format!("service {name:?} must be a table: [services.{name}]"),
-            );
+            d.at_span(Some(svc.span()), format!("service {name:?} must be a table: [services.{name}]"));
         } else if let Some(raw) = lenient::<raw::Service>(svc, d) {
             s.services.insert(name, raw);
         }
@@ -184,10 +152,7 @@ fn build(
     validate::defaults(&s.defaults, d);
     anchor_paths(&mut s.supervisor, src.base_dir);
     let file_vars = read_env_file(&s.supervisor, d);
-    let vars = Vars {
-        file: file_vars,
-        process: process_env,
-    };
+    let vars = Vars { file: file_vars, process: process_env };
     let ctx = resolve::Ctx {
         defaults: &s.defaults,
         require_digests: s.supervisor.require_digests,
@@ -197,9 +162,7 @@ fn build(
     let mut services: BTreeMap<String, Service> = s
         .services
         .iter()
-        .filter_map(|(name, raw)| {
-            resolve::service(name, raw, &ctx, d).map(|svc| (name.clone(), svc))
-        })
+        .filter_map(|(name, raw)| resolve::service(name, raw, &ctx, d).map(|svc| (name.clone(), svc)))
         .collect();
     let graph = validate::dependencies(&groups, &s.services, &s.names, d);
     validate::cycles(&graph, &s.services, d);
@@ -224,13 +187,9 @@ fn build(
 
 /// Relative paths in `[supervisor]` are taken from the config file's directory.
 fn anchor_paths(sup: &mut raw::Supervisor, base_dir: &Path) {
-    for path in [
-        &mut sup.state_dir,
-        &mut sup.log_dir,
-        &mut sup.releases_dir,
-        &mut sup.current,
-        &mut sup.socket,
-    ] {
+    for path in
+        [&mut sup.state_dir, &mut sup.log_dir, &mut sup.releases_dir, &mut sup.current, &mut sup.socket]
+    {
         *path = base_dir.join(&*path);
     }
     if let Some(env_file) = sup.env_file.as_mut() {
@@ -242,10 +201,7 @@ fn anchor_paths(sup: &mut raw::Supervisor, base_dir: &Path) {
 }
 
 /// Reads `[supervisor] env_file` (relative to the config's directory) if one is configured.
-fn read_env_file(
-    sup: &raw::Supervisor,
-    d: &mut Diagnostics,
-) -> std::collections::HashMap<String, String> {
+fn read_env_file(sup: &raw::Supervisor, d: &mut Diagnostics) -> std::collections::HashMap<String, String> {
     let Some(path) = sup.env_file.as_ref() else {
         return Default::default();
     };
@@ -258,24 +214,15 @@ fn read_env_file(
 
 fn resolve_nats(n: &raw::Nats, vars: &Vars<'_>, d: &mut Diagnostics) -> Option<Nats> {
     if !n.url.starts_with("nats://") && !n.url.starts_with("tls://") {
-        d.at(
-            "nats.url",
-            format!("invalid NATS URL {:?}: write nats://host:port", n.url),
-        );
+        d.at("nats.url", format!("invalid NATS URL {:?}: write nats://host:port", n.url));
     }
     let mut value = |key: &str, text: &Option<String>| {
         let text = text.as_ref()?;
-        interp::interpolate(text, vars)
-            .map_err(|e| d.at(format!("nats.{key}"), e.to_string()))
-            .ok()
+        interp::interpolate(text, vars).map_err(|e| d.at(format!("nats.{key}"), e.to_string())).ok()
     };
     let user = value("user", &n.user);
     let password = value("password", &n.password);
-    Some(Nats {
-        url: n.url.clone(),
-        user,
-        password,
-    })
+    Some(Nats { url: n.url.clone(), user, password })
 }
 
 /// Deserializes `value` as `T`. A key that fails is reported (with its span) and removed, and
@@ -303,16 +250,12 @@ fn remove_at(value: &mut Spanned<DeValue<'_>>, span: &Range<usize>) -> bool {
         return false;
     };
     let holds = |r: Range<usize>| r.start <= span.start && span.end <= r.end.max(r.start + 1);
-    let Some(key) = table
-        .iter()
-        .find(|(k, v)| holds(k.span()) || holds(v.span()))
-        .map(|(k, _)| k.get_ref().to_string())
+    let Some(key) =
+        table.iter().find(|(k, v)| holds(k.span()) || holds(v.span())).map(|(k, _)| k.get_ref().to_string())
     else {
         return false;
     };
-    let nested = table
-        .get_mut(key.as_str())
-        .is_some_and(|v| remove_at(v, span));
+    let nested = table.get_mut(key.as_str()).is_some_and(|v| remove_at(v, span));
     nested || table.remove(key.as_str()).is_some()
 }
 
@@ -333,10 +276,7 @@ fn friendlier(message: &str) -> String {
     match validate::suggest(name, options.iter().copied()) {
         Some(hint) => format!("unknown {what} {name:?} (did you mean {hint:?}?)"),
         None if options.is_empty() => format!("unknown {what} {name:?}"),
-        None => format!(
-            "unknown {what} {name:?}; expected one of: {}",
-            options.join(", ")
-        ),
+        None => format!("unknown {what} {name:?}; expected one of: {}", options.join(", ")),
     }
 }
 
@@ -347,15 +287,9 @@ mod tests {
     #[test]
     fn serde_unknown_names_get_a_suggestion() {
         let m = "unknown field `socket_mod`, expected one of `socket`, `socket_mode`";
-        assert_eq!(
-            friendlier(m),
-            "unknown key \"socket_mod\" (did you mean \"socket_mode\"?)"
-        );
+        assert_eq!(friendlier(m), "unknown key \"socket_mod\" (did you mean \"socket_mode\"?)");
         let m = "unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`";
-        assert_eq!(
-            friendlier(m),
-            "unknown value \"sometimes\"; expected one of: always, on-failure, never"
-        );
+        assert_eq!(friendlier(m), "unknown value \"sometimes\"; expected one of: always, on-failure, never");
         assert_eq!(friendlier("invalid type"), "invalid type");
     }
 }

@@ -6,8 +6,7 @@ use std::path::PathBuf;
 
 pub use super::interp::Value;
 pub use super::raw::{
-    Deploy, Kind, LogFormat, Parity, ParitySource, RestartPolicy, Supervisor, Verify, VerifyExec,
-    VerifyHttp,
+    Deploy, Kind, LogFormat, Parity, ParitySource, RestartPolicy, Supervisor, Verify, VerifyExec, VerifyHttp,
 };
 use super::units::{Duration, Signal, Size};
 

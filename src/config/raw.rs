@@ -90,15 +90,7 @@ pub struct Service {
 }
 
 /// Keys that describe one service and so make no sense in `[defaults]`.
-pub const SERVICE_ONLY_KEYS: &[&str] = &[
-    "group",
-    "depends_on",
-    "image",
-    "command",
-    "args",
-    "kind",
-    "ports",
-];
+pub const SERVICE_ONLY_KEYS: &[&str] = &["group", "depends_on", "image", "command", "args", "kind", "ports"];
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -167,16 +159,11 @@ impl<'de> Deserialize<'de> for Health {
         impl<'de> Visitor<'de> for V {
             type Value = Health;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(
-                    "a table such as { http = \"http://127.0.0.1:3100/health\" } or \"none\"",
-                )
+                f.write_str("a table such as { http = \"http://127.0.0.1:3100/health\" } or \"none\"")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Health, E> {
                 match v {
-                    "none" => Ok(Health(HealthTable {
-                        none: Some(true),
-                        ..Default::default()
-                    })),
+                    "none" => Ok(Health(HealthTable { none: Some(true), ..Default::default() })),
                     other => Err(E::custom(format!(
                         "unknown health check {other:?}: write \"none\" or a table with one of \
                          http, tcp, exec, log, notify"

@@ -28,12 +28,7 @@ const MIN_LOG_SIZE: Size = Size(4096);
 
 /// Resolves one service; `None` when a problem prevents building it at all. Every problem is
 /// recorded in `d`.
-pub fn service(
-    name: &str,
-    raw: &raw::Service,
-    ctx: &Ctx<'_>,
-    d: &mut Diagnostics,
-) -> Option<model::Service> {
+pub fn service(name: &str, raw: &raw::Service, ctx: &Ctx<'_>, d: &mut Diagnostics) -> Option<model::Service> {
     let p = join("services", name);
     let def = ctx.defaults;
     let kind = raw.kind.unwrap_or_default();
@@ -54,16 +49,9 @@ pub fn service(
             d.at(format!("{p}.{key}"), format!("{key} must be at least 1"));
         }
     };
-    positive(
-        "unhealthy_after",
-        raw.unhealthy_after.or(def.unhealthy_after),
-        d,
-    );
+    positive("unhealthy_after", raw.unhealthy_after.or(def.unhealthy_after), d);
     positive("max_pids", raw.max_pids.or(def.max_pids), d);
-    let startup_timeout = raw
-        .startup_timeout
-        .or(def.startup_timeout)
-        .unwrap_or(builtin::STARTUP_TIMEOUT);
+    let startup_timeout = raw.startup_timeout.or(def.startup_timeout).unwrap_or(builtin::STARTUP_TIMEOUT);
     nonzero(&format!("{p}.startup_timeout"), startup_timeout, d);
     // A service with bad values is still built when its shape allows, so checks that span
     // services (ports, dependencies) see it too; the diagnostics make the file invalid anyway.
@@ -76,22 +64,13 @@ pub fn service(
         exec: exec?,
         env: env?,
         health: health?,
-        unhealthy_after: raw
-            .unhealthy_after
-            .or(def.unhealthy_after)
-            .unwrap_or(builtin::UNHEALTHY_AFTER),
+        unhealthy_after: raw.unhealthy_after.or(def.unhealthy_after).unwrap_or(builtin::UNHEALTHY_AFTER),
         memory,
         memory_restart,
         max_pids: raw.max_pids.or(def.max_pids),
         user,
-        stop_signal: raw
-            .stop_signal
-            .or(def.stop_signal)
-            .unwrap_or(Signal(nix::sys::signal::SIGTERM)),
-        stop_timeout: raw
-            .stop_timeout
-            .or(def.stop_timeout)
-            .unwrap_or(builtin::STOP_TIMEOUT),
+        stop_signal: raw.stop_signal.or(def.stop_signal).unwrap_or(Signal(nix::sys::signal::SIGTERM)),
+        stop_timeout: raw.stop_timeout.or(def.stop_timeout).unwrap_or(builtin::STOP_TIMEOUT),
         startup_timeout,
         restart: restart?,
         logs: logs?,
@@ -100,11 +79,8 @@ pub fn service(
 
 fn exec(p: &str, raw: &raw::Service, ctx: &Ctx<'_>, d: &mut Diagnostics) -> Option<Exec> {
     let args = raw.args.as_deref().unwrap_or_default();
-    let args: Option<Vec<Value>> = args
-        .iter()
-        .enumerate()
-        .map(|(i, a)| interp(&format!("{p}.args[{i}]"), a, ctx, d))
-        .collect();
+    let args: Option<Vec<Value>> =
+        args.iter().enumerate().map(|(i, a)| interp(&format!("{p}.args[{i}]"), a, ctx, d)).collect();
     match (&raw.image, &raw.command) {
         (Some(_), Some(_)) => {
             d.at(
@@ -135,40 +111,22 @@ fn image_exec(
     }
     let cwd = raw.cwd.clone().or_else(|| ctx.defaults.cwd.clone());
     if cwd.as_ref().is_some_and(|c| !c.is_absolute()) {
-        d.at(
-            format!("{p}.cwd"),
-            "cwd of a container is a path inside it and must be absolute",
-        );
+        d.at(format!("{p}.cwd"), "cwd of a container is a path inside it and must be absolute");
     }
     let ports = raw.ports.as_deref().unwrap_or_default();
     let ports: Vec<Port> = ports
         .iter()
         .enumerate()
-        .filter_map(|(i, spec)| {
-            parse_port(spec)
-                .map_err(|e| d.at(format!("{p}.ports[{i}]"), e))
-                .ok()
-        })
+        .filter_map(|(i, spec)| parse_port(spec).map_err(|e| d.at(format!("{p}.ports[{i}]"), e)).ok())
         .collect();
-    let volumes = raw
-        .volumes
-        .clone()
-        .or_else(|| ctx.defaults.volumes.clone())
-        .unwrap_or_default();
+    let volumes = raw.volumes.clone().or_else(|| ctx.defaults.volumes.clone()).unwrap_or_default();
     for (i, v) in volumes.iter().enumerate() {
         if let Err(e) = check_volume(v) {
             d.at(format!("{p}.volumes[{i}]"), e);
         }
     }
     let network = raw.network.clone().or_else(|| ctx.defaults.network.clone());
-    Some(Exec::Image {
-        image: image.to_owned(),
-        args,
-        cwd,
-        ports,
-        volumes,
-        network,
-    })
+    Some(Exec::Image { image: image.to_owned(), args, cwd, ports, volumes, network })
 }
 
 fn command_exec(
@@ -185,16 +143,10 @@ fn command_exec(
         ("network", raw.network.is_some()),
     ];
     for (key, _) in container_only.into_iter().filter(|(_, set)| *set) {
-        d.at(
-            format!("{p}.{key}"),
-            format!("{key} applies to containers (image); a native command has none"),
-        );
+        d.at(format!("{p}.{key}"), format!("{key} applies to containers (image); a native command has none"));
     }
     if command.is_empty() || command[0].is_empty() {
-        d.at(
-            format!("{p}.command"),
-            "command needs a program: command = [\"program\", \"arg\", ...]",
-        );
+        d.at(format!("{p}.command"), "command needs a program: command = [\"program\", \"arg\", ...]");
         return None;
     }
     let mut argv: Vec<Value> = command
@@ -203,11 +155,7 @@ fn command_exec(
         .map(|(i, c)| interp(&format!("{p}.command[{i}]"), c, ctx, d))
         .collect::<Option<_>>()?;
     argv.extend(args);
-    let cwd = raw
-        .cwd
-        .clone()
-        .or_else(|| ctx.defaults.cwd.clone())
-        .map(|c| ctx.base_dir.join(c));
+    let cwd = raw.cwd.clone().or_else(|| ctx.defaults.cwd.clone()).map(|c| ctx.base_dir.join(c));
     Some(Exec::Command { argv, cwd })
 }
 
@@ -221,12 +169,8 @@ pub fn image_problem(image: &str, require_digests: bool) -> Option<String> {
             let hex = digest.strip_prefix("sha256:").unwrap_or("");
             let ok = !name.is_empty()
                 && hex.len() == 64
-                && hex
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-            (!ok).then(|| {
-                format!("invalid digest in {image:?}: expected name@sha256:<64 lowercase hex>")
-            })
+                && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            (!ok).then(|| format!("invalid digest in {image:?}: expected name@sha256:<64 lowercase hex>"))
         }
         None if require_digests => Some(format!(
             "image {image:?} is not pinned by digest: write {image}@sha256:<64 hex> \
@@ -236,12 +180,7 @@ pub fn image_problem(image: &str, require_digests: bool) -> Option<String> {
     }
 }
 
-fn env(
-    p: &str,
-    raw: &raw::Service,
-    ctx: &Ctx<'_>,
-    d: &mut Diagnostics,
-) -> Option<BTreeMap<String, Value>> {
+fn env(p: &str, raw: &raw::Service, ctx: &Ctx<'_>, d: &mut Diagnostics) -> Option<BTreeMap<String, Value>> {
     let mut merged = ctx.defaults.env.clone().unwrap_or_default();
     merged.extend(raw.env.clone().unwrap_or_default());
     let mut out = BTreeMap::new();
@@ -261,9 +200,7 @@ fn env(
 }
 
 fn interp(path: &str, text: &str, ctx: &Ctx<'_>, d: &mut Diagnostics) -> Option<Value> {
-    interpolate(text, ctx.vars)
-        .map_err(|e| d.at(path, e.to_string()))
-        .ok()
+    interpolate(text, ctx.vars).map_err(|e| d.at(path, e.to_string())).ok()
 }
 
 fn health(
@@ -279,10 +216,7 @@ fn health(
     let own_check = check_kinds(&own);
     let check = if kind == Kind::Oneshot {
         if !own_check.is_empty() {
-            d.at(
-                &hp,
-                "a oneshot is ready when it exits 0; it takes no health check",
-            );
+            d.at(&hp, "a oneshot is ready when it exits 0; it takes no health check");
         }
         Some(Check::None)
     } else if !own_check.is_empty() || raw.health.is_some() && own.none == Some(true) {
@@ -290,42 +224,17 @@ fn health(
     } else {
         build_check(&hp, &inherited, d)
     };
-    let pick = |own: Option<Duration>,
-                inh: Option<Duration>,
-                dflt: Duration,
-                key: &str,
-                d: &mut Diagnostics| {
-        let v = own.or(inh).unwrap_or(dflt);
-        nonzero(&format!("{hp}.{key}"), v, d);
-        v
-    };
-    let interval = pick(
-        own.interval,
-        inherited.interval,
-        builtin::INTERVAL,
-        "interval",
-        d,
-    );
-    let timeout = pick(
-        own.timeout,
-        inherited.timeout,
-        builtin::TIMEOUT,
-        "timeout",
-        d,
-    );
-    let start_interval = pick(
-        own.start_interval,
-        inherited.start_interval,
-        builtin::START_INTERVAL,
-        "start_interval",
-        d,
-    );
-    Some(Health {
-        check: check?,
-        interval,
-        timeout,
-        start_interval,
-    })
+    let pick =
+        |own: Option<Duration>, inh: Option<Duration>, dflt: Duration, key: &str, d: &mut Diagnostics| {
+            let v = own.or(inh).unwrap_or(dflt);
+            nonzero(&format!("{hp}.{key}"), v, d);
+            v
+        };
+    let interval = pick(own.interval, inherited.interval, builtin::INTERVAL, "interval", d);
+    let timeout = pick(own.timeout, inherited.timeout, builtin::TIMEOUT, "timeout", d);
+    let start_interval =
+        pick(own.start_interval, inherited.start_interval, builtin::START_INTERVAL, "start_interval", d);
+    Some(Health { check: check?, interval, timeout, start_interval })
 }
 
 /// The check kinds a health table names.
@@ -337,42 +246,25 @@ fn check_kinds(h: &raw::HealthTable) -> Vec<&'static str> {
         ("log", h.log.is_some()),
         ("notify", h.notify == Some(true)),
     ];
-    named
-        .into_iter()
-        .filter(|(_, set)| *set)
-        .map(|(k, _)| k)
-        .collect()
+    named.into_iter().filter(|(_, set)| *set).map(|(k, _)| k).collect()
 }
 
 fn build_check(hp: &str, h: &raw::HealthTable, d: &mut Diagnostics) -> Option<Check> {
     let kinds = check_kinds(h);
     if kinds.len() > 1 || (!kinds.is_empty() && h.none == Some(true)) {
-        d.at(
-            hp,
-            format!("give one health check, not {}", kinds.join(" and ")),
-        );
+        d.at(hp, format!("give one health check, not {}", kinds.join(" and ")));
         return None;
     }
     let problem = |key: &str, msg: String, d: &mut Diagnostics| d.at(format!("{hp}.{key}"), msg);
     if let Some(url) = &h.http {
-        return parse_http(url)
-            .map_err(|e| problem("http", e, d))
-            .ok()
-            .map(Check::Http);
+        return parse_http(url).map_err(|e| problem("http", e, d)).ok().map(Check::Http);
     }
     if let Some(addr) = &h.tcp {
-        return check_tcp(addr)
-            .map_err(|e| problem("tcp", e, d))
-            .ok()
-            .map(|()| Check::Tcp(addr.clone()));
+        return check_tcp(addr).map_err(|e| problem("tcp", e, d)).ok().map(|()| Check::Tcp(addr.clone()));
     }
     if let Some(argv) = &h.exec {
         if argv.is_empty() || argv[0].is_empty() {
-            problem(
-                "exec",
-                "exec needs a command: exec = [\"program\", \"arg\", ...]".into(),
-                d,
-            );
+            problem("exec", "exec needs a command: exec = [\"program\", \"arg\", ...]".into(), d);
             return None;
         }
         return Some(Check::Exec(argv.clone()));
@@ -381,36 +273,18 @@ fn build_check(hp: &str, h: &raw::HealthTable, d: &mut Diagnostics) -> Option<Ch
         return match Regex::new(pattern) {
             Ok(re) if !pattern.is_empty() => Some(Check::Log(re)),
             Ok(_) => {
-                problem(
-                    "log",
-                    "log needs a pattern to wait for, e.g. log = \"listening on\"".into(),
-                    d,
-                );
+                problem("log", "log needs a pattern to wait for, e.g. log = \"listening on\"".into(), d);
                 None
             }
             Err(e) => {
-                let last = e
-                    .to_string()
-                    .lines()
-                    .last()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_owned();
+                let last = e.to_string().lines().last().unwrap_or_default().trim().to_owned();
                 let reason = last.strip_prefix("error: ").unwrap_or(&last).to_owned();
-                problem(
-                    "log",
-                    format!("log pattern {pattern:?} does not compile: {reason}"),
-                    d,
-                );
+                problem("log", format!("log pattern {pattern:?} does not compile: {reason}"), d);
                 None
             }
         };
     }
-    Some(if h.notify == Some(true) {
-        Check::Notify
-    } else {
-        Check::None
-    })
+    Some(if h.notify == Some(true) { Check::Notify } else { Check::None })
 }
 
 fn parse_http(url: &str) -> Result<http::Uri, String> {
@@ -418,17 +292,13 @@ fn parse_http(url: &str) -> Result<http::Uri, String> {
     if url.is_empty() {
         return Err(format!("http needs a URL, {example}"));
     }
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| format!("invalid URL {url:?}: {e} ({example})"))?;
+    let uri: http::Uri = url.parse().map_err(|e| format!("invalid URL {url:?}: {e} ({example})"))?;
     match (uri.scheme_str(), uri.host()) {
         (Some("http"), Some(h)) if !h.is_empty() => Ok(uri),
-        (Some("https"), _) => Err(format!(
-            "{url:?}: https probes are not supported; probe the plain-HTTP port"
-        )),
-        _ => Err(format!(
-            "invalid URL {url:?}: need http://host[:port]/path ({example})"
-        )),
+        (Some("https"), _) => {
+            Err(format!("{url:?}: https probes are not supported; probe the plain-HTTP port"))
+        }
+        _ => Err(format!("invalid URL {url:?}: need http://host[:port]/path ({example})")),
     }
 }
 
@@ -448,69 +318,42 @@ fn restart(
     kind: Kind,
     d: &mut Diagnostics,
 ) -> Option<model::Restart> {
-    let policy = raw
-        .restart
-        .or(def.restart)
-        .unwrap_or(RestartPolicy::OnFailure);
+    let policy = raw.restart.or(def.restart).unwrap_or(RestartPolicy::OnFailure);
     if kind == Kind::Oneshot && policy == RestartPolicy::Always {
-        let from = if raw.restart.is_some() {
-            ""
-        } else {
-            " (inherited from [defaults])"
-        };
-        d.at(format!("{p}.restart"), format!(
-            "restart = \"always\"{from} would rerun a oneshot forever: use \"on-failure\" or \"never\""
-        ));
+        let from = if raw.restart.is_some() { "" } else { " (inherited from [defaults])" };
+        d.at(
+            format!("{p}.restart"),
+            format!(
+                "restart = \"always\"{from} would rerun a oneshot forever: use \"on-failure\" or \"never\""
+            ),
+        );
     }
     let backoff = raw.backoff.clone().unwrap_or_default();
     let def_backoff = def.backoff.clone().unwrap_or_default();
-    let initial = backoff
-        .initial
-        .or(def_backoff.initial)
-        .unwrap_or(builtin::BACKOFF_INITIAL);
-    let max = backoff
-        .max
-        .or(def_backoff.max)
-        .unwrap_or(builtin::BACKOFF_MAX);
+    let initial = backoff.initial.or(def_backoff.initial).unwrap_or(builtin::BACKOFF_INITIAL);
+    let max = backoff.max.or(def_backoff.max).unwrap_or(builtin::BACKOFF_MAX);
     if initial > max {
         d.at(
             format!("{p}.backoff.initial"),
             format!("backoff.initial ({initial}) is above backoff.max ({max})"),
         );
     }
-    let window = raw
-        .restart_window
-        .or(def.restart_window)
-        .unwrap_or(builtin::RESTART_WINDOW);
+    let window = raw.restart_window.or(def.restart_window).unwrap_or(builtin::RESTART_WINDOW);
     nonzero(&format!("{p}.restart_window"), window, d);
     Some(model::Restart {
         policy,
-        max_restarts: raw
-            .max_restarts
-            .or(def.max_restarts)
-            .unwrap_or(builtin::MAX_RESTARTS),
+        max_restarts: raw.max_restarts.or(def.max_restarts).unwrap_or(builtin::MAX_RESTARTS),
         window,
         backoff_initial: initial,
         backoff_max: max,
-        min_uptime: raw
-            .min_uptime
-            .or(def.min_uptime)
-            .unwrap_or(builtin::MIN_UPTIME),
+        min_uptime: raw.min_uptime.or(def.min_uptime).unwrap_or(builtin::MIN_UPTIME),
     })
 }
 
-fn logs(
-    p: &str,
-    raw: &raw::Service,
-    def: &raw::Service,
-    d: &mut Diagnostics,
-) -> Option<model::Logs> {
+fn logs(p: &str, raw: &raw::Service, def: &raw::Service, d: &mut Diagnostics) -> Option<model::Logs> {
     let own = raw.logs.clone().unwrap_or_default();
     let inh = def.logs.clone().unwrap_or_default();
-    let max_size = own
-        .max_size
-        .or(inh.max_size)
-        .unwrap_or(builtin::LOG_MAX_SIZE);
+    let max_size = own.max_size.or(inh.max_size).unwrap_or(builtin::LOG_MAX_SIZE);
     if max_size < MIN_LOG_SIZE {
         d.at(
             format!("{p}.logs.max_size"),
@@ -519,15 +362,9 @@ fn logs(
     }
     let retain = own.retain.or(inh.retain).unwrap_or(builtin::LOG_RETAIN);
     nonzero(&format!("{p}.logs.retain"), retain, d);
-    let max_files = own
-        .max_files
-        .or(inh.max_files)
-        .unwrap_or(builtin::LOG_MAX_FILES);
+    let max_files = own.max_files.or(inh.max_files).unwrap_or(builtin::LOG_MAX_FILES);
     if max_files == 0 {
-        d.at(
-            format!("{p}.logs.max_files"),
-            "logs.max_files must be at least 1",
-        );
+        d.at(format!("{p}.logs.max_files"), "logs.max_files must be at least 1");
     }
     Some(model::Logs {
         max_size,
@@ -541,10 +378,7 @@ fn logs(
 fn check_memory(p: &str, memory: Option<Size>, soft: Option<Size>, d: &mut Diagnostics) {
     for (key, v) in [("memory", memory), ("memory_restart", soft)] {
         if v.is_some_and(|v| v < MIN_MEMORY) {
-            d.at(
-                format!("{p}.{key}"),
-                format!("{key} is below the minimum {MIN_MEMORY}"),
-            );
+            d.at(format!("{p}.{key}"), format!("{key} is below the minimum {MIN_MEMORY}"));
         }
     }
     if let (Some(hard), Some(soft)) = (memory, soft) {
@@ -571,11 +405,8 @@ fn check_host_user(path: &str, spec: &str, d: &mut Diagnostics) {
         d.at(path, format!("user {user:?} does not exist on this host"));
     }
     if let Some(group) = group {
-        let known = group.parse::<u32>().is_ok()
-            || nix::unistd::Group::from_name(group)
-                .ok()
-                .flatten()
-                .is_some();
+        let known =
+            group.parse::<u32>().is_ok() || nix::unistd::Group::from_name(group).ok().flatten().is_some();
         if group.is_empty() || !known {
             d.at(path, format!("group {group:?} does not exist on this host"));
         }
@@ -591,17 +422,14 @@ fn nonzero(path: &str, v: Duration, d: &mut Diagnostics) {
 
 /// Parses `[ip:]host:container[/tcp|udp]`.
 pub fn parse_port(spec: &str) -> Result<Port, String> {
-    let bad =
-        |why: &str| format!("invalid port {spec:?}: {why} (write [ip:]host:container[/tcp|udp])");
+    let bad = |why: &str| format!("invalid port {spec:?}: {why} (write [ip:]host:container[/tcp|udp])");
     let (addr, protocol) = match spec.rsplit_once('/') {
         Some((a, "tcp")) => (a, Protocol::Tcp),
         Some((a, "udp")) => (a, Protocol::Udp),
         Some(_) => return Err(bad("protocol must be tcp or udp")),
         None => (spec, Protocol::Tcp),
     };
-    let (rest, container) = addr
-        .rsplit_once(':')
-        .ok_or_else(|| bad("missing container port"))?;
+    let (rest, container) = addr.rsplit_once(':').ok_or_else(|| bad("missing container port"))?;
     let (ip, host) = match rest.rsplit_once(':') {
         Some((ip, host)) => (Some(ip.trim_start_matches('[').trim_end_matches(']')), host),
         None => (None, rest),
@@ -609,15 +437,8 @@ pub fn parse_port(spec: &str) -> Result<Port, String> {
     let number = |s: &str| s.parse::<u16>().ok().filter(|&p| p > 0);
     let host = number(host).ok_or_else(|| bad("host port must be 1-65535"))?;
     let container = number(container).ok_or_else(|| bad("container port must be 1-65535"))?;
-    let host_ip = ip
-        .map(|ip| ip.parse().map_err(|_| bad("invalid IP address")))
-        .transpose()?;
-    Ok(Port {
-        host_ip,
-        host,
-        container,
-        protocol,
-    })
+    let host_ip = ip.map(|ip| ip.parse().map_err(|_| bad("invalid IP address"))).transpose()?;
+    Ok(Port { host_ip, host, container, protocol })
 }
 
 fn check_volume(spec: &str) -> Result<(), String> {
@@ -627,13 +448,7 @@ fn check_volume(spec: &str) -> Result<(), String> {
         [src, dst, mode] => !src.is_empty() && dst.starts_with('/') && matches!(*mode, "ro" | "rw"),
         _ => false,
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid volume {spec:?}: write source:/path/in/container[:ro|rw]"
-        ))
-    }
+    if ok { Ok(()) } else { Err(format!("invalid volume {spec:?}: write source:/path/in/container[:ro|rw]")) }
 }
 
 #[cfg(test)]
@@ -643,25 +458,12 @@ mod tests {
     #[test]
     fn ports_parse_in_compose_syntax() {
         let p = parse_port("127.0.0.1:3100:3100").unwrap();
-        assert_eq!(
-            (p.host, p.container, p.protocol),
-            (3100, 3100, Protocol::Tcp)
-        );
+        assert_eq!((p.host, p.container, p.protocol), (3100, 3100, Protocol::Tcp));
         assert_eq!(p.host_ip, Some("127.0.0.1".parse().unwrap()));
         let p = parse_port("8080:80/udp").unwrap();
         assert_eq!((p.host_ip, p.host, p.protocol), (None, 8080, Protocol::Udp));
-        assert_eq!(
-            parse_port("[::1]:53:53").unwrap().host_ip,
-            Some("::1".parse().unwrap())
-        );
-        for bad in [
-            "80",
-            "0:80",
-            "a:80",
-            "1.2.3:80:80",
-            "80:80/sctp",
-            "70000:80",
-        ] {
+        assert_eq!(parse_port("[::1]:53:53").unwrap().host_ip, Some("::1".parse().unwrap()));
+        for bad in ["80", "0:80", "a:80", "1.2.3:80:80", "80:80/sctp", "70000:80"] {
             assert!(parse_port(bad).is_err(), "{bad}");
         }
     }
@@ -671,16 +473,8 @@ mod tests {
         let hex = "a".repeat(64);
         assert_eq!(image_problem(&format!("nats@sha256:{hex}"), true), None);
         assert_eq!(image_problem("nats:2.10", false), None);
-        assert!(
-            image_problem("nats:2.10", true)
-                .unwrap()
-                .contains("not pinned")
-        );
-        assert!(
-            image_problem("nats@sha256:abc", false)
-                .unwrap()
-                .contains("invalid digest")
-        );
+        assert!(image_problem("nats:2.10", true).unwrap().contains("not pinned"));
+        assert!(image_problem("nats@sha256:abc", false).unwrap().contains("invalid digest"));
         assert!(image_problem(&format!("nats@sha256:{}", "A".repeat(64)), false).is_some());
     }
 }

@@ -32,11 +32,7 @@ impl FromStr for Duration {
         humantime::parse_duration(s).map(Duration).map_err(|e| {
             // humantime appends its whole unit table; the example below says enough.
             let reason = e.to_string();
-            let reason = reason
-                .split(", supported units")
-                .next()
-                .unwrap_or_default()
-                .to_owned();
+            let reason = reason.split(", supported units").next().unwrap_or_default().to_owned();
             format!("invalid duration {s:?}: {reason} (write e.g. 250ms, 1.6s, 5m, 30d)")
         })
     }
@@ -75,9 +71,7 @@ impl FromStr for Size {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let unit_ok = s.trim_end().ends_with(['B', 'b']);
         if !unit_ok {
-            return Err(format!(
-                "invalid size {s:?}: give a unit ending in B, e.g. 512KiB, 10MiB, 1GiB"
-            ));
+            return Err(format!("invalid size {s:?}: give a unit ending in B, e.g. 512KiB, 10MiB, 1GiB"));
         }
         s.parse::<bytesize::ByteSize>()
             .map(|b| Size(b.as_u64()))
@@ -88,12 +82,8 @@ impl FromStr for Size {
 impl fmt::Display for Size {
     /// Exact binary units when they fit (`550MiB`), else one decimal (`1.5GiB`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(u64, &str); 4] = [
-            (1 << 40, "TiB"),
-            (1 << 30, "GiB"),
-            (1 << 20, "MiB"),
-            (1 << 10, "KiB"),
-        ];
+        const UNITS: [(u64, &str); 4] =
+            [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
         match UNITS.iter().find(|(n, _)| self.0 >= *n) {
             Some((n, unit)) if self.0 % n == 0 => write!(f, "{}{unit}", self.0 / n),
             Some((n, unit)) => write!(f, "{:.1}{unit}", self.0 as f64 / *n as f64),
@@ -117,11 +107,7 @@ impl FromStr for Signal {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let upper = s.to_ascii_uppercase();
-        let full = if upper.starts_with("SIG") {
-            upper
-        } else {
-            format!("SIG{upper}")
-        };
+        let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
         full.parse::<nix::sys::signal::Signal>()
             .map(Signal)
             .map_err(|_| format!("unknown signal {s:?} (write e.g. SIGTERM, SIGINT, SIGQUIT)"))
@@ -150,9 +136,7 @@ impl FromStr for Mode {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match u32::from_str_radix(s, 8) {
             Ok(m) if m <= 0o7777 => Ok(Mode(m)),
-            _ => Err(format!(
-                "invalid mode {s:?}: write an octal mode such as \"0660\""
-            )),
+            _ => Err(format!("invalid mode {s:?}: write an octal mode such as \"0660\"")),
         }
     }
 }
@@ -199,22 +183,10 @@ mod tests {
 
     #[test]
     fn durations_from_the_spec_parse() {
-        for (text, ms) in [
-            ("250ms", 250),
-            ("1.6s", 1600),
-            ("30s", 30_000),
-            ("5m", 300_000),
-        ] {
-            assert_eq!(
-                text.parse::<Duration>().unwrap(),
-                Duration::from_millis(ms),
-                "{text}"
-            );
+        for (text, ms) in [("250ms", 250), ("1.6s", 1600), ("30s", 30_000), ("5m", 300_000)] {
+            assert_eq!(text.parse::<Duration>().unwrap(), Duration::from_millis(ms), "{text}");
         }
-        assert_eq!(
-            "30d".parse::<Duration>().unwrap(),
-            Duration::from_secs(30 * 86_400)
-        );
+        assert_eq!("30d".parse::<Duration>().unwrap(), Duration::from_secs(30 * 86_400));
     }
 
     #[test]

@@ -32,37 +32,30 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
 }
 
 fn did_you_mean(s: Option<&str>) -> String {
-    s.map(|s| format!(" (did you mean {s:?}?)"))
-        .unwrap_or_default()
+    s.map(|s| format!(" (did you mean {s:?}?)")).unwrap_or_default()
 }
 
 pub fn names(services: &BTreeSet<String>, groups: &[String], d: &mut Diagnostics) {
     for name in services {
         let path = join("services", name);
         if !valid_name(name) {
-            d.at(
-                path,
-                format!("invalid service name {name:?}: use letters, digits, - and _ (at most 63)"),
-            );
+            d.at(path, format!("invalid service name {name:?}: use letters, digits, - and _ (at most 63)"));
         } else if name == RESERVED {
-            d.at(
-                path,
-                format!("the service name {RESERVED:?} is reserved for the supervisor's own log"),
-            );
+            d.at(path, format!("the service name {RESERVED:?} is reserved for the supervisor's own log"));
         }
     }
     let mut seen = BTreeSet::new();
     for (i, group) in groups.iter().enumerate() {
         let path = format!("groups.order[{i}]");
         if !valid_name(group) {
-            d.at(
-                path,
-                format!("invalid group name {group:?}: use letters, digits, - and _"),
-            );
+            d.at(path, format!("invalid group name {group:?}: use letters, digits, - and _"));
         } else if !seen.insert(group) {
             d.at(path, format!("group {group:?} is listed twice"));
         } else if services.contains(group) {
-            d.at(path, format!("group {group:?} has the name of a service; depends_on could not tell them apart"));
+            d.at(
+                path,
+                format!("group {group:?} has the name of a service; depends_on could not tell them apart"),
+            );
         }
     }
 }
@@ -79,10 +72,7 @@ pub fn defaults(defaults: &raw::Service, d: &mut Diagnostics) {
         defaults.ports.is_some(),
     ];
     for (key, _) in SERVICE_ONLY_KEYS.iter().zip(set).filter(|(_, set)| *set) {
-        d.at(
-            format!("defaults.{key}"),
-            format!("{key} describes one service; it cannot be a default"),
-        );
+        d.at(format!("defaults.{key}"), format!("{key} describes one service; it cannot be a default"));
     }
 }
 
@@ -135,10 +125,7 @@ fn explicit_deps(
             out.insert(dep.clone());
         } else if groups.contains(dep) {
             if svc.group.as_ref() == Some(dep) {
-                d.at(
-                    path,
-                    format!("{name:?} is in group {dep:?} and cannot depend on its own group"),
-                );
+                d.at(path, format!("{name:?} is in group {dep:?} and cannot depend on its own group"));
             }
             out.extend(members.get(dep.as_str()).into_iter().flatten().cloned());
         } else {
@@ -150,10 +137,7 @@ fn explicit_deps(
                 None if groups.is_empty() => "service",
                 None => "service or group",
             };
-            d.at(
-                path,
-                format!("unknown {what} {dep:?}{}", did_you_mean(hint)),
-            );
+            d.at(path, format!("unknown {what} {dep:?}{}", did_you_mean(hint)));
         }
     }
     out.into_iter().collect()
@@ -172,11 +156,7 @@ fn group_default(
             format!("unknown group {group:?}: no [groups] order is declared")
         } else {
             let hint = suggest(group, groups.iter().map(String::as_str));
-            format!(
-                "unknown group {group:?}{} (groups: {})",
-                did_you_mean(hint),
-                groups.join(", ")
-            )
+            format!("unknown group {group:?}{} (groups: {})", did_you_mean(hint), groups.join(", "))
         };
         d.at(path, msg);
         return Vec::new();
@@ -223,11 +203,7 @@ pub fn ports(services: &BTreeMap<String, Service>, d: &mut Diagnostics) {
                         || q.host_ip == port.host_ip)
             });
             if let Some((other, _)) = clash {
-                let proto = if port.protocol == super::model::Protocol::Udp {
-                    "udp"
-                } else {
-                    "tcp"
-                };
+                let proto = if port.protocol == super::model::Protocol::Udp { "udp" } else { "tcp" };
                 let by = if *other == name.as_str() {
                     "this service".to_owned()
                 } else {
@@ -235,10 +211,7 @@ pub fn ports(services: &BTreeMap<String, Service>, d: &mut Diagnostics) {
                 };
                 d.at(
                     format!("{}.ports[{i}]", join("services", name)),
-                    format!(
-                        "host port {}/{proto} is already published by {by}",
-                        port.host
-                    ),
+                    format!("host port {}/{proto} is already published by {by}", port.host),
                 );
             }
             taken.push((name, port));
@@ -255,10 +228,7 @@ pub fn deploy_refs(
     d: &mut Diagnostics,
 ) {
     if deploy.disarm && !has_nats {
-        d.at(
-            "deploy.disarm",
-            "disarm = true publishes on NATS and needs a [nats] section",
-        );
+        d.at("deploy.disarm", "disarm = true publishes on NATS and needs a [nats] section");
     }
     for (i, check) in verify.exec.iter().enumerate() {
         if let Some(svc) = check.service.as_deref().filter(|s| !all.contains(*s)) {
@@ -269,10 +239,7 @@ pub fn deploy_refs(
             );
         }
         if check.command.first().is_none_or(String::is_empty) {
-            d.at(
-                format!("verify.exec[{i}].command"),
-                "command needs a program",
-            );
+            d.at(format!("verify.exec[{i}].command"), "command needs a program");
         }
     }
     for (i, check) in verify.http.iter().enumerate() {

@@ -14,18 +14,12 @@ pub const BIN_VAR: &str = "TITAN_SUPERVISOR_BIN";
 /// Loads the embedded config with relative paths under `dir` and `${TITAN_SUPERVISOR_BIN}` set
 /// to this executable.
 pub fn load(dir: &Path) -> Result<Config, Report> {
-    let exe = std::env::current_exe()
-        .ok()
-        .map(|p| p.display().to_string());
+    let exe = std::env::current_exe().ok().map(|p| p.display().to_string());
     let env = move |name: &str| match name {
         BIN_VAR => exe.clone().or_else(|| std::env::var(name).ok()),
         _ => std::env::var(name).ok(),
     };
-    let source = config::Source {
-        name: "demo/services.toml",
-        text: CONFIG,
-        base_dir: dir,
-    };
+    let source = config::Source { name: "demo/services.toml", text: CONFIG, base_dir: dir };
     config::parse(&source, &env)
 }
 

@@ -34,9 +34,7 @@ async fn exchange(uri: &Uri) -> Result<(), ProbeError> {
     let (host, port) = host_port(uri)?;
     let request = request_for(uri)?;
     let stream = super::connect(host, port).await?;
-    let (mut sender, conn) = http1::handshake::<_, NoBody>(TokioIo::new(stream))
-        .await
-        .map_err(http_error)?;
+    let (mut sender, conn) = http1::handshake::<_, NoBody>(TokioIo::new(stream)).await.map_err(http_error)?;
     let mut conn = pin!(conn);
     let mut response = pin!(sender.send_request(request));
     let response = tokio::select! {
@@ -58,10 +56,7 @@ async fn exchange(uri: &Uri) -> Result<(), ProbeError> {
 
 /// Where to connect: the URI's host and port (80 by default). Only `http` is supported.
 fn host_port(uri: &Uri) -> Result<(&str, u16), ProbeError> {
-    let bad = |reason| ProbeError::BadTarget {
-        target: uri.to_string(),
-        reason,
-    };
+    let bad = |reason| ProbeError::BadTarget { target: uri.to_string(), reason };
     if uri.scheme_str() != Some("http") {
         return Err(bad("only http:// URLs can be probed"));
     }
@@ -73,10 +68,7 @@ fn host_port(uri: &Uri) -> Result<(&str, u16), ProbeError> {
 
 /// `GET /path?query` in origin form, with `Host` and `Connection: close`.
 fn request_for(uri: &Uri) -> Result<Request<NoBody>, ProbeError> {
-    let bad = |reason| ProbeError::BadTarget {
-        target: uri.to_string(),
-        reason,
-    };
+    let bad = |reason| ProbeError::BadTarget { target: uri.to_string(), reason };
     let mut parts = Parts::default();
     parts.path_and_query = Some(match uri.path_and_query() {
         Some(pq) if !pq.as_str().is_empty() => pq.clone(),
@@ -88,9 +80,7 @@ fn request_for(uri: &Uri) -> Result<Request<NoBody>, ProbeError> {
     let mut request = Request::new(NoBody::new());
     *request.uri_mut() = target;
     request.headers_mut().insert(HOST, host);
-    request
-        .headers_mut()
-        .insert(CONNECTION, HeaderValue::from_static("close"));
+    request.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     Ok(request)
 }
 

@@ -21,10 +21,7 @@ pub enum ProbeError {
     Timeout(Duration),
     /// The target could not be turned into an address (malformed, or unsupported scheme).
     #[error("invalid probe target {target:?}: {reason}")]
-    BadTarget {
-        target: String,
-        reason: &'static str,
-    },
+    BadTarget { target: String, reason: &'static str },
     /// Name resolution failed or returned no address.
     #[error("cannot resolve {addr}")]
     Resolve {
@@ -55,10 +52,7 @@ async fn connect(host: &str, port: u16) -> Result<TcpStream, ProbeError> {
     }
     let addrs = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|source| ProbeError::Resolve {
-            addr: format!("{host}:{port}"),
-            source,
-        })?;
+        .map_err(|source| ProbeError::Resolve { addr: format!("{host}:{port}"), source })?;
     connect_first(addrs, || format!("{host}:{port}")).await
 }
 
@@ -70,12 +64,7 @@ fn ip_literal(host: &str) -> Option<IpAddr> {
 
 /// Connects to a socket address; no resolution.
 async fn connect_addr(addr: SocketAddr) -> Result<TcpStream, ProbeError> {
-    TcpStream::connect(addr)
-        .await
-        .map_err(|source| ProbeError::Connect {
-            addr: addr.to_string(),
-            source,
-        })
+    TcpStream::connect(addr).await.map_err(|source| ProbeError::Connect { addr: addr.to_string(), source })
 }
 
 /// Tries each resolved address in order; if none accepts, the last connect error wins, named
@@ -92,10 +81,7 @@ async fn connect_first(
         }
     }
     Err(match last {
-        Some((addr, source)) => ProbeError::Connect {
-            addr: format!("{} ({addr})", name()),
-            source,
-        },
+        Some((addr, source)) => ProbeError::Connect { addr: format!("{} ({addr})", name()), source },
         None => ProbeError::Resolve {
             addr: name(),
             source: io::Error::new(io::ErrorKind::NotFound, "no address"),
@@ -110,22 +96,9 @@ mod tests {
     #[test]
     fn ip_literals_skip_resolution_names_do_not() {
         assert_eq!(ip_literal("127.0.0.1"), Some(IpAddr::from([127, 0, 0, 1])));
-        assert_eq!(
-            ip_literal("[::1]"),
-            Some(IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]))
-        );
-        assert_eq!(
-            ip_literal("::1"),
-            Some(IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]))
-        );
-        for name in [
-            "localhost",
-            "db.internal",
-            "[localhost]",
-            "",
-            "[::1",
-            "1.2.3",
-        ] {
+        assert_eq!(ip_literal("[::1]"), Some(IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])));
+        assert_eq!(ip_literal("::1"), Some(IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])));
+        for name in ["localhost", "db.internal", "[localhost]", "", "[::1", "1.2.3"] {
             assert_eq!(ip_literal(name), None, "{name}");
         }
     }

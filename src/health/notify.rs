@@ -45,10 +45,7 @@ impl NotifySocket {
     pub fn bind(path: &Path) -> io::Result<Self> {
         remove_stale(path)?;
         let socket = UnixDatagram::bind(path)?;
-        Ok(Self {
-            socket,
-            path: path.to_owned(),
-        })
+        Ok(Self { socket, path: path.to_owned() })
     }
 
     pub fn path(&self) -> &Path {
@@ -141,13 +138,7 @@ mod tests {
     #[test]
     fn ready() {
         let n = parse(b"READY=1");
-        assert_eq!(
-            n,
-            Notification {
-                ready: true,
-                ..Default::default()
-            }
-        );
+        assert_eq!(n, Notification { ready: true, ..Default::default() });
     }
 
     #[test]
@@ -181,14 +172,7 @@ mod tests {
 
     #[test]
     fn only_exact_one_sets_flags() {
-        for input in [
-            &b"READY=0"[..],
-            b"READY=true",
-            b"READY=",
-            b"READY",
-            b"READY=1 ",
-            b"ready=1",
-        ] {
+        for input in [&b"READY=0"[..], b"READY=true", b"READY=", b"READY", b"READY=1 ", b"ready=1"] {
             assert!(!parse(input).ready, "{:?}", String::from_utf8_lossy(input));
         }
     }

@@ -8,10 +8,7 @@ use super::ProbeError;
 /// `tokio::net::lookup_host`, IP literals never), success when connected. The connection is
 /// closed at once. Resolve + connect are bounded by `timeout`.
 pub async fn probe(addr: &str, timeout: Duration) -> Result<(), ProbeError> {
-    let bad = |reason| ProbeError::BadTarget {
-        target: addr.to_owned(),
-        reason,
-    };
+    let bad = |reason| ProbeError::BadTarget { target: addr.to_owned(), reason };
     let (host, port) = addr.rsplit_once(':').ok_or_else(|| bad("need host:port"))?;
     let port = port.parse::<u16>().map_err(|_| bad("invalid port"))?;
     if host.is_empty() {

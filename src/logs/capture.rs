@@ -30,12 +30,7 @@ pub struct Pipes {
 pub fn pipes() -> io::Result<Pipes> {
     let (out_read, out_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let (err_read, err_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-    Ok(Pipes {
-        out_read,
-        out_write,
-        err_read,
-        err_write,
-    })
+    Ok(Pipes { out_read, out_write, err_read, err_write })
 }
 
 /// Watches output for a `log` health check: once a line matches while `armed`, calls `on_match`
@@ -82,23 +77,12 @@ struct Reader {
 }
 
 impl Reader {
-    fn new(
-        fd: OwnedFd,
-        stream: Stream,
-        writer: SharedWriter,
-        watch: Option<Watch>,
-    ) -> io::Result<Self> {
+    fn new(fd: OwnedFd, stream: Stream, writer: SharedWriter, watch: Option<Watch>) -> io::Result<Self> {
         let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
         fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
         // SAFETY: the OwnedFd moves into the AsyncFd, so it stays open for the AsyncFd's life.
         let fd = unsafe { AsyncFd::register(fd) }?;
-        Ok(Reader {
-            fd,
-            stream,
-            writer,
-            watch,
-            partial: Vec::new(),
-        })
+        Ok(Reader { fd, stream, writer, watch, partial: Vec::new() })
     }
 
     async fn run(mut self) {
@@ -131,25 +115,13 @@ impl Reader {
             } else {
                 self.partial.extend_from_slice(line);
                 let whole = std::mem::take(&mut self.partial);
-                emit(
-                    &mut writer,
-                    self.stream,
-                    &whole,
-                    &stamp,
-                    self.watch.as_ref(),
-                );
+                emit(&mut writer, self.stream, &whole, &stamp, self.watch.as_ref());
             }
         }
         self.partial.extend_from_slice(rest);
         while self.partial.len() >= MAX_LINE {
             let piece: Vec<u8> = self.partial.drain(..MAX_LINE).collect();
-            emit(
-                &mut writer,
-                self.stream,
-                &piece,
-                &stamp,
-                self.watch.as_ref(),
-            );
+            emit(&mut writer, self.stream, &piece, &stamp, self.watch.as_ref());
         }
         writer.flush();
     }

@@ -50,18 +50,8 @@ impl LogWriter {
         let dir = log_dir.join(service);
         create_dir(&dir)?;
         let path = dir.join("current.log");
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o640)
-            .open(&path)?;
-        Ok(LogWriter {
-            path,
-            file,
-            format: spec.format,
-            buf: Vec::with_capacity(8192),
-            dropped: 0,
-        })
+        let file = OpenOptions::new().create(true).append(true).mode(0o640).open(&path)?;
+        Ok(LogWriter { path, file, format: spec.format, buf: Vec::with_capacity(8192), dropped: 0 })
     }
 
     pub fn shared(self) -> SharedWriter {
@@ -151,15 +141,9 @@ mod tests {
         w.push(Stream::Err, b"\xff bytes", "2026-01-01T00:00:00.001Z");
         w.flush();
         let text = std::fs::read(w.path()).unwrap();
-        assert_eq!(
-            text,
-            b"2026-01-01T00:00:00.000Z out hello\n2026-01-01T00:00:00.001Z err \xff bytes\n"
-        );
+        assert_eq!(text, b"2026-01-01T00:00:00.000Z out hello\n2026-01-01T00:00:00.001Z err \xff bytes\n");
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(
-            (mode(w.path()), mode(&dir.path().join("api"))),
-            (0o640, 0o750)
-        );
+        assert_eq!((mode(w.path()), mode(&dir.path().join("api"))), (0o640, 0o750));
     }
 
     #[test]

@@ -26,10 +26,7 @@ pub enum SpawnError {
     #[error("fork failed: {0}")]
     Fork(#[source] nix::Error),
     #[error("{step} failed in the child: {errno}")]
-    Child {
-        step: &'static str,
-        errno: nix::Error,
-    },
+    Child { step: &'static str, errno: nix::Error },
 }
 
 /// Who the child runs as.
@@ -46,35 +43,24 @@ pub struct Credentials {
 /// supplementary groups.
 pub fn credentials(spec: &str) -> Result<Credentials, SpawnError> {
     use nix::unistd::{Gid, Group, Uid, User};
-    let err = |problem: &str| SpawnError::User {
-        user: spec.to_owned(),
-        problem: problem.to_owned(),
-    };
-    let (user, group) = spec
-        .split_once(':')
-        .map_or((spec, None), |(u, g)| (u, Some(g)));
+    let err = |problem: &str| SpawnError::User { user: spec.to_owned(), problem: problem.to_owned() };
+    let (user, group) = spec.split_once(':').map_or((spec, None), |(u, g)| (u, Some(g)));
     let found = match user.parse::<u32>() {
         Ok(uid) => User::from_uid(Uid::from_raw(uid)),
         Err(_) => User::from_name(user),
     };
-    let u = found
-        .map_err(|e| err(&e.to_string()))?
-        .ok_or_else(|| err("no such user"))?;
+    let u = found.map_err(|e| err(&e.to_string()))?.ok_or_else(|| err("no such user"))?;
     let gid = match group {
         None => u.gid,
         Some(g) => match g.parse::<u32>() {
             Ok(gid) => Gid::from_raw(gid),
             Err(_) => {
-                Group::from_name(g)
-                    .map_err(|e| err(&e.to_string()))?
-                    .ok_or_else(|| err("no such group"))?
-                    .gid
+                Group::from_name(g).map_err(|e| err(&e.to_string()))?.ok_or_else(|| err("no such group"))?.gid
             }
         },
     };
     let cname = CString::new(u.name.clone()).map_err(|_| err("name contains NUL"))?;
-    let groups =
-        nix::unistd::getgrouplist(&cname, gid).map_err(|e| err(&format!("getgrouplist: {e}")))?;
+    let groups = nix::unistd::getgrouplist(&cname, gid).map_err(|e| err(&format!("getgrouplist: {e}")))?;
     Ok(Credentials {
         uid: u.uid.as_raw(),
         gid: gid.as_raw(),
@@ -113,42 +99,25 @@ fn cstring(bytes: &[u8], what: &'static str) -> Result<CString, SpawnError> {
 
 fn prepare(cmd: &Command<'_>) -> Result<Prepared, SpawnError> {
     let first = cmd.argv.first().map(String::as_str).unwrap_or_default();
-    let path_var = cmd
-        .env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.as_str());
+    let path_var = cmd.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
     let program = resolve_program(first, path_var, cmd.cwd)?;
     Ok(Prepared {
         program: cstring(program.as_os_str().as_bytes(), "program path")?,
-        argv: cmd
-            .argv
-            .iter()
-            .map(|a| cstring(a.as_bytes(), "an argument"))
-            .collect::<Result<_, _>>()?,
+        argv: cmd.argv.iter().map(|a| cstring(a.as_bytes(), "an argument")).collect::<Result<_, _>>()?,
         envp: cmd
             .env
             .iter()
             .map(|(k, v)| cstring(format!("{k}={v}").as_bytes(), "an environment variable"))
             .collect::<Result<_, _>>()?,
-        cwd: cmd
-            .cwd
-            .map(|c| cstring(c.as_os_str().as_bytes(), "cwd"))
-            .transpose()?,
+        cwd: cmd.cwd.map(|c| cstring(c.as_os_str().as_bytes(), "cwd")).transpose()?,
         dev_null: c"/dev/null".to_owned(),
     })
 }
 
 /// Finds `program` like execvp would: a path with a slash is used as is (relative to `cwd`),
 /// a bare name is looked up in PATH.
-pub fn resolve_program(
-    program: &str,
-    path: Option<&str>,
-    cwd: Option<&Path>,
-) -> Result<PathBuf, SpawnError> {
-    let not_found = || SpawnError::NotFound {
-        program: program.to_owned(),
-    };
+pub fn resolve_program(program: &str, path: Option<&str>, cwd: Option<&Path>) -> Result<PathBuf, SpawnError> {
+    let not_found = || SpawnError::NotFound { program: program.to_owned() };
     if program.is_empty() {
         return Err(not_found());
     }
@@ -186,18 +155,10 @@ const STEPS: [&str; 8] = [
 /// exit is then reaped like any other and can be ignored).
 pub fn spawn(cmd: Command<'_>) -> Result<Pid, SpawnError> {
     let prepared = prepare(&cmd)?;
-    let argv_ptrs: Vec<*const libc::c_char> = prepared
-        .argv
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain([std::ptr::null()])
-        .collect();
-    let envp_ptrs: Vec<*const libc::c_char> = prepared
-        .envp
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain([std::ptr::null()])
-        .collect();
+    let argv_ptrs: Vec<*const libc::c_char> =
+        prepared.argv.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    let envp_ptrs: Vec<*const libc::c_char> =
+        prepared.envp.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
     let (status_r, status_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Pipe(e.into()))?;
     let child = ChildSetup {
@@ -297,11 +258,7 @@ impl ChildSetup<'_> {
                     fail(6);
                 }
             }
-            libc::execve(
-                self.prepared.program.as_ptr(),
-                self.argv.as_ptr(),
-                self.envp.as_ptr(),
-            );
+            libc::execve(self.prepared.program.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr());
             fail(7)
         }
     }
@@ -321,12 +278,7 @@ impl ChildSetup<'_> {
             }
             // close_range(3, ~0, CLOSE_RANGE_CLOEXEC): everything else closes at exec, including
             // the status pipe, whose closing tells the parent the exec succeeded.
-            libc::syscall(
-                libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            ) == 0
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) == 0
         }
     }
 }
@@ -372,14 +324,8 @@ mod tests {
             resolve_program("sh", Some("/nonexistent:/bin:/usr/bin"), None).unwrap(),
             Path::new("/bin/sh")
         );
-        assert_eq!(
-            resolve_program("./run", None, Some(Path::new("/srv"))).unwrap(),
-            Path::new("/srv/./run")
-        );
-        assert_eq!(
-            resolve_program("/bin/true", Some(""), None).unwrap(),
-            Path::new("/bin/true")
-        );
+        assert_eq!(resolve_program("./run", None, Some(Path::new("/srv"))).unwrap(), Path::new("/srv/./run"));
+        assert_eq!(resolve_program("/bin/true", Some(""), None).unwrap(), Path::new("/bin/true"));
         assert!(matches!(
             resolve_program("no-such-program-xyz", None, None),
             Err(SpawnError::NotFound { .. })

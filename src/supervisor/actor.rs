@@ -16,6 +16,7 @@ use super::slot::Slot;
 use super::status::{ServiceStatus, Summary};
 use crate::config::Config;
 use crate::logs::capture;
+use crate::runtime::cgroup::Cgroups;
 use crate::runtime::{reaper, spawn};
 
 /// Who a child process belongs to.
@@ -59,6 +60,10 @@ pub struct Supervisor {
     pub(super) t0: Instant,
     /// When capped services are measured next.
     pub(super) memory_due: Instant,
+    /// Whether READY=1 has gone to systemd.
+    announced: bool,
+    /// This process's cgroups, where capped services get theirs.
+    pub(super) cgroups: Result<Cgroups, String>,
     stop_order: Vec<String>,
 }
 
@@ -86,7 +91,7 @@ impl Handle {
 }
 
 impl Supervisor {
-    pub(super) fn from_parts(cfg: Config, slots: Vec<Slot>) -> Self {
+    pub(super) fn from_parts(cfg: Config, slots: Vec<Slot>, cgroups: Result<Cgroups, String>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let (events, _) = tokio::sync::broadcast::channel(events::BACKLOG);
         Supervisor {
@@ -99,15 +104,14 @@ impl Supervisor {
             shutdown: Shutdown::No,
             t0: Instant::now(),
             memory_due: Instant::now(),
+            announced: false,
+            cgroups,
             stop_order: Vec::new(),
         }
     }
 
     pub fn handle(&self) -> Handle {
-        Handle {
-            tx: self.tx.clone(),
-            events: self.events.clone(),
-        }
+        Handle { tx: self.tx.clone(), events: self.events.clone() }
     }
 
     /// Runs until every service is at rest after a SIGTERM/SIGINT (or `Handle::shutdown`).
@@ -196,19 +200,18 @@ impl Supervisor {
         let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
         self.kill_cgroup(i);
         let oom = self.oom_since_spawn(i);
+        super::leftovers::forget(&self.pid_dir(), &self.slots[i].name);
         let slot = &mut self.slots[i];
         slot.pid = None;
         slot.last_rss = None;
-        slot.log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .note(&format!("pid {pid} ended: {exit}"));
+        slot.log.lock().unwrap_or_else(|p| p.into_inner()).note(&format!("pid {pid} ended: {exit}"));
         self.apply(i, Event::Exited { exit, oom });
     }
 
     fn on_stop_signal(&mut self, what: &str) {
         self.shutdown = match self.shutdown {
             Shutdown::No => {
+                crate::notify::send("STOPPING=1");
                 tracing::info!("{what}: stopping every service in reverse dependency order");
                 Shutdown::Graceful
             }
@@ -253,6 +256,10 @@ impl Supervisor {
         }
     }
 
+    fn pid_dir(&self) -> std::path::PathBuf {
+        self.cfg.supervisor.state_dir.join("pids")
+    }
+
     fn signal_group(&self, i: usize, sig: Signal) {
         if let Some(pid) = self.slots[i].pid {
             let _ = kill(Pid::from_raw(-pid.as_raw()), sig);
@@ -283,6 +290,9 @@ impl Supervisor {
         let run = slot.run;
         self.owners.insert(pid, Owner::Service { slot: i, run });
         self.slots[i].pid = Some(pid);
+        if let Err(e) = super::leftovers::record(&self.pid_dir(), &self.slots[i].name, pid) {
+            tracing::warn!(service = %self.slots[i].name, "cannot write its pid file: {e}");
+        }
         self.note_spawned(i);
         Ok(())
     }
@@ -295,10 +305,18 @@ impl Supervisor {
         }
         self.publish(i, from);
         self.schedule_probes(i, &from.state, now);
+        if matches!(self.slots[i].life.state, State::Failed { .. }) && self.shutdown == Shutdown::No {
+            let held: Vec<&str> =
+                self.slots[i].dependents.iter().map(|&d| self.slots[d].name.as_str()).collect();
+            if !held.is_empty() {
+                tracing::warn!(service = %self.slots[i].name, held = ?held, "failed: its dependents will not start until it is started again");
+            }
+        }
         let to = &self.slots[i].life.state;
         if to.is_ready() != from.state.is_ready() || to.is_at_rest() {
             self.start_ready();
         }
+        self.announce_when_settled();
         if self.shutdown != Shutdown::No {
             if matches!(self.slots[i].life.state, State::Stopped) {
                 self.stop_order.push(self.slots[i].name.clone());
@@ -311,10 +329,7 @@ impl Supervisor {
         let slot = &self.slots[i];
         let reason = match &slot.life.state {
             State::Failed { reason } | State::Backoff { reason, .. } => Some(reason.clone()),
-            State::Stopping {
-                then: fsm::Then::Restart(r) | fsm::Then::Fail(r),
-                ..
-            } => Some(r.clone()),
+            State::Stopping { then: fsm::Then::Restart(r) | fsm::Then::Fail(r), .. } => Some(r.clone()),
             _ => None,
         };
         let exit = (slot.life.last_exit != from.last_exit)
@@ -335,6 +350,23 @@ impl Supervisor {
         let _ = self.events.send(notice);
     }
 
+    /// READY=1 to systemd once no service is on its way up any more (each is ready, or has
+    /// failed, or is held behind one that has).
+    fn announce_when_settled(&mut self) {
+        let on_the_way = |s: &super::slot::Slot| match s.life.state {
+            State::Starting { .. } | State::Backoff { .. } => true,
+            State::Pending => self.held_by(s).is_none(),
+            _ => false,
+        };
+        if self.announced || self.shutdown != Shutdown::No || self.slots.iter().any(on_the_way) {
+            return;
+        }
+        self.announced = true;
+        let up = self.slots.iter().filter(|s| s.life.state.is_ready()).count();
+        tracing::info!(ready = up, services = self.slots.len(), "all services settled");
+        crate::notify::send(&format!("READY=1\nSTATUS={up} of {} services ready", self.slots.len()));
+    }
+
     /// Starts every pending service whose dependencies are all ready.
     fn start_ready(&mut self) {
         if self.shutdown != Shutdown::No {
@@ -342,10 +374,7 @@ impl Supervisor {
         }
         for i in 0..self.slots.len() {
             let slot = &self.slots[i];
-            let deps_ready = slot
-                .deps
-                .iter()
-                .all(|&d| self.slots[d].life.state.is_ready());
+            let deps_ready = slot.deps.iter().all(|&d| self.slots[d].life.state.is_ready());
             if matches!(slot.life.state, State::Pending) && deps_ready {
                 self.apply(i, Event::Start);
             }
@@ -357,15 +386,13 @@ impl Supervisor {
     fn progress_shutdown(&mut self) {
         for i in 0..self.slots.len() {
             let state = &self.slots[i].life.state;
-            let dependents_at_rest = self.slots[i]
-                .dependents
-                .iter()
-                .all(|&d| self.slots[d].life.state.is_at_rest());
+            let dependents_at_rest =
+                self.slots[i].dependents.iter().all(|&d| self.slots[d].life.state.is_at_rest());
             let event = match state {
                 State::Pending | State::Backoff { .. } => Some(Event::Stop),
-                State::Stopping {
-                    kill_at: Some(_), ..
-                } if self.shutdown == Shutdown::Fast => Some(Event::Kill),
+                State::Stopping { kill_at: Some(_), .. } if self.shutdown == Shutdown::Fast => {
+                    Some(Event::Kill)
+                }
                 State::Starting { .. } | State::Healthy { .. } | State::Unhealthy { .. }
                     if self.shutdown == Shutdown::Fast =>
                 {
@@ -385,17 +412,36 @@ impl Supervisor {
     }
 
     fn status(&self) -> Vec<ServiceStatus> {
-        self.slots
+        self.slots.iter().map(|s| ServiceStatus::of(s, self.waiting_on(s))).collect()
+    }
+
+    /// Why a pending service has not started: the dependencies it still waits for, naming a
+    /// failed or stopped one first.
+    fn waiting_on(&self, s: &super::slot::Slot) -> Option<String> {
+        if let Some(dep) = self.held_by(s) {
+            return Some(format!("held: dependency {} is {}", dep.name, dep.life.state.name()));
+        }
+        let waiting: Vec<&str> = s
+            .deps
             .iter()
-            .map(|s| ServiceStatus::of(s, self.t0))
-            .collect()
+            .map(|&d| &self.slots[d])
+            .filter(|d| !d.life.state.is_ready())
+            .map(|d| d.name.as_str())
+            .collect();
+        (!waiting.is_empty()).then(|| format!("waiting for {}", waiting.join(", ")))
+    }
+
+    /// A dependency that has failed or was stopped, directly or further down, which keeps `s`
+    /// from starting.
+    fn held_by(&self, s: &super::slot::Slot) -> Option<&super::slot::Slot> {
+        s.deps.iter().map(|&d| &self.slots[d]).find_map(|d| match d.life.state {
+            State::Failed { .. } | State::Stopped => Some(d),
+            State::Pending => self.held_by(d),
+            _ => None,
+        })
     }
 
     fn summary(&self) -> Summary {
-        Summary {
-            services: self.status(),
-            stop_order: self.stop_order.clone(),
-            ran_for: self.t0.elapsed(),
-        }
+        Summary { services: self.status(), stop_order: self.stop_order.clone(), ran_for: self.t0.elapsed() }
     }
 }

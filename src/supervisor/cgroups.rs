@@ -11,29 +11,26 @@
 use std::ffi::CString;
 
 use super::actor::Supervisor;
-use crate::runtime::cgroup::{Cgroups, Limits};
+use crate::runtime::cgroup::Limits;
 
 impl Supervisor {
     /// Creates every native service's cgroup; failures are kept and reported at spawn.
     pub(super) fn setup_cgroups(&mut self) {
-        let root = Cgroups::detect();
+        let root = &self.cgroups;
         let prefix = self.cfg.supervisor.project.clone();
         for slot in &mut self.slots {
-            let limits = Limits {
-                memory_max: slot.svc.memory.map(|m| m.bytes()),
-                pids_max: slot.svc.max_pids,
-            };
+            let limits =
+                Limits { memory_max: slot.svc.memory.map(|m| m.bytes()), pids_max: slot.svc.max_pids };
             if limits.memory_max.is_none() && limits.pids_max.is_none() {
                 continue;
             }
-            let made = match &root {
+            let made = match root {
                 Ok(root) => {
                     if let Ok(Some(old)) = root.existing(&prefix, &slot.name) {
                         let _ = old.kill_all();
                         let _ = old.remove();
                     }
-                    root.create(&prefix, &slot.name, &limits)
-                        .map_err(|e| e.to_string())
+                    root.create(&prefix, &slot.name, &limits).map_err(|e| e.to_string())
                 }
                 Err(e) => Err(format!("cgroups unavailable: {e}")),
             };
@@ -50,11 +47,7 @@ impl Supervisor {
         if let Some(e) = &slot.cgroup_error {
             return Err(e.clone());
         }
-        Ok(slot
-            .cgroup
-            .as_ref()
-            .map(|c| c.join_files().to_vec())
-            .unwrap_or_default())
+        Ok(slot.cgroup.as_ref().map(|c| c.join_files().to_vec()).unwrap_or_default())
     }
 
     /// SIGKILLs every process in the service's cgroup, once, without waiting: the actor must
@@ -76,20 +69,13 @@ impl Supervisor {
     /// Remembers the OOM counter when a run starts.
     pub(super) fn note_spawned(&mut self, i: usize) {
         let slot = &mut self.slots[i];
-        slot.oom_base = slot
-            .cgroup
-            .as_ref()
-            .and_then(|c| c.oom_kills().ok())
-            .unwrap_or(0);
+        slot.oom_base = slot.cgroup.as_ref().and_then(|c| c.oom_kills().ok()).unwrap_or(0);
     }
 
     /// Whether the kernel OOM-killed something in the service's cgroup during this run.
     pub(super) fn oom_since_spawn(&self, i: usize) -> bool {
         let slot = &self.slots[i];
-        slot.cgroup
-            .as_ref()
-            .and_then(|c| c.oom_kills().ok())
-            .is_some_and(|n| n > slot.oom_base)
+        slot.cgroup.as_ref().and_then(|c| c.oom_kills().ok()).is_some_and(|n| n > slot.oom_base)
     }
 
     /// Kills leftovers and removes every service cgroup (at exit).

@@ -62,11 +62,7 @@ pub enum Reason {
     Memory,
     GateTimeout(Duration),
     Spawn(String),
-    CrashLoop {
-        restarts: u32,
-        window: Duration,
-        last: Box<Reason>,
-    },
+    CrashLoop { restarts: u32, window: Duration, last: Box<Reason> },
     Manual,
 }
 
@@ -93,17 +89,11 @@ impl fmt::Display for Reason {
             Reason::Oom => f.write_str("oom: killed at its memory cap"),
             Reason::Unhealthy => f.write_str("unhealthy: health check failing"),
             Reason::Memory => f.write_str("memory: above memory_restart"),
-            Reason::GateTimeout(d) => write!(
-                f,
-                "not healthy within startup_timeout {}",
-                humantime::format_duration(*d)
-            ),
+            Reason::GateTimeout(d) => {
+                write!(f, "not healthy within startup_timeout {}", humantime::format_duration(*d))
+            }
             Reason::Spawn(e) => write!(f, "cannot start: {e}"),
-            Reason::CrashLoop {
-                restarts,
-                window,
-                last,
-            } => write!(
+            Reason::CrashLoop { restarts, window, last } => write!(
                 f,
                 "crash loop: {restarts} restarts within {} (last: {last})",
                 humantime::format_duration(*window)
@@ -126,33 +116,14 @@ pub enum Then {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum State {
     Pending,
-    Starting {
-        since: Instant,
-        gate_until: Instant,
-    },
-    Healthy {
-        since: Instant,
-    },
-    Unhealthy {
-        since: Instant,
-        failures: u32,
-    },
-    Backoff {
-        until: Instant,
-        reason: Reason,
-    },
-    Stopping {
-        since: Instant,
-        kill_at: Option<Instant>,
-        then: Then,
-    },
+    Starting { since: Instant, gate_until: Instant },
+    Healthy { since: Instant },
+    Unhealthy { since: Instant, failures: u32 },
+    Backoff { until: Instant, reason: Reason },
+    Stopping { since: Instant, kill_at: Option<Instant>, then: Then },
     Stopped,
-    Exited {
-        code: i32,
-    },
-    Failed {
-        reason: Reason,
-    },
+    Exited { code: i32 },
+    Failed { reason: Reason },
 }
 
 impl State {
@@ -187,27 +158,19 @@ impl State {
         match *self {
             State::Starting { gate_until, .. } => Some((gate_until, Event::GateExpired)),
             State::Backoff { until, .. } => Some((until, Event::BackoffElapsed)),
-            State::Stopping {
-                kill_at: Some(at), ..
-            } => Some((at, Event::KillDue)),
+            State::Stopping { kill_at: Some(at), .. } => Some((at, Event::KillDue)),
             _ => None,
         }
     }
 
     /// Whether dependents may start: healthy, or a oneshot that exited 0.
     pub fn is_ready(&self) -> bool {
-        matches!(
-            self,
-            State::Healthy { .. } | State::Unhealthy { .. } | State::Exited { code: 0 }
-        )
+        matches!(self, State::Healthy { .. } | State::Unhealthy { .. } | State::Exited { code: 0 })
     }
 
     /// No process and nothing scheduled: safe to stop what it depends on.
     pub fn is_at_rest(&self) -> bool {
-        matches!(
-            self,
-            State::Pending | State::Stopped | State::Exited { .. } | State::Failed { .. }
-        )
+        matches!(self, State::Pending | State::Stopped | State::Exited { .. } | State::Failed { .. })
     }
 }
 
@@ -259,22 +222,12 @@ pub struct Lifecycle {
 
 impl Default for Lifecycle {
     fn default() -> Self {
-        Lifecycle {
-            state: State::Pending,
-            history: History::default(),
-            restarts: 0,
-            last_exit: None,
-        }
+        Lifecycle { state: State::Pending, history: History::default(), restarts: 0, last_exit: None }
     }
 }
 
 /// The transition: `None` when the event does not apply in the current state (it is ignored).
-pub fn next(
-    life: &Lifecycle,
-    spec: &Spec,
-    event: Event,
-    now: Instant,
-) -> Option<(Lifecycle, Vec<Action>)> {
+pub fn next(life: &Lifecycle, spec: &Spec, event: Event, now: Instant) -> Option<(Lifecycle, Vec<Action>)> {
     let mut l = life.clone();
     let actions = match (&life.state, event) {
         (
@@ -304,10 +257,7 @@ pub fn next(
 
 fn start(l: &mut Lifecycle, spec: &Spec, now: Instant) -> Vec<Action> {
     l.state = if spec.gated || spec.oneshot {
-        State::Starting {
-            since: now,
-            gate_until: now + spec.startup_timeout,
-        }
+        State::Starting { since: now, gate_until: now + spec.startup_timeout }
     } else {
         State::Healthy { since: now }
     };
@@ -315,20 +265,11 @@ fn start(l: &mut Lifecycle, spec: &Spec, now: Instant) -> Vec<Action> {
 }
 
 /// Events while a process runs (starting, healthy, unhealthy).
-fn running(
-    life: &Lifecycle,
-    spec: &Spec,
-    event: Event,
-    now: Instant,
-) -> Option<(Lifecycle, Vec<Action>)> {
+fn running(life: &Lifecycle, spec: &Spec, event: Event, now: Instant) -> Option<(Lifecycle, Vec<Action>)> {
     let mut l = life.clone();
     let since = life.state.running_since()?;
     let stop = |then: Then, l: &mut Lifecycle| {
-        l.state = State::Stopping {
-            since,
-            kill_at: Some(now + spec.stop_timeout),
-            then,
-        };
+        l.state = State::Stopping { since, kill_at: Some(now + spec.stop_timeout), then };
         vec![Action::Term]
     };
     let actions = match (&life.state, event) {
@@ -344,24 +285,17 @@ fn running(
         (State::Unhealthy { failures, .. }, Event::ProbeFailed) => {
             probe_failed(&mut l, spec, since, failures + 1, now)
         }
-        (State::Starting { .. }, Event::GateExpired) => stop(
-            Then::Fail(Reason::GateTimeout(spec.startup_timeout)),
-            &mut l,
-        ),
+        (State::Starting { .. }, Event::GateExpired) => {
+            stop(Then::Fail(Reason::GateTimeout(spec.startup_timeout)), &mut l)
+        }
         (_, Event::SpawnFailed(e)) => {
-            l.state = State::Failed {
-                reason: Reason::Spawn(e),
-            };
+            l.state = State::Failed { reason: Reason::Spawn(e) };
             vec![]
         }
         (_, Event::Exited { exit, oom }) => return Some(exited(life, spec, since, exit, oom, now)),
         (_, Event::Stop) => stop(Then::Hold, &mut l),
         (_, Event::Kill) => {
-            l.state = State::Stopping {
-                since,
-                kill_at: None,
-                then: Then::Hold,
-            };
+            l.state = State::Stopping { since, kill_at: None, then: Then::Hold };
             vec![Action::Kill]
         }
         (_, Event::MemoryOver) => stop(Then::Restart(Reason::Memory), &mut l),
@@ -371,20 +305,10 @@ fn running(
     Some((l, actions))
 }
 
-fn probe_failed(
-    l: &mut Lifecycle,
-    spec: &Spec,
-    since: Instant,
-    failures: u32,
-    now: Instant,
-) -> Vec<Action> {
+fn probe_failed(l: &mut Lifecycle, spec: &Spec, since: Instant, failures: u32, now: Instant) -> Vec<Action> {
     if failures >= spec.unhealthy_after {
         let then = Then::Restart(Reason::Unhealthy);
-        l.state = State::Stopping {
-            since,
-            kill_at: Some(now + spec.stop_timeout),
-            then,
-        };
+        l.state = State::Stopping { since, kill_at: Some(now + spec.stop_timeout), then };
         vec![Action::Term]
     } else {
         l.state = State::Unhealthy { since, failures };
@@ -409,13 +333,8 @@ fn exited(
         l.state = State::Exited { code: 0 };
         return (l, vec![]);
     }
-    let decision = restart::decide(
-        &spec.restart,
-        &mut l.history,
-        failed,
-        now.saturating_duration_since(since),
-        now,
-    );
+    let decision =
+        restart::decide(&spec.restart, &mut l.history, failed, now.saturating_duration_since(since), now);
     let actions = after_decision(&mut l, spec, decision, reason, failed, now);
     (l, actions)
 }
@@ -436,10 +355,7 @@ fn after_decision(
         }
         Decision::Restart(delay) => {
             l.restarts += 1;
-            l.state = State::Backoff {
-                until: now + delay,
-                reason,
-            };
+            l.state = State::Backoff { until: now + delay, reason };
             vec![]
         }
         Decision::Leave if failed => {
@@ -451,58 +367,31 @@ fn after_decision(
             vec![]
         }
         Decision::GiveUp { restarts, window } => {
-            l.state = State::Failed {
-                reason: Reason::CrashLoop {
-                    restarts,
-                    window,
-                    last: Box::new(reason),
-                },
-            };
+            l.state =
+                State::Failed { reason: Reason::CrashLoop { restarts, window, last: Box::new(reason) } };
             vec![]
         }
     }
 }
 
 /// Events while a process is being stopped.
-fn stopping(
-    life: &Lifecycle,
-    spec: &Spec,
-    event: Event,
-    now: Instant,
-) -> Option<(Lifecycle, Vec<Action>)> {
-    let State::Stopping {
-        since,
-        kill_at,
-        then,
-    } = &life.state
-    else {
+fn stopping(life: &Lifecycle, spec: &Spec, event: Event, now: Instant) -> Option<(Lifecycle, Vec<Action>)> {
+    let State::Stopping { since, kill_at, then } = &life.state else {
         return None;
     };
     let mut l = life.clone();
     let actions = match event {
         Event::Kill => {
-            l.state = State::Stopping {
-                since: *since,
-                kill_at: None,
-                then: then.clone(),
-            };
+            l.state = State::Stopping { since: *since, kill_at: None, then: then.clone() };
             vec![Action::Kill]
         }
         Event::KillDue if kill_at.is_some() => {
-            l.state = State::Stopping {
-                since: *since,
-                kill_at: None,
-                then: then.clone(),
-            };
+            l.state = State::Stopping { since: *since, kill_at: None, then: then.clone() };
             vec![Action::Kill]
         }
         // an operator's stop wins over a restart or failure that was going to follow
         Event::Stop if *then != Then::Hold => {
-            l.state = State::Stopping {
-                since: *since,
-                kill_at: *kill_at,
-                then: Then::Hold,
-            };
+            l.state = State::Stopping { since: *since, kill_at: *kill_at, then: Then::Hold };
             vec![]
         }
         Event::Exited { exit, .. } => {

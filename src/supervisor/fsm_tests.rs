@@ -26,39 +26,21 @@ fn spec() -> Spec {
 }
 
 fn at(l: State) -> Lifecycle {
-    Lifecycle {
-        state: l,
-        ..Lifecycle::default()
-    }
+    Lifecycle { state: l, ..Lifecycle::default() }
 }
 
 /// One representative of every state.
 fn states(t: Instant) -> Vec<State> {
     vec![
         State::Pending,
-        State::Starting {
-            since: t,
-            gate_until: t + Duration::from_secs(30),
-        },
+        State::Starting { since: t, gate_until: t + Duration::from_secs(30) },
         State::Healthy { since: t },
-        State::Unhealthy {
-            since: t,
-            failures: 1,
-        },
-        State::Backoff {
-            until: t,
-            reason: Reason::Exit(Exit::Code(1)),
-        },
-        State::Stopping {
-            since: t,
-            kill_at: Some(t),
-            then: Then::Hold,
-        },
+        State::Unhealthy { since: t, failures: 1 },
+        State::Backoff { until: t, reason: Reason::Exit(Exit::Code(1)) },
+        State::Stopping { since: t, kill_at: Some(t), then: Then::Hold },
         State::Stopped,
         State::Exited { code: 0 },
-        State::Failed {
-            reason: Reason::Exit(Exit::Code(1)),
-        },
+        State::Failed { reason: Reason::Exit(Exit::Code(1)) },
     ]
 }
 
@@ -70,10 +52,7 @@ fn events() -> Vec<Event> {
         Event::Ready,
         Event::ProbeFailed,
         Event::GateExpired,
-        Event::Exited {
-            exit: Exit::Code(1),
-            oom: false,
-        },
+        Event::Exited { exit: Exit::Code(1), oom: false },
         Event::BackoffElapsed,
         Event::Stop,
         Event::Kill,
@@ -85,10 +64,7 @@ fn events() -> Vec<Event> {
 
 fn event_name(e: &Event) -> String {
     let dbg = format!("{e:?}");
-    dbg.split(['(', ' ', '{'])
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+    dbg.split(['(', ' ', '{']).next().unwrap_or_default().to_owned()
 }
 
 /// The table: a row per state, a column per event, each cell the next state and actions.
@@ -116,12 +92,7 @@ fn render_table() -> String {
                 Some((l, actions)) => format!(
                     "{} ({})",
                     l.state.name(),
-                    actions
-                        .iter()
-                        .map(|a| format!("{a:?}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                        .to_lowercase()
+                    actions.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ").to_lowercase()
                 ),
             };
             out.push_str(&format!(" {cell} |"));
@@ -139,53 +110,30 @@ fn the_documented_transition_table_matches_next() {
         std::fs::write(&path, &table).unwrap();
     }
     let doc = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(
-        doc, table,
-        "docs/lifecycle.md is stale: run UPDATE_LIFECYCLE_DOC=1 cargo test --lib fsm"
-    );
+    assert_eq!(doc, table, "docs/lifecycle.md is stale: run UPDATE_LIFECYCLE_DOC=1 cargo test --lib fsm");
 }
 
 #[test]
 fn every_state_event_pair_is_decided_and_never_panics() {
     let t = Instant::now();
     let exits = [
-        Event::Exited {
-            exit: Exit::Code(0),
-            oom: false,
-        },
-        Event::Exited {
-            exit: Exit::Code(2),
-            oom: false,
-        },
-        Event::Exited {
-            exit: Exit::Signal(9),
-            oom: true,
-        },
+        Event::Exited { exit: Exit::Code(0), oom: false },
+        Event::Exited { exit: Exit::Code(2), oom: false },
+        Event::Exited { exit: Exit::Signal(9), oom: true },
     ];
     for oneshot in [false, true] {
         for gated in [false, true] {
-            let spec = Spec {
-                oneshot,
-                gated,
-                ..spec()
-            };
+            let spec = Spec { oneshot, gated, ..spec() };
             for s in states(t) {
                 for e in events().into_iter().chain(exits.iter().cloned()) {
                     if let Some((l, actions)) = next(&at(s.clone()), &spec, e.clone(), t) {
                         // a spawn always enters a state with a live process
                         if actions.contains(&Action::Spawn) {
-                            assert!(
-                                l.state.running_since().is_some(),
-                                "{s:?} + {e:?} -> {:?}",
-                                l.state
-                            );
+                            assert!(l.state.running_since().is_some(), "{s:?} + {e:?} -> {:?}", l.state);
                         }
                         // a process-less state never sends signals
                         if s.running_since().is_none() {
-                            assert!(
-                                !actions.contains(&Action::Term)
-                                    && !actions.contains(&Action::Kill)
-                            );
+                            assert!(!actions.contains(&Action::Term) && !actions.contains(&Action::Kill));
                         }
                     }
                 }
@@ -208,18 +156,12 @@ fn walk(spec: &Spec, start: Lifecycle, steps: &[(Event, u64)]) -> (Lifecycle, Ve
     (l, all)
 }
 
-const CRASH: Event = Event::Exited {
-    exit: Exit::Code(1),
-    oom: false,
-};
+const CRASH: Event = Event::Exited { exit: Exit::Code(1), oom: false };
 
 #[test]
 fn a_gated_service_starts_becomes_healthy_and_a_long_run_crash_restarts_at_once() {
-    let (l, actions) = walk(
-        &spec(),
-        Lifecycle::default(),
-        &[(Event::Start, 0), (Event::Ready, 50), (CRASH, 5_000)],
-    );
+    let (l, actions) =
+        walk(&spec(), Lifecycle::default(), &[(Event::Start, 0), (Event::Ready, 50), (CRASH, 5_000)]);
     assert_eq!(actions, [Action::Spawn, Action::Spawn]);
     assert_eq!(l.state.name(), "starting");
     assert_eq!((l.restarts, l.last_exit), (1, Some(Exit::Code(1))));
@@ -227,14 +169,8 @@ fn a_gated_service_starts_becomes_healthy_and_a_long_run_crash_restarts_at_once(
 
 #[test]
 fn quick_crashes_back_off_and_a_crash_loop_fails_loudly() {
-    let (l, _) = walk(
-        &spec(),
-        Lifecycle::default(),
-        &[(Event::Start, 0), (CRASH, 10)],
-    );
-    let State::Backoff { until, .. } = l.state else {
-        panic!("{:?}", l.state)
-    };
+    let (l, _) = walk(&spec(), Lifecycle::default(), &[(Event::Start, 0), (CRASH, 10)]);
+    let State::Backoff { until, .. } = l.state else { panic!("{:?}", l.state) };
     assert!(until > Instant::now());
     let steps = [
         (Event::BackoffElapsed, 200),
@@ -245,12 +181,7 @@ fn quick_crashes_back_off_and_a_crash_loop_fails_loudly() {
         (CRASH, 910),
     ];
     let (l, _) = walk(&spec(), l, &steps);
-    let State::Failed {
-        reason: Reason::CrashLoop {
-            restarts: 3, last, ..
-        },
-    } = &l.state
-    else {
+    let State::Failed { reason: Reason::CrashLoop { restarts: 3, last, .. } } = &l.state else {
         panic!("{:?}", l.state)
     };
     assert_eq!(**last, Reason::Exit(Exit::Code(1)));
@@ -268,35 +199,12 @@ fn consecutive_failed_probes_restart_a_healthy_service_and_one_success_forgives(
     ];
     let (l, _) = walk(&spec(), Lifecycle::default(), &steps);
     assert_eq!(l.state.name(), "healthy");
-    let steps = [
-        (Event::ProbeFailed, 5000),
-        (Event::ProbeFailed, 6000),
-        (Event::ProbeFailed, 7000),
-    ];
+    let steps = [(Event::ProbeFailed, 5000), (Event::ProbeFailed, 6000), (Event::ProbeFailed, 7000)];
     let (l, actions) = walk(&spec(), l, &steps);
     assert_eq!(actions, [Action::Term]);
-    assert!(matches!(
-        l.state,
-        State::Stopping {
-            then: Then::Restart(Reason::Unhealthy),
-            ..
-        }
-    ));
-    let (l, actions) = walk(
-        &spec(),
-        l,
-        &[(
-            Event::Exited {
-                exit: Exit::Signal(15),
-                oom: false,
-            },
-            7100,
-        )],
-    );
-    assert_eq!(
-        (actions, l.state.name(), l.restarts),
-        (vec![Action::Spawn], "starting", 1)
-    );
+    assert!(matches!(l.state, State::Stopping { then: Then::Restart(Reason::Unhealthy), .. }));
+    let (l, actions) = walk(&spec(), l, &[(Event::Exited { exit: Exit::Signal(15), oom: false }, 7100)]);
+    assert_eq!((actions, l.state.name(), l.restarts), (vec![Action::Spawn], "starting", 1));
 }
 
 #[test]
@@ -304,73 +212,27 @@ fn a_gate_timeout_stops_the_process_and_fails_with_the_reason() {
     let (l, actions) = walk(
         &spec(),
         Lifecycle::default(),
-        &[
-            (Event::Start, 0),
-            (Event::GateExpired, 30_000),
-            (Event::KillDue, 31_600),
-        ],
+        &[(Event::Start, 0), (Event::GateExpired, 30_000), (Event::KillDue, 31_600)],
     );
     assert_eq!(actions, [Action::Spawn, Action::Term, Action::Kill]);
-    let (l, _) = walk(
-        &spec(),
-        l,
-        &[(
-            Event::Exited {
-                exit: Exit::Signal(9),
-                oom: false,
-            },
-            31_601,
-        )],
-    );
-    assert_eq!(
-        l.state,
-        State::Failed {
-            reason: Reason::GateTimeout(Duration::from_secs(30))
-        }
-    );
+    let (l, _) = walk(&spec(), l, &[(Event::Exited { exit: Exit::Signal(9), oom: false }, 31_601)]);
+    assert_eq!(l.state, State::Failed { reason: Reason::GateTimeout(Duration::from_secs(30)) });
     assert_eq!(l.state.deadline(), None);
 }
 
 #[test]
 fn a_oneshot_is_exited_on_success_and_retried_on_failure() {
-    let oneshot = Spec {
-        oneshot: true,
-        ..spec()
-    };
+    let oneshot = Spec { oneshot: true, ..spec() };
     let (l, _) = walk(
         &oneshot,
         Lifecycle::default(),
-        &[
-            (Event::Start, 0),
-            (
-                Event::Exited {
-                    exit: Exit::Code(0),
-                    oom: false,
-                },
-                100,
-            ),
-        ],
+        &[(Event::Start, 0), (Event::Exited { exit: Exit::Code(0), oom: false }, 100)],
     );
     assert_eq!(l.state, State::Exited { code: 0 });
     assert!(l.state.is_ready());
-    let never = Spec {
-        restart: Restart {
-            policy: RestartPolicy::Never,
-            ..spec().restart
-        },
-        ..oneshot
-    };
-    let (l, _) = walk(
-        &never,
-        Lifecycle::default(),
-        &[(Event::Start, 0), (CRASH, 100)],
-    );
-    assert_eq!(
-        l.state,
-        State::Failed {
-            reason: Reason::Exit(Exit::Code(1))
-        }
-    );
+    let never = Spec { restart: Restart { policy: RestartPolicy::Never, ..spec().restart }, ..oneshot };
+    let (l, _) = walk(&never, Lifecycle::default(), &[(Event::Start, 0), (CRASH, 100)]);
+    assert_eq!(l.state, State::Failed { reason: Reason::Exit(Exit::Code(1)) });
     assert!(!l.state.is_ready());
 }
 
@@ -379,29 +241,9 @@ fn an_oom_kill_is_a_crash_with_reason_oom() {
     let (l, _) = walk(
         &spec(),
         Lifecycle::default(),
-        &[
-            (Event::Start, 0),
-            (Event::Ready, 5),
-            (
-                Event::Exited {
-                    exit: Exit::Signal(9),
-                    oom: true,
-                },
-                50,
-            ),
-        ],
+        &[(Event::Start, 0), (Event::Ready, 5), (Event::Exited { exit: Exit::Signal(9), oom: true }, 50)],
     );
-    assert!(
-        matches!(
-            l.state,
-            State::Backoff {
-                reason: Reason::Oom,
-                ..
-            }
-        ),
-        "{:?}",
-        l.state
-    );
+    assert!(matches!(l.state, State::Backoff { reason: Reason::Oom, .. }), "{:?}", l.state);
 }
 
 #[test]
@@ -409,25 +251,10 @@ fn a_stop_holds_the_service_and_a_second_signal_kills_at_once() {
     let (l, actions) = walk(
         &spec(),
         Lifecycle::default(),
-        &[
-            (Event::Start, 0),
-            (Event::Ready, 5),
-            (Event::Stop, 100),
-            (Event::Kill, 150),
-        ],
+        &[(Event::Start, 0), (Event::Ready, 5), (Event::Stop, 100), (Event::Kill, 150)],
     );
     assert_eq!(actions, [Action::Spawn, Action::Term, Action::Kill]);
-    let (l, _) = walk(
-        &spec(),
-        l,
-        &[(
-            Event::Exited {
-                exit: Exit::Signal(9),
-                oom: false,
-            },
-            151,
-        )],
-    );
+    let (l, _) = walk(&spec(), l, &[(Event::Exited { exit: Exit::Signal(9), oom: false }, 151)]);
     assert_eq!(l.state, State::Stopped);
     assert_eq!(l.restarts, 0, "a requested stop is not a crash");
 }
@@ -441,13 +268,7 @@ fn memory_over_the_soft_cap_restarts_gracefully() {
             (Event::Start, 0),
             (Event::Ready, 5),
             (Event::MemoryOver, 5000),
-            (
-                Event::Exited {
-                    exit: Exit::Code(0),
-                    oom: false,
-                },
-                5100,
-            ),
+            (Event::Exited { exit: Exit::Code(0), oom: false }, 5100),
         ],
     );
     assert_eq!(actions, [Action::Spawn, Action::Term, Action::Spawn]);
@@ -456,26 +277,15 @@ fn memory_over_the_soft_cap_restarts_gracefully() {
 
 #[test]
 fn an_ungated_service_is_healthy_as_soon_as_it_runs() {
-    let plain = Spec {
-        gated: false,
-        ..spec()
-    };
+    let plain = Spec { gated: false, ..spec() };
     let (l, actions) = walk(&plain, Lifecycle::default(), &[(Event::Start, 0)]);
     assert_eq!((l.state.name(), actions), ("healthy", vec![Action::Spawn]));
 }
 
 #[test]
 fn starting_a_failed_service_forgets_its_crash_history() {
-    let failed = Lifecycle {
-        state: State::Failed {
-            reason: Reason::Oom,
-        },
-        restarts: 7,
-        ..Lifecycle::default()
-    };
+    let failed =
+        Lifecycle { state: State::Failed { reason: Reason::Oom }, restarts: 7, ..Lifecycle::default() };
     let (l, actions) = walk(&spec(), failed, &[(Event::Start, 0)]);
-    assert_eq!(
-        (l.state.name(), actions, l.history),
-        ("starting", vec![Action::Spawn], Default::default())
-    );
+    assert_eq!((l.state.name(), actions, l.history), ("starting", vec![Action::Spawn], Default::default()));
 }

@@ -52,10 +52,7 @@ impl Supervisor {
                     "RSS {} above memory_restart {limit}: restarting",
                     crate::config::units::Size(used)
                 );
-                slot.log
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .note(&note);
+                slot.log.lock().unwrap_or_else(|p| p.into_inner()).note(&note);
                 self.apply(i, Event::MemoryOver);
             }
         }
@@ -64,10 +61,8 @@ impl Supervisor {
     /// RSS of each service's process tree: every process in the service's session (each
     /// service runs in its own, so double-forked children count too).
     fn tree_rss(&self, slots: &[usize]) -> HashMap<usize, u64> {
-        let by_session: HashMap<i32, usize> = slots
-            .iter()
-            .filter_map(|&i| self.slots[i].pid.map(|p| (p.as_raw(), i)))
-            .collect();
+        let by_session: HashMap<i32, usize> =
+            slots.iter().filter_map(|&i| self.slots[i].pid.map(|p| (p.as_raw(), i))).collect();
         let mut rss = HashMap::new();
         let page = page_size();
         let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -102,10 +97,7 @@ fn session_and_rss(pid: i32) -> Option<(i32, u64)> {
 }
 
 fn page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .map_or(4096, |p| p as u64)
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().map_or(4096, |p| p as u64)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod actor;
 mod cgroups;
 pub mod events;
 pub mod fsm;
+mod leftovers;
 mod memory;
 mod probes;
 pub mod restart;
@@ -19,6 +20,7 @@ pub use actor::{Handle, Supervisor};
 use crate::config::{Check, Config, Exec};
 use crate::graph::{Graph, GraphError};
 use crate::logs::writer::{LogWriter, create_dir};
+use crate::runtime::cgroup::Cgroups;
 use crate::runtime::spawn::{self, SpawnError};
 use slot::Slot;
 
@@ -45,38 +47,32 @@ pub enum BootError {
 
 impl Supervisor {
     /// Builds the supervisor for a validated config: log and state directories, one slot per
-    /// service in start order, users resolved, cgroups created. Nothing runs yet.
+    /// service in start order, users resolved, leftovers of an earlier run killed, cgroups
+    /// created under this process's own. Nothing runs yet.
     pub fn new(cfg: Config) -> Result<Self, BootError> {
+        Self::with_cgroups(cfg, Cgroups::detect().map_err(|e| e.to_string()))
+    }
+
+    /// `new` with the cgroup root given (tests use fixtures or a missing hierarchy).
+    pub fn with_cgroups(cfg: Config, cgroups: Result<Cgroups, String>) -> Result<Self, BootError> {
         let graph = Graph::of(&cfg)?;
         for dir in [&cfg.supervisor.log_dir, &cfg.supervisor.state_dir] {
-            create_dir(dir).map_err(|source| BootError::Dir {
-                path: dir.clone(),
-                source,
-            })?;
+            create_dir(dir).map_err(|source| BootError::Dir { path: dir.clone(), source })?;
         }
         let mut slots = Vec::with_capacity(graph.len());
         for (i, name) in graph.names().iter().enumerate() {
             let svc = cfg.services[name].clone();
             if matches!(svc.exec, Exec::Image { .. }) {
-                return Err(BootError::Container {
-                    service: name.clone(),
-                });
+                return Err(BootError::Container { service: name.clone() });
             }
-            let log =
-                LogWriter::open(&cfg.supervisor.log_dir, name, &svc.logs).map_err(|source| {
-                    BootError::Dir {
-                        path: cfg.supervisor.log_dir.join(name),
-                        source,
-                    }
-                })?;
+            let log = LogWriter::open(&cfg.supervisor.log_dir, name, &svc.logs)
+                .map_err(|source| BootError::Dir { path: cfg.supervisor.log_dir.join(name), source })?;
             let mut slot = Slot::new(svc, log.shared());
             slot.deps = graph.deps(i).to_vec();
             slot.dependents = graph.direct_dependents(i).to_vec();
             if let Some(user) = &slot.svc.user {
-                let creds = spawn::credentials(user).map_err(|source| BootError::User {
-                    service: name.clone(),
-                    source,
-                })?;
+                let creds = spawn::credentials(user)
+                    .map_err(|source| BootError::User { service: name.clone(), source })?;
                 slot.credentials = Some(creds);
             }
             if let Check::Log(re) = &slot.svc.health.check {
@@ -84,7 +80,12 @@ impl Supervisor {
             }
             slots.push(slot);
         }
-        let mut sup = Supervisor::from_parts(cfg, slots);
+        let pids = cfg.supervisor.state_dir.join("pids");
+        create_dir(&pids).map_err(|source| BootError::Dir { path: pids.clone(), source })?;
+        for (service, pid) in leftovers::kill_leftovers(&pids, slots.iter().map(|s| s.name.as_str())) {
+            tracing::warn!(service, pid, "killed a process left running by an earlier supervisor");
+        }
+        let mut sup = Supervisor::from_parts(cfg, slots, cgroups);
         sup.setup_cgroups();
         Ok(sup)
     }

@@ -21,17 +21,11 @@ impl Supervisor {
     /// Arms or disarms probes when a service's state changes.
     pub(super) fn schedule_probes(&mut self, i: usize, from: &State, now: Instant) {
         let slot = &mut self.slots[i];
-        let polled = matches!(
-            slot.svc.health.check,
-            Check::Http(_) | Check::Tcp(_) | Check::Exec(_)
-        );
+        let polled = matches!(slot.svc.health.check, Check::Http(_) | Check::Tcp(_) | Check::Exec(_));
         match &slot.life.state {
             State::Starting { .. } if !matches!(from, State::Starting { .. }) => {
                 slot.probe.next = polled.then(|| now + slot.svc.health.start_interval.0);
-                slot.log_armed.store(
-                    matches!(slot.svc.health.check, Check::Log(_)),
-                    Ordering::Release,
-                );
+                slot.log_armed.store(matches!(slot.svc.health.check, Check::Log(_)), Ordering::Release);
             }
             State::Healthy { since } if matches!(from, State::Starting { .. }) => {
                 slot.ready_after = Some(now.saturating_duration_since(*since));
@@ -105,8 +99,7 @@ impl Supervisor {
         match spawn::spawn(cmd) {
             Ok(pid) => {
                 self.owners.insert(pid, Owner::Probe { slot: i, run });
-                self.slots[i].probe.exec =
-                    Some((pid, Instant::now() + self.slots[i].svc.health.timeout.0));
+                self.slots[i].probe.exec = Some((pid, Instant::now() + self.slots[i].svc.health.timeout.0));
             }
             Err(e) => {
                 tracing::warn!(service = %self.slots[i].name, "exec health check cannot start: {e}");
@@ -140,8 +133,7 @@ impl Supervisor {
     /// READY=1 or the awaited log line: only a service in its startup gate cares.
     pub(super) fn on_ready(&mut self, i: usize, run: Option<u64>) {
         let slot = &self.slots[i];
-        if run.is_some_and(|r| r != slot.run) || !matches!(slot.life.state, State::Starting { .. })
-        {
+        if run.is_some_and(|r| r != slot.run) || !matches!(slot.life.state, State::Starting { .. }) {
             return;
         }
         self.apply(i, Event::Ready);
@@ -156,10 +148,7 @@ impl Supervisor {
             pattern,
             armed: Arc::clone(&slot.log_armed),
             on_match: Arc::new(move || {
-                let _ = tx.send(Msg::Ready {
-                    slot: i,
-                    run: Some(run),
-                });
+                let _ = tx.send(Msg::Ready { slot: i, run: Some(run) });
             }),
         })
     }

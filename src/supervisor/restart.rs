@@ -27,10 +27,7 @@ pub struct History {
 impl History {
     /// Restarts counted in the current window as of `now`.
     pub fn recent(&self, window: Duration, now: Instant) -> u32 {
-        self.restarts
-            .iter()
-            .filter(|&&t| now.saturating_duration_since(t) < window)
-            .count() as u32
+        self.restarts.iter().filter(|&&t| now.saturating_duration_since(t) < window).count() as u32
     }
 
     /// Total restarts remembered (for status; the window prunes old ones).
@@ -67,25 +64,13 @@ pub fn decide(
 /// Records a restart that will happen and returns its delay, or gives up past `max_restarts`
 /// within `restart_window`. Also used for restarts the supervisor itself decides (unhealthy,
 /// memory), which count toward the limit like crashes.
-pub fn restart_after(
-    policy: &Restart,
-    history: &mut History,
-    ran_for: Duration,
-    now: Instant,
-) -> Decision {
+pub fn restart_after(policy: &Restart, history: &mut History, ran_for: Duration, now: Instant) -> Decision {
     let window = policy.window.0;
-    while history
-        .restarts
-        .front()
-        .is_some_and(|&t| now.saturating_duration_since(t) >= window)
-    {
+    while history.restarts.front().is_some_and(|&t| now.saturating_duration_since(t) >= window) {
         history.restarts.pop_front();
     }
     if history.restarts.len() as u32 >= policy.max_restarts {
-        return Decision::GiveUp {
-            restarts: history.restarts.len() as u32,
-            window,
-        };
+        return Decision::GiveUp { restarts: history.restarts.len() as u32, window };
     }
     history.restarts.push_back(now);
     if ran_for >= policy.min_uptime.0 {
@@ -99,10 +84,7 @@ pub fn restart_after(
 /// `initial` doubled per consecutive short run after the first, capped at `max`.
 pub fn backoff(policy: &Restart, consecutive_short: u32) -> Duration {
     let doublings = consecutive_short.saturating_sub(1).min(32);
-    let delay = policy
-        .backoff_initial
-        .0
-        .saturating_mul(1u32 << doublings.min(31));
+    let delay = policy.backoff_initial.0.saturating_mul(1u32 << doublings.min(31));
     delay.min(policy.backoff_max.0)
 }
 
@@ -129,14 +111,8 @@ mod tests {
     fn the_policy_decides_which_exits_restart() {
         let now = Instant::now();
         let mut h = History::default();
-        assert_eq!(
-            decide(&policy(RestartPolicy::OnFailure), &mut h, false, LONG, now),
-            Decision::Leave
-        );
-        assert_eq!(
-            decide(&policy(RestartPolicy::Never), &mut h, true, LONG, now),
-            Decision::Leave
-        );
+        assert_eq!(decide(&policy(RestartPolicy::OnFailure), &mut h, false, LONG, now), Decision::Leave);
+        assert_eq!(decide(&policy(RestartPolicy::Never), &mut h, true, LONG, now), Decision::Leave);
         assert_eq!(
             decide(&policy(RestartPolicy::OnFailure), &mut h, true, LONG, now),
             Decision::Restart(Duration::ZERO)
@@ -149,24 +125,13 @@ mod tests {
 
     #[test]
     fn short_runs_back_off_doubling_to_the_cap_and_a_long_run_resets() {
-        let p = Restart {
-            max_restarts: 100,
-            ..policy(RestartPolicy::Always)
-        };
+        let p = Restart { max_restarts: 100, ..policy(RestartPolicy::Always) };
         let mut h = History::default();
         let now = Instant::now();
-        let delays: Vec<Decision> = (0..6)
-            .map(|_| decide(&p, &mut h, true, SHORT, now))
-            .collect();
+        let delays: Vec<Decision> = (0..6).map(|_| decide(&p, &mut h, true, SHORT, now)).collect();
         let ms = |n| Decision::Restart(Duration::from_millis(n));
-        assert_eq!(
-            delays,
-            [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]
-        );
-        assert_eq!(
-            decide(&p, &mut h, true, LONG, now),
-            Decision::Restart(Duration::ZERO)
-        );
+        assert_eq!(delays, [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]);
+        assert_eq!(decide(&p, &mut h, true, LONG, now), Decision::Restart(Duration::ZERO));
         assert_eq!(decide(&p, &mut h, true, SHORT, now), ms(100));
     }
 
@@ -182,18 +147,9 @@ mod tests {
             ));
         }
         let gave_up = decide(&p, &mut h, true, LONG, t0 + Duration::from_secs(3));
-        assert_eq!(
-            gave_up,
-            Decision::GiveUp {
-                restarts: 3,
-                window: Duration::from_secs(60)
-            }
-        );
+        assert_eq!(gave_up, Decision::GiveUp { restarts: 3, window: Duration::from_secs(60) });
         // once the window has moved past the old restarts, restarting is allowed again
-        assert!(matches!(
-            decide(&p, &mut h, true, LONG, t0 + Duration::from_secs(61)),
-            Decision::Restart(_)
-        ));
+        assert!(matches!(decide(&p, &mut h, true, LONG, t0 + Duration::from_secs(61)), Decision::Restart(_)));
     }
 
     #[test]

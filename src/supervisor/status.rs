@@ -1,6 +1,6 @@
 //! Snapshots of the supervisor for status displays and the final summary.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -20,7 +20,7 @@ pub struct ServiceStatus {
     pub uptime_s: Option<f64>,
     pub memory_bytes: Option<u64>,
     pub health: &'static str,
-    /// Why it is failed or backing off.
+    /// Why it is failed, backing off, or still pending.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// How long its last start took to become ready.
@@ -29,9 +29,11 @@ pub struct ServiceStatus {
 }
 
 impl ServiceStatus {
-    pub fn of(s: &Slot, _t0: Instant) -> Self {
+    /// The status of `s`; `waiting` says why a pending service has not started.
+    pub fn of(s: &Slot, waiting: Option<String>) -> Self {
         let reason = match &s.life.state {
             State::Failed { reason } | State::Backoff { reason, .. } => Some(reason.to_string()),
+            State::Pending => waiting,
             _ => None,
         };
         ServiceStatus {
@@ -45,11 +47,7 @@ impl ServiceStatus {
             state: s.life.state.name(),
             pid: s.pid.map(|p| p.as_raw()),
             restarts: s.life.restarts,
-            uptime_s: s
-                .life
-                .state
-                .running_since()
-                .map(|t| t.elapsed().as_secs_f64()),
+            uptime_s: s.life.state.running_since().map(|t| t.elapsed().as_secs_f64()),
             memory_bytes: s.last_rss,
             health: check_name(&s.svc.health.check),
             reason,

@@ -13,9 +13,7 @@ pub fn write_pid(path: &Path) -> io::Result<()> {
 /// Appends `<name> <event> <unix_time_nanos>` to `path` with a single `write(2)` on an
 /// `O_APPEND` file, so services logging concurrently never interleave within a line.
 pub fn log_event(path: &Path, name: &str, event: &str) -> io::Result<()> {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let line = format!("{name} {event} {nanos}\n");
     let mut file = OpenOptions::new().append(true).create(true).open(path)?;
     let written = file.write(line.as_bytes())?;

@@ -41,9 +41,7 @@ impl State {
 /// Binds `addr` and serves it on a background thread.
 pub fn start(addr: SocketAddr, state: Arc<State>) -> io::Result<()> {
     let listener = TcpListener::bind(addr)?;
-    std::thread::Builder::new()
-        .name("http-accept".into())
-        .spawn(move || accept_loop(&listener, &state))?;
+    std::thread::Builder::new().name("http-accept".into()).spawn(move || accept_loop(&listener, &state))?;
     Ok(())
 }
 
@@ -59,12 +57,10 @@ fn accept_loop(listener: &TcpListener, state: &Arc<State>) {
             continue;
         }
         let conn_state = Arc::clone(state);
-        let spawned = std::thread::Builder::new()
-            .name("http-conn".into())
-            .spawn(move || {
-                let _ = serve(stream, &conn_state);
-                conn_state.connections.fetch_sub(1, Ordering::SeqCst);
-            });
+        let spawned = std::thread::Builder::new().name("http-conn".into()).spawn(move || {
+            let _ = serve(stream, &conn_state);
+            conn_state.connections.fetch_sub(1, Ordering::SeqCst);
+        });
         if spawned.is_err() {
             state.connections.fetch_sub(1, Ordering::SeqCst);
         }
@@ -138,10 +134,7 @@ fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Head> {
 }
 
 fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
 
 /// Length of the head at the start of `buf`, including its terminating empty line.
@@ -238,12 +231,7 @@ struct Response {
 
 impl Response {
     fn plain(status: u16, text: &str) -> Response {
-        Response {
-            status,
-            content_type: "text/plain",
-            body: format!("{text}\n"),
-            head_only: false,
-        }
+        Response { status, content_type: "text/plain", body: format!("{text}\n"), head_only: false }
     }
 
     fn bytes(&self, keep_alive: bool) -> Vec<u8> {
@@ -294,21 +282,14 @@ mod tests {
     fn parses_request_and_connection_header() {
         let head = "GET /health?x=1 HTTP/1.1\r\nHost: a\r\nConnection: Close\r\n\r\n";
         let req = parse_request(head).unwrap();
-        assert_eq!(
-            (req.method, req.path, req.keep_alive),
-            ("GET", "/health", false)
-        );
+        assert_eq!((req.method, req.path, req.keep_alive), ("GET", "/health", false));
         assert!(parse_request("GET / HTTP/1.0\r\n\r\n").is_some_and(|r| !r.keep_alive));
     }
 
     #[test]
     fn garbage_is_a_bad_request() {
         let state = State::new("demo");
-        for head in [
-            &b"\xff\xfe\r\n\r\n"[..],
-            b"hello\r\n\r\n",
-            b"GET / SMTP\r\n\r\n",
-        ] {
+        for head in [&b"\xff\xfe\r\n\r\n"[..], b"hello\r\n\r\n", b"GET / SMTP\r\n\r\n"] {
             assert_eq!(answer(head, &state).0.status, 400);
         }
     }

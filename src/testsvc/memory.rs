@@ -35,9 +35,7 @@ fn touch_new(mib: u64) -> Result<(), String> {
         .and_then(|m| m.checked_mul(MIB))
         .ok_or_else(|| format!("{mib} MiB does not fit in memory"))?;
     let mut block: Vec<u8> = Vec::new();
-    block
-        .try_reserve_exact(bytes)
-        .map_err(|e| format!("cannot allocate {mib} MiB: {e}"))?;
+    block.try_reserve_exact(bytes).map_err(|e| format!("cannot allocate {mib} MiB: {e}"))?;
     for byte in block.spare_capacity_mut().iter_mut().step_by(PAGE) {
         byte.write(1);
     }

@@ -42,8 +42,7 @@ pub fn main(args: &[OsString]) -> ! {
         }
     };
     // Before anything else, so a signal sent as soon as the first line shows is never lost.
-    let handled =
-        signals::block().unwrap_or_else(|e| fail("signals", &format!("cannot block: {e}")));
+    let handled = signals::block().unwrap_or_else(|e| fail("signals", &format!("cannot block: {e}")));
     start_up(&opts);
     start_workers(&opts, start);
     signals::wait_loop(&handled, opts.ignore_sigterm, opts.term_delay)
@@ -64,8 +63,7 @@ fn start_up(opts: &Opts) {
     log_event(opts, "start");
     procs::fork_children(opts.fork_children)
         .unwrap_or_else(|e| fail("--fork-children", &format!("cannot fork: {e}")));
-    procs::orphans(opts.orphans)
-        .unwrap_or_else(|e| fail("--orphans", &format!("cannot fork: {e}")));
+    procs::orphans(opts.orphans).unwrap_or_else(|e| fail("--orphans", &format!("cannot fork: {e}")));
     if opts.print_env {
         output::print_env();
     }
@@ -78,8 +76,7 @@ fn fail_on_file(option: &str, path: &Path, e: &std::io::Error) -> ! {
 /// Appends a `--start-log` line, if asked to.
 fn log_event(opts: &Opts, event: &str) {
     if let Some(path) = &opts.start_log {
-        files::log_event(path, &opts.name, event)
-            .unwrap_or_else(|e| fail_on_file("--start-log", path, &e));
+        files::log_event(path, &opts.name, event).unwrap_or_else(|e| fail_on_file("--start-log", path, &e));
     }
 }
 
@@ -153,9 +150,7 @@ fn serve(addr: std::net::SocketAddr, health: &Arc<http::State>) {
 
 fn sleep_until(start: Instant, after: Duration) {
     let due = start.checked_add(after);
-    let left = due.map_or(Duration::MAX, |d| {
-        d.saturating_duration_since(Instant::now())
-    });
+    let left = due.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
     std::thread::sleep(left);
 }
 

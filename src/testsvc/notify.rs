@@ -11,8 +11,9 @@ pub fn send_ready() -> Result<(), String> {
     let fail = |e: std::io::Error| format!("cannot notify {}: {e}", target.to_string_lossy());
     let socket = UnixDatagram::unbound().map_err(fail)?;
     let sent = match target.as_bytes().strip_prefix(b"@") {
-        Some(name) => SocketAddr::from_abstract_name(name)
-            .and_then(|addr| socket.send_to_addr(b"READY=1", &addr)),
+        Some(name) => {
+            SocketAddr::from_abstract_name(name).and_then(|addr| socket.send_to_addr(b"READY=1", &addr))
+        }
         None => socket.send_to(b"READY=1", &target),
     };
     sent.map(drop).map_err(fail)

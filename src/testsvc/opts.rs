@@ -125,10 +125,7 @@ impl fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 fn usage(option: &str, problem: impl Into<String>) -> UsageError {
-    UsageError {
-        option: option.to_owned(),
-        problem: problem.into(),
-    }
+    UsageError { option: option.to_owned(), problem: problem.into() }
 }
 
 /// Options as given, before defaults and cross-checks.
@@ -190,9 +187,7 @@ pub fn parse(args: &[OsString]) -> Result<Parsed, UsageError> {
     let mut raw = Raw::default();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        let arg = arg
-            .to_str()
-            .ok_or_else(|| usage(&arg.to_string_lossy(), "not valid UTF-8"))?;
+        let arg = arg.to_str().ok_or_else(|| usage(&arg.to_string_lossy(), "not valid UTF-8"))?;
         let (flag, inline) = split_inline(arg);
         if flag == "--help" || flag == "-h" {
             return Ok(Parsed::Help);
@@ -226,14 +221,9 @@ fn split_inline(arg: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn next_value<'a>(
-    flag: &str,
-    it: &mut impl Iterator<Item = &'a OsString>,
-) -> Result<&'a str, UsageError> {
+fn next_value<'a>(flag: &str, it: &mut impl Iterator<Item = &'a OsString>) -> Result<&'a str, UsageError> {
     let value = it.next().ok_or_else(|| usage(flag, "missing value"))?;
-    value
-        .to_str()
-        .ok_or_else(|| usage(flag, "value is not valid UTF-8"))
+    value.to_str().ok_or_else(|| usage(flag, "value is not valid UTF-8"))
 }
 
 /// Sets a value-less option; returns false if `flag` is not one.
@@ -280,10 +270,7 @@ fn set_value(raw: &mut Raw, flag: &str, v: &str) -> Result<(), UsageError> {
 
 fn name(flag: &str, v: &str) -> Result<String, UsageError> {
     if v.is_empty() || v.chars().any(char::is_whitespace) {
-        return Err(usage(
-            flag,
-            format!("{v:?} must be non-empty without whitespace"),
-        ));
+        return Err(usage(flag, format!("{v:?} must be non-empty without whitespace")));
     }
     Ok(v.to_owned())
 }
@@ -299,12 +286,8 @@ fn addr(flag: &str, v: &str) -> Result<SocketAddr, UsageError> {
     if let Ok(a) = v.parse() {
         return Ok(a);
     }
-    let mut found = v
-        .to_socket_addrs()
-        .map_err(|e| usage(flag, format!("invalid address {v:?}: {e}")))?;
-    found
-        .next()
-        .ok_or_else(|| usage(flag, format!("{v:?} resolves to no address")))
+    let mut found = v.to_socket_addrs().map_err(|e| usage(flag, format!("invalid address {v:?}: {e}")))?;
+    found.next().ok_or_else(|| usage(flag, format!("{v:?} resolves to no address")))
 }
 
 fn duration(flag: &str, v: &str) -> Result<Duration, UsageError> {
@@ -315,8 +298,7 @@ fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, UsageError>
 where
     T::Err: fmt::Display,
 {
-    v.parse()
-        .map_err(|e| usage(flag, format!("invalid number {v:?}: {e}")))
+    v.parse().map_err(|e| usage(flag, format!("invalid number {v:?}: {e}")))
 }
 
 fn positive(flag: &str, v: &str) -> Result<u64, UsageError> {
@@ -441,10 +423,7 @@ impl Raw {
             return Err(usage("--line-bytes", problem));
         }
         if bytes > MAX_LINE_BYTES {
-            return Err(usage(
-                "--line-bytes",
-                format!("{bytes} is more than {MAX_LINE_BYTES}"),
-            ));
+            return Err(usage("--line-bytes", format!("{bytes} is more than {MAX_LINE_BYTES}")));
         }
         Ok(Some(Lines {
             count,
@@ -480,13 +459,7 @@ mod tests {
 
     #[test]
     fn values_both_spellings() {
-        let o = run(&[
-            "--name=api",
-            "--ready-after",
-            "1.5s",
-            "--listen=127.0.0.1:80",
-        ])
-        .unwrap();
+        let o = run(&["--name=api", "--ready-after", "1.5s", "--listen=127.0.0.1:80"]).unwrap();
         assert_eq!(o.name, "api");
         assert_eq!(o.ready_after, Duration::from_millis(1500));
         assert_eq!(o.listen, Some("127.0.0.1:80".parse().unwrap()));
@@ -523,10 +496,7 @@ mod tests {
     fn every_valued_option_is_handled() {
         for flag in VALUED {
             let err = set_value(&mut Raw::default(), flag, "\u{1}").err();
-            assert!(
-                err.is_none_or(|e| !e.problem.starts_with("unknown")),
-                "{flag}"
-            );
+            assert!(err.is_none_or(|e| !e.problem.starts_with("unknown")), "{flag}");
         }
     }
 

@@ -17,10 +17,7 @@ pub const LAST_WORDS: Duration = Duration::from_secs(1);
 /// Prints one control line on stdout and flushes it; write errors (a closed pipe) are ignored.
 pub fn say(line: &str) {
     let mut out = io::stdout().lock();
-    let _ = out
-        .write_all(line.as_bytes())
-        .and_then(|()| out.write_all(b"\n"))
-        .and_then(|()| out.flush());
+    let _ = out.write_all(line.as_bytes()).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush());
 }
 
 /// Like [`say`], but gives up waiting after `limit`: for last words before exiting, which must
@@ -45,12 +42,7 @@ pub fn warn(what: &str, problem: &str) {
 /// Prints the environment as `KEY=VALUE` lines sorted by key, then `--- env end`.
 pub fn print_env() {
     let mut vars: Vec<(String, String)> = std::env::vars_os()
-        .map(|(k, v)| {
-            (
-                k.to_string_lossy().into_owned(),
-                v.to_string_lossy().into_owned(),
-            )
-        })
+        .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
         .collect();
     vars.sort();
     let mut text = String::new();
@@ -120,20 +112,12 @@ impl Batch {
         template.extend_from_slice(b"0000000000 ");
         template.resize(bytes - 1, b'x');
         template.push(b'\n');
-        Batch {
-            stream,
-            template,
-            seq_at,
-            buf: Vec::new(),
-        }
+        Batch { stream, template, seq_at, buf: Vec::new() }
     }
 
     fn push(&mut self, seq: u64) -> io::Result<()> {
         let mut n = seq % SEQ_MODULUS;
-        for digit in self.template[self.seq_at..self.seq_at + 10]
-            .iter_mut()
-            .rev()
-        {
+        for digit in self.template[self.seq_at..self.seq_at + 10].iter_mut().rev() {
             *digit = b'0' + (n % 10) as u8;
             n /= 10;
         }

@@ -94,12 +94,7 @@ fn sleep_forever() -> ! {
 
 /// Undoes what the service inherited: its blocked signals and Rust's ignored SIGPIPE.
 fn reset_signals() -> nix::Result<()> {
-    for sig in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGPIPE,
-    ] {
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGPIPE] {
         // SAFETY: installing the default disposition has no handler code to be unsafe in.
         unsafe { signal::signal(sig, SigHandler::SigDfl) }?;
     }

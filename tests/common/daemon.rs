@@ -41,11 +41,7 @@ pub fn port() -> u16 {
 /// `command = [...]` running the test service with `args`, its pid file and start log in
 /// `dir` (use `{dir}` in the config text; `Daemon::start` fills it in).
 pub fn svc(name: &str, args: &str) -> String {
-    let extra = if args.is_empty() {
-        String::new()
-    } else {
-        format!(", {args}")
-    };
+    let extra = if args.is_empty() { String::new() } else { format!(", {args}") };
     format!(
         "command = [\"{BIN}\", \"test-service\", \"--name\", \"{name}\", \"--pid-file\", \"{{dir}}/pids/{name}.pid\", \"--start-log\", \"{{dir}}/start.log\"{extra}]"
     )
@@ -65,33 +61,17 @@ impl Daemon {
         let text = format!("{header}{config}").replace("{dir}", &dir.path().display().to_string());
         let text = text.replace("{pid}", &format!("{}-{}", std::process::id(), port()));
         std::fs::write(&path, text).expect("write config");
-        let stderr = std::fs::File::create(dir.path().join("supervisor.log")).expect("log file");
-        let (program, mut args): (&str, Vec<String>) = match wrapper.split_first() {
-            Some((first, rest)) => (
-                first,
-                rest.iter()
-                    .map(|s| s.to_string())
-                    .chain([BIN.to_owned()])
-                    .collect(),
-            ),
-            None => (BIN, Vec::new()),
-        };
-        args.extend(["run", "--log-format", "json", "--config"].map(String::from));
-        args.push(path.display().to_string());
-        let child = Command::new(program)
-            .args(&args)
-            .envs(envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn titan-supervisor");
+        let child = launch(dir.path(), envs, wrapper);
         let pid = child.id() as i32;
-        Daemon {
-            dir,
-            child: Some(child),
-            pid,
-        }
+        Daemon { dir, child: Some(child), pid }
+    }
+
+    /// Starts a new supervisor on the same config and directory (after the last one died);
+    /// its log is appended to the same file.
+    pub fn respawn(&mut self) {
+        let child = launch(self.dir.path(), &[], &[]);
+        self.pid = child.id() as i32;
+        self.child = Some(child);
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -120,11 +100,7 @@ impl Daemon {
 
     /// The states `service` went through, in order.
     pub fn states(&self, service: &str) -> Vec<String> {
-        self.changes()
-            .into_iter()
-            .filter(|c| c.service == service)
-            .map(|c| c.to)
-            .collect()
+        self.changes().into_iter().filter(|c| c.service == service).map(|c| c.to).collect()
     }
 
     /// Waits until `service` has reached `state` (`n`th time), failing the test after `limit`.
@@ -134,10 +110,7 @@ impl Daemon {
 
     pub fn wait_state_n(&self, service: &str, state: &str, n: usize, limit: Duration) -> Change {
         let found = wait_for(limit, || {
-            self.changes()
-                .into_iter()
-                .filter(|c| c.service == service && c.to == state)
-                .nth(n - 1)
+            self.changes().into_iter().filter(|c| c.service == service && c.to == state).nth(n - 1)
         });
         found.unwrap_or_else(|| {
             panic!(
@@ -157,8 +130,7 @@ impl Daemon {
 
     /// A service's current.log.
     pub fn service_log(&self, service: &str) -> String {
-        std::fs::read_to_string(self.path(&format!("logs/{service}/current.log")))
-            .unwrap_or_default()
+        std::fs::read_to_string(self.path(&format!("logs/{service}/current.log"))).unwrap_or_default()
     }
 
     /// `(name, event, unix nanos)` lines of the test services' start log.
@@ -167,21 +139,13 @@ impl Daemon {
         text.lines()
             .filter_map(|l| {
                 let mut it = l.split_whitespace();
-                Some((
-                    it.next()?.to_owned(),
-                    it.next()?.to_owned(),
-                    it.next()?.parse().ok()?,
-                ))
+                Some((it.next()?.to_owned(), it.next()?.to_owned(), it.next()?.parse().ok()?))
             })
             .collect()
     }
 
     pub fn service_pid(&self, service: &str) -> Option<i32> {
-        std::fs::read_to_string(self.path(&format!("pids/{service}.pid")))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        std::fs::read_to_string(self.path(&format!("pids/{service}.pid"))).ok()?.trim().parse().ok()
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
@@ -197,15 +161,31 @@ impl Daemon {
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let child = self.child.as_mut()?;
         let status = wait_for(limit, || child.try_wait().ok().flatten());
-        let status = status.unwrap_or_else(|| {
-            panic!(
-                "supervisor did not exit within {limit:?}\n{}",
-                self.log_tail()
-            )
-        });
+        let status =
+            status.unwrap_or_else(|| panic!("supervisor did not exit within {limit:?}\n{}", self.log_tail()));
         self.child = None;
         status.code()
     }
+}
+
+/// `titan-supervisor run` on `<dir>/services.toml`, stderr appended to `<dir>/supervisor.log`.
+fn launch(dir: &Path, envs: &[(&str, &str)], wrapper: &[&str]) -> Child {
+    let log = dir.join("supervisor.log");
+    let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+    let (program, mut args): (&str, Vec<String>) = match wrapper.split_first() {
+        Some((first, rest)) => (first, rest.iter().map(|s| s.to_string()).chain([BIN.to_owned()]).collect()),
+        None => (BIN, Vec::new()),
+    };
+    args.extend(["run", "--log-format", "json", "--config"].map(String::from));
+    args.push(dir.join("services.toml").display().to_string());
+    Command::new(program)
+        .args(&args)
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn titan-supervisor")
 }
 
 impl Drop for Daemon {
@@ -221,14 +201,10 @@ impl Drop for Daemon {
             }
         }
         for pid in pids_in(&self.path("pids")) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(-pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(-pid), nix::sys::signal::Signal::SIGKILL);
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
     }
 }
@@ -241,10 +217,7 @@ fn pids_in(dir: &Path) -> Vec<i32> {
         .flatten()
         .filter_map(|e| {
             let mut s = String::new();
-            std::fs::File::open(e.path())
-                .ok()?
-                .read_to_string(&mut s)
-                .ok()?;
+            std::fs::File::open(e.path()).ok()?.read_to_string(&mut s).ok()?;
             s.trim().parse().ok()
         })
         .collect()
@@ -267,10 +240,7 @@ pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<
 /// Whether a process exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        let state = s
-            .rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().next());
+        let state = s.rsplit(')').next().and_then(|r| r.split_whitespace().next());
         state != Some("Z")
     })
 }
@@ -278,8 +248,5 @@ pub fn alive(pid: i32) -> bool {
 /// `PPid:` of a process.
 pub fn parent_of(pid: i32) -> Option<i32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("PPid:"))
-        .and_then(|v| v.trim().parse().ok())
+    status.lines().find_map(|l| l.strip_prefix("PPid:")).and_then(|v| v.trim().parse().ok())
 }

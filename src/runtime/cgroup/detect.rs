@@ -41,9 +41,7 @@ pub(super) fn hierarchy(
     if controllers.contains_key("memory") {
         return Ok(Hierarchy::V1 { controllers });
     }
-    let unified = members
-        .iter()
-        .find(|m| m.id == 0 && m.controllers.is_empty());
+    let unified = members.iter().find(|m| m.id == 0 && m.controllers.is_empty());
     let v2_mount = mounts.iter().find(|m| m.fstype == "cgroup2");
     if let (Some(member), Some(mount)) = (unified, v2_mount) {
         let own = own_dir(mount, &member.path, fs_root)?;
@@ -67,9 +65,8 @@ fn v1_controllers(
     let mut out = BTreeMap::new();
     for member in members.iter().filter(|m| !m.controllers.is_empty()) {
         for controller in &member.controllers {
-            let candidates = mounts
-                .iter()
-                .filter(|m| m.fstype == "cgroup" && m.options.iter().any(|o| o == controller));
+            let candidates =
+                mounts.iter().filter(|m| m.fstype == "cgroup" && m.options.iter().any(|o| o == controller));
             // A hierarchy may be mounted several times; take the first that shows our cgroup.
             let mut found = None;
             for mount in candidates {
@@ -90,24 +87,16 @@ fn v1_controllers(
 fn own_dir(mount: &CgroupMount, path: &str, fs_root: &Path) -> Result<PathBuf, CgroupError> {
     let rel = under_root(path, &mount.root).ok_or_else(|| CgroupError::Parse {
         what: format!("cgroup path {path}"),
-        detail: format!(
-            "not inside the subtree {} mounted at {}",
-            mount.root,
-            mount.mount_point.display()
-        ),
+        detail: format!("not inside the subtree {} mounted at {}", mount.root, mount.mount_point.display()),
     })?;
     let rel = Path::new(rel.trim_start_matches('/'));
     if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
         return Err(CgroupError::Parse {
             what: format!("cgroup path {path}"),
-            detail: "it leaves its hierarchy (`..`): this process is outside its cgroup namespace"
-                .into(),
+            detail: "it leaves its hierarchy (`..`): this process is outside its cgroup namespace".into(),
         });
     }
-    let mount_point = mount
-        .mount_point
-        .strip_prefix("/")
-        .unwrap_or(&mount.mount_point);
+    let mount_point = mount.mount_point.strip_prefix("/").unwrap_or(&mount.mount_point);
     Ok(fs_root.join(mount_point).join(rel))
 }
 
@@ -122,11 +111,7 @@ fn under_root<'a>(path: &'a str, root: &str) -> Option<&'a str> {
 
 fn parse_proc_cgroup(text: &str) -> Result<Vec<Membership>, CgroupError> {
     let mut out = Vec::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let bad = |detail: &str| CgroupError::Parse {
             what: format!("/proc/self/cgroup line {}", n + 1),
             detail: format!("{detail}: {line:?}"),
@@ -135,15 +120,9 @@ fn parse_proc_cgroup(text: &str) -> Result<Vec<Membership>, CgroupError> {
         let (Some(id), Some(list), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(bad("expected `id:controllers:path`"));
         };
-        let id = id
-            .parse()
-            .map_err(|_| bad("hierarchy id is not a number"))?;
+        let id = id.parse().map_err(|_| bad("hierarchy id is not a number"))?;
         let controllers = list.split(',').filter(|c| !c.is_empty()).map(String::from);
-        out.push(Membership {
-            id,
-            controllers: controllers.collect(),
-            path: path.to_string(),
-        });
+        out.push(Membership { id, controllers: controllers.collect(), path: path.to_string() });
     }
     Ok(out)
 }
@@ -152,19 +131,13 @@ fn parse_proc_cgroup(text: &str) -> Result<Vec<Membership>, CgroupError> {
 /// options [optional fields...] - fstype source super-options`.
 fn parse_mountinfo(text: &str) -> Result<Vec<CgroupMount>, CgroupError> {
     let mut out = Vec::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let fields: Vec<&str> = line.split(' ').collect();
         let sep = fields.iter().position(|f| *f == "-");
         let (Some(sep), Some(root), Some(mount_point)) = (sep, fields.get(3), fields.get(4)) else {
             return Err(CgroupError::Parse {
                 what: format!("/proc/self/mountinfo line {}", n + 1),
-                detail: format!(
-                    "expected `... root mount-point ... - fstype source options`: {line:?}"
-                ),
+                detail: format!("expected `... root mount-point ... - fstype source options`: {line:?}"),
             });
         };
         let fstype = fields.get(sep + 1).copied().unwrap_or_default();
@@ -223,9 +196,7 @@ mod tests {
 
     #[test]
     fn proc_cgroup_garbage_is_a_parse_error_naming_the_line() {
-        let err = parse_proc_cgroup("0::/\nnonsense\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse_proc_cgroup("0::/\nnonsense\n").unwrap_err().to_string();
         assert!(err.contains("/proc/self/cgroup line 2"), "{err}");
         let err = parse_proc_cgroup("x:memory:/\n").unwrap_err().to_string();
         assert!(err.contains("not a number"), "{err}");
@@ -247,9 +218,7 @@ mod tests {
 
     #[test]
     fn mountinfo_without_separator_is_an_error() {
-        let err = parse_mountinfo("1 2 3:4 / /x rw cgroup\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse_mountinfo("1 2 3:4 / /x rw cgroup\n").unwrap_err().to_string();
         assert!(err.contains("mountinfo line 1"), "{err}");
     }
 
@@ -267,13 +236,9 @@ mod tests {
         };
         let dir = own_dir(&mount, "/a/svc", Path::new("/tmp/r")).unwrap();
         assert_eq!(dir, Path::new("/tmp/r/sys/fs/cgroup/svc"));
-        let err = own_dir(&mount, "/b", Path::new("/"))
-            .unwrap_err()
-            .to_string();
+        let err = own_dir(&mount, "/b", Path::new("/")).unwrap_err().to_string();
         assert!(err.contains("not inside the subtree /a"), "{err}");
-        let err = own_dir(&mount, "/a/../..", Path::new("/"))
-            .unwrap_err()
-            .to_string();
+        let err = own_dir(&mount, "/a/../..", Path::new("/")).unwrap_err().to_string();
         assert!(err.contains("outside its cgroup namespace"), "{err}");
     }
 }

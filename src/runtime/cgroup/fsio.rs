@@ -20,19 +20,12 @@ pub(super) fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
         .truncate(true)
         .open(path)
         .and_then(|mut f| f.write_all(value.as_bytes()));
-    result.map_err(|source| CgroupError::Write {
-        path: path.to_owned(),
-        value: value.to_string(),
-        source,
-    })
+    result.map_err(|source| CgroupError::Write { path: path.to_owned(), value: value.to_string(), source })
 }
 
 /// Reads a control file, trimmed.
 pub(super) fn read(path: &Path) -> Result<String, CgroupError> {
-    read_io(path).map_err(|source| CgroupError::Read {
-        path: path.to_owned(),
-        source,
-    })
+    read_io(path).map_err(|source| CgroupError::Read { path: path.to_owned(), source })
 }
 
 /// Reads a control file, trimmed; the error message carries the path.
@@ -50,22 +43,13 @@ pub(super) fn with_path(e: io::Error, path: &Path) -> io::Error {
 
 /// An `InvalidData` error about the content of `path`.
 pub(super) fn bad_data(path: &Path, detail: impl std::fmt::Display) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("{}: {detail}", path.display()),
-    )
+    io::Error::new(io::ErrorKind::InvalidData, format!("{}: {detail}", path.display()))
 }
 
 /// The pids listed in a `cgroup.procs` file.
 pub(super) fn read_pids(procs: &Path) -> io::Result<Vec<i32>> {
     let text = read_io(procs)?;
-    text.lines()
-        .map(|l| {
-            l.trim()
-                .parse()
-                .map_err(|_| bad_data(procs, format!("not a pid: {l:?}")))
-        })
-        .collect()
+    text.lines().map(|l| l.trim().parse().map_err(|_| bad_data(procs, format!("not a pid: {l:?}")))).collect()
 }
 
 /// The value of `key` in a flat keyed file (`memory.events`, `memory.oom_control`).
@@ -86,28 +70,19 @@ pub(super) fn keyed_value(path: &Path, key: &str) -> io::Result<Option<u64>> {
 /// A single number file (`memory.current`, `memory.usage_in_bytes`).
 pub(super) fn number(path: &Path) -> io::Result<u64> {
     let text = read_io(path)?;
-    text.parse()
-        .map_err(|_| bad_data(path, format!("not a number: {text:?}")))
+    text.parse().map_err(|_| bad_data(path, format!("not a number: {text:?}")))
 }
 
 /// Writes a memory limit (`None`: unlimited, spelled `unlimited`) and checks the read-back: the
 /// kernel rounds a byte limit down to a whole page.
-pub(super) fn set_memory(
-    path: &Path,
-    max: Option<u64>,
-    unlimited: &str,
-) -> Result<(), CgroupError> {
+pub(super) fn set_memory(path: &Path, max: Option<u64>, unlimited: &str) -> Result<(), CgroupError> {
     let value = max.map_or_else(|| unlimited.to_string(), |b| b.to_string());
     write(path, &value)?;
     let got = read(path)?;
     if memory_readback_ok(max, &got, page_size()) {
         return Ok(());
     }
-    Err(CgroupError::Readback {
-        path: path.to_owned(),
-        wanted: value,
-        got,
-    })
+    Err(CgroupError::Readback { path: path.to_owned(), wanted: value, got })
 }
 
 /// Whether `got` is what the kernel shows after writing `wanted`: the same bytes rounded down
@@ -128,11 +103,7 @@ pub(super) fn set_exact(path: &Path, value: &str) -> Result<(), CgroupError> {
     if got == value {
         return Ok(());
     }
-    Err(CgroupError::Readback {
-        path: path.to_owned(),
-        wanted: value.to_string(),
-        got,
-    })
+    Err(CgroupError::Readback { path: path.to_owned(), wanted: value.to_string(), got })
 }
 
 /// The system page size; 4096 if sysconf cannot say.
@@ -148,22 +119,13 @@ pub(super) fn make_dir(dir: &Path) -> Result<(), CgroupError> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             let procs = dir.join("cgroup.procs");
-            let pids = read_pids(&procs).map_err(|source| CgroupError::Read {
-                path: procs,
-                source,
-            })?;
+            let pids = read_pids(&procs).map_err(|source| CgroupError::Read { path: procs, source })?;
             if pids.is_empty() {
                 return Ok(());
             }
-            Err(CgroupError::NotEmpty {
-                path: dir.to_owned(),
-                pids,
-            })
+            Err(CgroupError::NotEmpty { path: dir.to_owned(), pids })
         }
-        Err(source) => Err(CgroupError::Create {
-            path: dir.to_owned(),
-            source,
-        }),
+        Err(source) => Err(CgroupError::Create { path: dir.to_owned(), source }),
     }
 }
 
@@ -212,28 +174,13 @@ mod tests {
     fn memory_readback_accepts_page_rounding_only() {
         let mib32 = 32 << 20;
         assert!(memory_readback_ok(Some(mib32), "33554432", 4096));
-        assert!(
-            memory_readback_ok(Some(10_000), "8192", 4096),
-            "rounded down to a page"
-        );
-        assert!(
-            !memory_readback_ok(Some(10_000), "4096", 4096),
-            "more than a page lower"
-        );
-        assert!(
-            !memory_readback_ok(Some(10_000), "12288", 4096),
-            "rounded up is not ours"
-        );
-        assert!(
-            !memory_readback_ok(Some(10_000), "9000", 4096),
-            "not a page multiple"
-        );
+        assert!(memory_readback_ok(Some(10_000), "8192", 4096), "rounded down to a page");
+        assert!(!memory_readback_ok(Some(10_000), "4096", 4096), "more than a page lower");
+        assert!(!memory_readback_ok(Some(10_000), "12288", 4096), "rounded up is not ours");
+        assert!(!memory_readback_ok(Some(10_000), "9000", 4096), "not a page multiple");
         assert!(!memory_readback_ok(Some(mib32), "max", 4096));
         assert!(!memory_readback_ok(Some(mib32), "garbage", 4096));
-        assert!(
-            memory_readback_ok(Some(100_000), "65536", 65536),
-            "64 KiB pages"
-        );
+        assert!(memory_readback_ok(Some(100_000), "65536", 65536), "64 KiB pages");
     }
 
     #[test]
@@ -248,20 +195,13 @@ mod tests {
     fn keyed_values_and_numbers() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("memory.events");
-        std::fs::write(
-            &f,
-            "low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\noom_group_kill 0\n",
-        )
-        .unwrap();
+        std::fs::write(&f, "low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\noom_group_kill 0\n").unwrap();
         assert_eq!(keyed_value(&f, "oom_kill").unwrap(), Some(2));
         assert_eq!(keyed_value(&f, "oom").unwrap(), Some(3), "whole-word match");
         assert_eq!(keyed_value(&f, "absent").unwrap(), None);
         std::fs::write(&f, "oom_kill x\n").unwrap();
         let err = keyed_value(&f, "oom_kill").unwrap_err().to_string();
-        assert!(
-            err.contains("memory.events") && err.contains("not followed by a number"),
-            "{err}"
-        );
+        assert!(err.contains("memory.events") && err.contains("not followed by a number"), "{err}");
         std::fs::write(&f, "123\n").unwrap();
         assert_eq!(number(&f).unwrap(), 123);
         let err = number(&dir.path().join("nope")).unwrap_err().to_string();
@@ -278,9 +218,6 @@ mod tests {
         assert_eq!(read_pids(&f).unwrap(), [12, 345]);
         std::fs::write(&f, "12\nabc\n").unwrap();
         let err = read_pids(&f).unwrap_err().to_string();
-        assert!(
-            err.contains("cgroup.procs") && err.contains("\"abc\""),
-            "{err}"
-        );
+        assert!(err.contains("cgroup.procs") && err.contains("\"abc\""), "{err}");
     }
 }

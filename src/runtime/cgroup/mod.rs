@@ -44,9 +44,7 @@ pub use v2::SUPERVISOR_LEAF;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hierarchy {
     /// cgroup v1 (or hybrid): each mounted controller -> our own cgroup directory in it.
-    V1 {
-        controllers: BTreeMap<String, PathBuf>,
-    },
+    V1 { controllers: BTreeMap<String, PathBuf> },
     /// cgroup v2: our own cgroup directory in the unified hierarchy.
     V2 { own: PathBuf },
 }
@@ -90,11 +88,7 @@ pub enum CgroupError {
         source: io::Error,
     },
     #[error("{path} reads back {got:?} after writing {wanted:?}: the limit was not applied")]
-    Readback {
-        path: PathBuf,
-        wanted: String,
-        got: String,
-    },
+    Readback { path: PathBuf, wanted: String, got: String },
     #[error(
         "cannot enable {controllers} in {path}: {source}; cgroup v2 forbids processes in a \
          cgroup that distributes controllers; give the supervisor a delegated cgroup of its own \
@@ -125,11 +119,7 @@ impl Cgroups {
     /// Same from given texts, with mount points re-rooted under `fs_root` (for temp-dir
     /// fixtures). On v2, an own cgroup named [`SUPERVISOR_LEAF`] means we moved ourselves
     /// there: its parent is the own cgroup.
-    pub fn from_proc(
-        proc_self_cgroup: &str,
-        mountinfo: &str,
-        fs_root: &Path,
-    ) -> Result<Self, CgroupError> {
+    pub fn from_proc(proc_self_cgroup: &str, mountinfo: &str, fs_root: &Path) -> Result<Self, CgroupError> {
         let hierarchy = match detect::hierarchy(proc_self_cgroup, mountinfo, fs_root)? {
             Hierarchy::V2 { own } if own.file_name() == Some(SUPERVISOR_LEAF.as_ref()) => {
                 let own = own.parent().map_or(own.clone(), Path::to_path_buf);
@@ -156,12 +146,7 @@ impl Cgroups {
     /// controller needed (v1: memory, and pids when `pids_max` is set; v2: one directory,
     /// enabling +memory (+pids) in our `cgroup.subtree_control` if needed). Writes the limits
     /// and reads them back. On error, directories made by this call are removed again.
-    pub fn create(
-        &self,
-        prefix: &str,
-        service: &str,
-        limits: &Limits,
-    ) -> Result<ServiceCgroup, CgroupError> {
+    pub fn create(&self, prefix: &str, service: &str, limits: &Limits) -> Result<ServiceCgroup, CgroupError> {
         let name = cgroup_name(prefix, service)?;
         match &self.hierarchy {
             Hierarchy::V1 { controllers } => v1::create(controllers, &name, limits),
@@ -171,11 +156,7 @@ impl Cgroups {
 
     /// The service's cgroup if it is already there (left by a previous supervisor run), so its
     /// leftover processes can be killed and the directories removed. Nothing is written.
-    pub fn existing(
-        &self,
-        prefix: &str,
-        service: &str,
-    ) -> Result<Option<ServiceCgroup>, CgroupError> {
+    pub fn existing(&self, prefix: &str, service: &str) -> Result<Option<ServiceCgroup>, CgroupError> {
         let name = cgroup_name(prefix, service)?;
         let (flavor, dirs) = match &self.hierarchy {
             Hierarchy::V1 { controllers } => (Flavor::V1, v1::existing(controllers, &name)?),
@@ -200,10 +181,7 @@ fn cgroup_name(prefix: &str, service: &str) -> Result<String, CgroupError> {
         } else {
             continue;
         };
-        return Err(CgroupError::InvalidName {
-            name: part.to_string(),
-            reason,
-        });
+        return Err(CgroupError::InvalidName { name: part.to_string(), reason });
     }
     Ok(format!("{prefix}-{service}"))
 }
@@ -233,20 +211,13 @@ pub struct ServiceCgroup {
 
 impl ServiceCgroup {
     fn new(flavor: Flavor, dirs: Vec<PathBuf>) -> Result<Self, CgroupError> {
-        let join = dirs
-            .iter()
-            .map(|d| fsio::c_path(d.join("cgroup.procs")))
-            .collect::<Result<Vec<_>, _>>()?;
+        let join =
+            dirs.iter().map(|d| fsio::c_path(d.join("cgroup.procs"))).collect::<Result<Vec<_>, _>>()?;
         let main = dirs.first().cloned().ok_or_else(|| CgroupError::Parse {
             what: "service cgroup".into(),
             detail: "no directory".into(),
         })?;
-        Ok(Self {
-            flavor,
-            main,
-            dirs,
-            join,
-        })
+        Ok(Self { flavor, main, dirs, join })
     }
 
     /// Every directory of this cgroup (v1: memory first, then pids if any).
@@ -284,10 +255,7 @@ impl ServiceCgroup {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
                 other => other?,
             };
-            let pids: Vec<i32> = listed
-                .into_iter()
-                .filter(|p| *p > 0 && p.unsigned_abs() != me)
-                .collect();
+            let pids: Vec<i32> = listed.into_iter().filter(|p| *p > 0 && p.unsigned_abs() != me).collect();
             if pids.is_empty() {
                 return Ok(signalled.len());
             }

@@ -47,19 +47,13 @@ pub(super) fn existing(
 }
 
 /// Our own cgroup in `controller`'s hierarchy.
-fn own<'a>(
-    controllers: &'a BTreeMap<String, PathBuf>,
-    controller: &str,
-) -> Result<&'a Path, CgroupError> {
-    controllers
-        .get(controller)
-        .map(PathBuf::as_path)
-        .ok_or_else(|| CgroupError::NoController {
-            controller: controller.to_string(),
-            hint: "no mounted cgroup v1 hierarchy carries it for this process \
+fn own<'a>(controllers: &'a BTreeMap<String, PathBuf>, controller: &str) -> Result<&'a Path, CgroupError> {
+    controllers.get(controller).map(PathBuf::as_path).ok_or_else(|| CgroupError::NoController {
+        controller: controller.to_string(),
+        hint: "no mounted cgroup v1 hierarchy carries it for this process \
                    (see /proc/self/cgroup and /proc/self/mountinfo)"
-                .into(),
-        })
+            .into(),
+    })
 }
 
 /// `memory.limit_in_bytes`, and `memory.memsw.limit_in_bytes` (memory + swap) when the kernel

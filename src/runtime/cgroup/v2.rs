@@ -17,11 +17,7 @@ pub const SUPERVISOR_LEAF: &str = "supervisor";
 /// What the kernel reads as "no limit" in v2 limit files.
 const UNLIMITED: &str = "max";
 
-pub(super) fn create(
-    own: &Path,
-    name: &str,
-    limits: &Limits,
-) -> Result<ServiceCgroup, CgroupError> {
+pub(super) fn create(own: &Path, name: &str, limits: &Limits) -> Result<ServiceCgroup, CgroupError> {
     let mut wanted = vec!["memory"];
     if limits.pids_max.is_some() {
         wanted.push("pids");
@@ -49,25 +45,16 @@ fn enable_controllers(own: &Path, wanted: &[&str]) -> Result<(), CgroupError> {
     }
     let control = own.join("cgroup.subtree_control");
     let enabled = fsio::read(&control)?;
-    let missing: Vec<String> = wanted
-        .iter()
-        .filter(|c| !has_word(&enabled, c))
-        .map(|c| format!("+{c}"))
-        .collect();
+    let missing: Vec<String> =
+        wanted.iter().filter(|c| !has_word(&enabled, c)).map(|c| format!("+{c}")).collect();
     if missing.is_empty() {
         return Ok(());
     }
     move_processes_to_leaf(own)?;
     let value = missing.join(" ");
     match fsio::write(&control, &value) {
-        Err(CgroupError::Write { path, source, .. })
-            if source.raw_os_error() == Some(libc::EBUSY) =>
-        {
-            Err(CgroupError::SubtreeBusy {
-                path,
-                controllers: value,
-                source,
-            })
+        Err(CgroupError::Write { path, source, .. }) if source.raw_os_error() == Some(libc::EBUSY) => {
+            Err(CgroupError::SubtreeBusy { path, controllers: value, source })
         }
         other => other,
     }
@@ -80,20 +67,14 @@ fn move_processes_to_leaf(own: &Path) -> Result<(), CgroupError> {
         return Ok(());
     }
     let procs = own.join("cgroup.procs");
-    let pids = fsio::read_pids(&procs).map_err(|source| CgroupError::Read {
-        path: procs,
-        source,
-    })?;
+    let pids = fsio::read_pids(&procs).map_err(|source| CgroupError::Read { path: procs, source })?;
     if pids.is_empty() {
         return Ok(());
     }
     let leaf = own.join(SUPERVISOR_LEAF);
     match std::fs::create_dir(&leaf) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-            return Err(CgroupError::Create {
-                path: leaf,
-                source: e,
-            });
+            return Err(CgroupError::Create { path: leaf, source: e });
         }
         _ => {}
     }
@@ -101,8 +82,7 @@ fn move_processes_to_leaf(own: &Path) -> Result<(), CgroupError> {
     for pid in pids.into_iter().filter(|p| *p > 0) {
         match fsio::write(&target, &pid.to_string()) {
             // The process exited meanwhile.
-            Err(CgroupError::Write { source, .. })
-                if source.raw_os_error() == Some(libc::ESRCH) => {}
+            Err(CgroupError::Write { source, .. }) if source.raw_os_error() == Some(libc::ESRCH) => {}
             other => other?,
         }
     }
@@ -115,11 +95,7 @@ fn set_limits(dir: &Path, limits: &Limits) -> Result<(), CgroupError> {
     fsio::set_memory(&dir.join("memory.max"), limits.memory_max, UNLIMITED)?;
     let swap = dir.join("memory.swap.max");
     if swap.exists() {
-        let value = if limits.memory_max.is_some() {
-            "0"
-        } else {
-            UNLIMITED
-        };
+        let value = if limits.memory_max.is_some() { "0" } else { UNLIMITED };
         fsio::set_exact(&swap, value)?;
     }
     let pids = dir.join("pids.max");
