@@ -578,3 +578,15 @@ fn starts_and_exits_repeatedly() {
         s.assert_started("svc");
     }
 }
+
+#[test]
+fn the_small_binary_runs_the_same_service_with_or_without_the_subcommand() {
+    for args in [
+        &["test-service", "--exit-after", "0ms", "--exit-code", "7"][..],
+        &["--exit-after", "0ms", "--exit-code", "7"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_titan-testsvc")).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(7), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("svc started pid="));
+    }
+}

@@ -8,15 +8,24 @@ use crate::config::{self, Config, Report};
 /// The demo's services.toml.
 pub const CONFIG: &str = include_str!("services.toml");
 
-/// The variable the demo config uses for the path of this binary.
-pub const BIN_VAR: &str = "TITAN_SUPERVISOR_BIN";
+/// The variable the demo config uses for the program of the test service.
+pub const TEST_SERVICE_VAR: &str = "TITAN_TEST_SERVICE";
 
-/// Loads the embedded config with relative paths under `dir` and `${TITAN_SUPERVISOR_BIN}` set
-/// to this executable.
+/// The test service program: `titan-testsvc` beside this executable (it starts faster), else
+/// this executable itself (`titan-supervisor test-service`).
+pub fn test_service_program() -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    let small = exe.with_file_name("titan-testsvc");
+    let program = if small.is_file() { small } else { exe };
+    Some(program.display().to_string())
+}
+
+/// Loads the embedded config with relative paths under `dir` and `${TITAN_TEST_SERVICE}` set
+/// to the test service program.
 pub fn load(dir: &Path) -> Result<Config, Report> {
-    let exe = std::env::current_exe().ok().map(|p| p.display().to_string());
+    let program = test_service_program();
     let env = move |name: &str| match name {
-        BIN_VAR => exe.clone().or_else(|| std::env::var(name).ok()),
+        TEST_SERVICE_VAR => program.clone().or_else(|| std::env::var(name).ok()),
         _ => std::env::var(name).ok(),
     };
     let source = config::Source { name: "demo/services.toml", text: CONFIG, base_dir: dir };

@@ -18,6 +18,12 @@ use super::writer::{SharedWriter, Stream, timestamp};
 /// Longest line kept whole; a longer one is written in pieces of this size.
 pub const MAX_LINE: usize = 64 * 1024;
 
+thread_local! {
+    /// One read buffer for every reader on the actor's thread: reads never await while they
+    /// hold it, and 200 services would otherwise keep 25 MiB of buffers.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 64 * 1024]);
+}
+
 /// The ends of one run's pipes: the write ends go to the child, the read ends to `capture`.
 pub struct Pipes {
     pub out_read: OwnedFd,
@@ -69,6 +75,11 @@ pub fn capture(
 
 struct Reader {
     fd: AsyncFd<OwnedFd>,
+    lines: Lines,
+}
+
+/// Line assembly of one stream.
+struct Lines {
     stream: Stream,
     writer: SharedWriter,
     watch: Option<Watch>,
@@ -82,26 +93,32 @@ impl Reader {
         fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
         // SAFETY: the OwnedFd moves into the AsyncFd, so it stays open for the AsyncFd's life.
         let fd = unsafe { AsyncFd::register(fd) }?;
-        Ok(Reader { fd, stream, writer, watch, partial: Vec::new() })
+        Ok(Reader { fd, lines: Lines { stream, writer, watch, partial: Vec::new() } })
     }
 
     async fn run(mut self) {
-        let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let Ok(mut ready) = self.fd.readable().await else {
-                break;
-            };
-            match nix::unistd::read(self.fd.get_ref(), &mut buf) {
+            let (fd, lines) = (&self.fd, &mut self.lines);
+            let Ok(mut ready) = fd.readable().await else { break };
+            let read = READ_BUF.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                let n = nix::unistd::read(fd.get_ref(), &mut buf)?;
+                lines.take(&buf[..n]);
+                Ok(n)
+            });
+            match read {
                 Ok(0) => break,
-                Ok(n) => self.take(&buf[..n]),
+                Ok(_) => {}
                 Err(nix::Error::EAGAIN) => ready.clear_ready(),
                 Err(nix::Error::EINTR) => {}
                 Err(_) => break,
             }
         }
-        self.finish();
+        self.lines.finish();
     }
+}
 
+impl Lines {
     /// Splits a chunk into lines, keeping an unfinished last line for the next chunk.
     fn take(&mut self, chunk: &[u8]) {
         let stamp = timestamp(SystemTime::now());

@@ -51,7 +51,7 @@ impl LogWriter {
         create_dir(&dir)?;
         let path = dir.join("current.log");
         let file = OpenOptions::new().create(true).append(true).mode(0o640).open(&path)?;
-        Ok(LogWriter { path, file, format: spec.format, buf: Vec::with_capacity(8192), dropped: 0 })
+        Ok(LogWriter { path, file, format: spec.format, buf: Vec::new(), dropped: 0 })
     }
 
     pub fn shared(self) -> SharedWriter {

@@ -1,4 +1,4 @@
-//! fork/exec of native services and exec probes. Everything the child needs is prepared in the
+//! Spawning native services and exec probes (a vfork-style clone, then exec). Everything the child needs is prepared in the
 //! parent (`Prepared`), so that between fork and exec the child only makes async-signal-safe
 //! system calls: no allocation, no locks. The child gets its own session and process group,
 //! joins its cgroup, gets the pipes as stdout/stderr, drops privileges, and execs. Nobody here
@@ -151,8 +151,8 @@ const STEPS: [&str; 8] = [
     "exec",
 ];
 
-/// Forks and execs `cmd`. Returns once the child has exec'd (or reports why it could not; its
-/// exit is then reaped like any other and can be ignored).
+/// Starts `cmd` in a new process. Returns once the child has exec'd (or reports why it could
+/// not; its exit is then reaped like any other and can be ignored).
 pub fn spawn(cmd: Command<'_>) -> Result<Pid, SpawnError> {
     let prepared = prepare(&cmd)?;
     let argv_ptrs: Vec<*const libc::c_char> =
@@ -171,17 +171,44 @@ pub fn spawn(cmd: Command<'_>) -> Result<Pid, SpawnError> {
         credentials: cmd.credentials.map(|c| (c.uid, c.gid, c.groups.as_slice())),
         status: status_w.as_raw_fd(),
     };
-    // SAFETY: the child runs only `ChildSetup::exec`, which makes async-signal-safe system calls
-    // on data prepared above and never returns; the parent continues normally.
-    let pid = match unsafe { libc::fork() } {
-        -1 => return Err(SpawnError::Fork(nix::Error::last())),
-        0 => unsafe { child.exec() },
-        pid => Pid::from_raw(pid),
-    };
+    let pid = clone_vfork(&child)?;
     drop(status_w);
     drop(cmd.stdout);
     drop(cmd.stderr);
     read_exec_status(status_r).map(|()| pid)
+}
+
+/// Size of the stack the child runs on until it execs.
+const CHILD_STACK: usize = 64 * 1024;
+
+/// Starts the child with `clone(CLONE_VM | CLONE_VFORK)`, as posix_spawn does: it shares our
+/// memory (no page tables copied, no copy-on-write faults afterwards) and we are suspended
+/// until it has exec'd or died. Every signal is blocked across the clone, so no handler of ours
+/// runs in the child before it has reset them to their defaults.
+fn clone_vfork(child: &ChildSetup<'_>) -> Result<Pid, SpawnError> {
+    extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `ChildSetup` borrowed by `clone_vfork`, alive until it returns,
+        // which is after this child has exec'd or exited.
+        unsafe { (*(arg as *const ChildSetup<'_>)).exec() }
+    }
+    let mut stack = vec![0u8; CHILD_STACK];
+    // SAFETY: one past the end of the allocation, rounded down to the 16-byte alignment the
+    // ABI wants; the stack grows down from there.
+    let top = unsafe { stack.as_mut_ptr().add(CHILD_STACK) };
+    let top = ((top as usize) & !15) as *mut libc::c_void;
+    // SAFETY: sigfillset/pthread_sigmask on local sets; clone runs `child_main` on its own
+    // stack, and with CLONE_VFORK returns only once the child no longer uses our memory.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let arg = child as *const ChildSetup<'_> as *mut libc::c_void;
+        let pid = libc::clone(child_main, top, libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD, arg);
+        let errno = nix::Error::last();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if pid < 0 { Err(SpawnError::Fork(errno)) } else { Ok(Pid::from_raw(pid)) }
+    }
 }
 
 /// EOF means the exec happened (the pipe is close-on-exec); 8 bytes are a failed step + errno.
@@ -300,17 +327,16 @@ unsafe fn join_cgroup(file: &CString) -> bool {
 /// ignores SIGPIPE), and services expect the defaults.
 unsafe fn reset_signals() -> bool {
     unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
-            return false;
-        }
-        for sig in 1..32 {
+        // Defaults first, then unblock: a signal arriving in between must not run one of the
+        // supervisor's handlers in the child.
+        for sig in 1..libc::SIGRTMAX() {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                 libc::signal(sig, libc::SIG_DFL);
             }
         }
-        true
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) == 0
     }
 }
 

@@ -184,6 +184,7 @@ impl Supervisor {
 
     fn on_sigchld(&mut self) {
         for (pid, exit) in reaper::reap() {
+            tracing::trace!(pid = pid.as_raw(), %exit, "reaped");
             match self.owners.remove(&pid) {
                 Some(Owner::Service { slot, run }) if self.slots[slot].run == run => {
                     self.on_service_exit(slot, pid, exit)
@@ -286,7 +287,9 @@ impl Supervisor {
             stdout: Some(pipes.out_write),
             stderr: Some(pipes.err_write),
         };
+        let started = Instant::now();
         let pid = spawn::spawn(cmd).map_err(|e| e.to_string())?;
+        tracing::debug!(service = %slot.name, pid = pid.as_raw(), took_us = started.elapsed().as_micros() as u64, "spawned");
         let run = slot.run;
         self.owners.insert(pid, Owner::Service { slot: i, run });
         self.slots[i].pid = Some(pid);

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use super::BIN;
+use super::{BIN, TESTSVC};
 
 /// A state change as the supervisor logged it.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,7 +43,7 @@ pub fn port() -> u16 {
 pub fn svc(name: &str, args: &str) -> String {
     let extra = if args.is_empty() { String::new() } else { format!(", {args}") };
     format!(
-        "command = [\"{BIN}\", \"test-service\", \"--name\", \"{name}\", \"--pid-file\", \"{{dir}}/pids/{name}.pid\", \"--start-log\", \"{{dir}}/start.log\"{extra}]"
+        "command = [\"{TESTSVC}\", \"test-service\", \"--name\", \"{name}\", \"--pid-file\", \"{{dir}}/pids/{name}.pid\", \"--start-log\", \"{{dir}}/start.log\"{extra}]"
     )
 }
 

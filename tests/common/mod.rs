@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub mod daemon;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_titan-supervisor");
+/// The test service as its own small binary (it also takes `test-service` as first argument).
+pub const TESTSVC: &str = env!("CARGO_BIN_EXE_titan-testsvc");
 
 /// What a finished run printed.
 #[derive(Debug)]
