@@ -1,5 +1,5 @@
-//! Capture of a service's stdout and stderr: a pipe per stream, read by a task on the actor's
-//! runtime that joins partial lines, splits overlong ones, and hands each batch to the
+//! Capture of a service's stdout and stderr: a pipe per stream, read by a task on the log
+//! thread that joins partial lines, splits overlong ones, and hands each batch to the
 //! service's `LogWriter` — and, while a `log` health check waits, matches lines against its
 //! pattern. The actor never touches the pipes.
 
@@ -59,21 +59,8 @@ impl Watch {
     }
 }
 
-/// Starts the reader tasks of one run on the current runtime.
-pub fn capture(
-    read_out: OwnedFd,
-    read_err: OwnedFd,
-    writer: SharedWriter,
-    watch: Option<Watch>,
-) -> io::Result<()> {
-    for (fd, stream) in [(read_out, Stream::Out), (read_err, Stream::Err)] {
-        let reader = Reader::new(fd, stream, writer.clone(), watch.clone())?;
-        tokio::spawn(reader.run());
-    }
-    Ok(())
-}
-
-struct Reader {
+/// Reads one pipe of a service until its end, writing whole records.
+pub struct Reader {
     fd: AsyncFd<OwnedFd>,
     lines: Lines,
 }
@@ -88,7 +75,8 @@ struct Lines {
 }
 
 impl Reader {
-    fn new(fd: OwnedFd, stream: Stream, writer: SharedWriter, watch: Option<Watch>) -> io::Result<Self> {
+    /// Must be called on the runtime that will run it (it registers the pipe there).
+    pub fn new(fd: OwnedFd, stream: Stream, writer: SharedWriter, watch: Option<Watch>) -> io::Result<Self> {
         let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
         fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
         // SAFETY: the OwnedFd moves into the AsyncFd, so it stays open for the AsyncFd's life.
@@ -96,7 +84,7 @@ impl Reader {
         Ok(Reader { fd, lines: Lines { stream, writer, watch, partial: Vec::new() } })
     }
 
-    async fn run(mut self) {
+    pub async fn run(mut self) {
         loop {
             let (fd, lines) = (&self.fd, &mut self.lines);
             let Ok(mut ready) = fd.readable().await else { break };
@@ -128,17 +116,18 @@ impl Lines {
             let (line, tail) = rest.split_at(nl);
             rest = &tail[1..];
             if self.partial.is_empty() {
-                emit(&mut writer, self.stream, line, &stamp, self.watch.as_ref());
+                emit(&mut writer, self.stream, line, &stamp, self.watch.as_ref(), false);
             } else {
                 self.partial.extend_from_slice(line);
                 let whole = std::mem::take(&mut self.partial);
-                emit(&mut writer, self.stream, &whole, &stamp, self.watch.as_ref());
+                emit(&mut writer, self.stream, &whole, &stamp, self.watch.as_ref(), false);
             }
         }
         self.partial.extend_from_slice(rest);
         while self.partial.len() >= MAX_LINE {
             let piece: Vec<u8> = self.partial.drain(..MAX_LINE).collect();
-            emit(&mut writer, self.stream, &piece, &stamp, self.watch.as_ref());
+            // a line longer than MAX_LINE: this piece is continued by the next record
+            emit(&mut writer, self.stream, &piece, &stamp, self.watch.as_ref(), true);
         }
         writer.flush();
     }
@@ -151,7 +140,7 @@ impl Lines {
         let stamp = timestamp(SystemTime::now());
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let line = std::mem::take(&mut self.partial);
-        emit(&mut writer, self.stream, &line, &stamp, self.watch.as_ref());
+        emit(&mut writer, self.stream, &line, &stamp, self.watch.as_ref(), false);
         writer.flush();
     }
 }
@@ -162,11 +151,12 @@ fn emit(
     line: &[u8],
     stamp: &str,
     watch: Option<&Watch>,
+    continues: bool,
 ) {
     if let Some(w) = watch {
         w.check(line);
     }
-    writer.push(stream, line, stamp);
+    writer.push(stream, line, stamp, continues);
 }
 
 fn memchr(hay: &[u8]) -> Option<usize> {

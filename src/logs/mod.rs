@@ -1,5 +1,10 @@
-//! Service output: `capture` reads a service's stdout and stderr pipes line by line, `writer`
-//! stamps each line and appends it to `<log_dir>/<service>/current.log`.
+//! Service output: `capture` reads a service's stdout and stderr pipes line by line on the log
+//! thread (`pipeline`), `writer` stamps each line into `<log_dir>/<service>/current.log` and
+//! rotates by rename, `compress` gzips rotated files in the background, `rotated` names them
+//! and applies retention, `read` reads them back for `titan-supervisor logs`.
 
 pub mod capture;
+pub mod compress;
+pub mod pipeline;
+pub mod rotated;
 pub mod writer;

@@ -1,14 +1,19 @@
-//! Per-service log file: `<log_dir>/<service>/current.log`, one line per output line as
-//! `<RFC 3339 UTC ms> <out|err> <line>` (or JSON lines). Directories 0750, files 0640.
-//! One writer per service, shared by the readers of all its runs.
+//! Per-service log file: `<log_dir>/<service>/current.log`, one record per output line as
+//! `<RFC 3339 UTC ms> <out|err> <line>` (or JSON lines). Rotation is by rename, never copy: a
+//! record that would take the file past `max_size` goes to a fresh file, and a line too long
+//! for any file is split into records marked as continued (`out+`/`err+`, JSON
+//! `"partial": true`). A failed write (disk full) is rolled back to the last whole record and
+//! counted; the next write that succeeds is preceded by a marker saying how many were lost.
+//! Directories 0750, files 0640.
 
 use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use super::rotated;
 use crate::config::{LogFormat, Logs};
 
 /// Which pipe a line came from.
@@ -27,14 +32,31 @@ impl Stream {
     }
 }
 
-/// The file of the current log of one service.
+/// Called with every file rotated away (to compress it and apply retention).
+pub type OnRotate = Arc<dyn Fn(PathBuf) + Send + Sync>;
+
+/// A file that is not rotated for age gets rotated once it holds lines older than this.
+pub const MAX_AGE: Duration = Duration::from_secs(86_400);
+
+/// The current log of one service.
 pub struct LogWriter {
+    dir: PathBuf,
+    service: String,
     path: PathBuf,
     file: File,
+    /// Bytes in `current.log`.
+    size: u64,
+    /// When the oldest record in `current.log` was written.
+    since: Option<SystemTime>,
+    max_size: u64,
     format: LogFormat,
+    /// Formatted records not yet written, and where each ends.
     buf: Vec<u8>,
-    /// Lines that could not be written (disk full, ...), not yet reported in the file.
+    ends: Vec<usize>,
+    /// Records lost to failed writes, and the last error, not yet reported in the file.
     dropped: u64,
+    dropped_why: String,
+    on_rotate: Option<OnRotate>,
 }
 
 pub type SharedWriter = Arc<Mutex<LogWriter>>;
@@ -44,14 +66,37 @@ pub fn create_dir(dir: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(0o750).create(dir)
 }
 
+fn open_current(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).mode(0o640).open(path)
+}
+
 impl LogWriter {
-    /// Opens (appending) `<log_dir>/<service>/current.log`.
-    pub fn open(log_dir: &Path, service: &str, spec: &Logs) -> io::Result<Self> {
+    /// Opens (appending) `<log_dir>/<service>/current.log`; rotates it at once when it already
+    /// holds lines older than `MAX_AGE`.
+    pub fn open(log_dir: &Path, service: &str, spec: &Logs, on_rotate: Option<OnRotate>) -> io::Result<Self> {
         let dir = log_dir.join(service);
         create_dir(&dir)?;
         let path = dir.join("current.log");
-        let file = OpenOptions::new().create(true).append(true).mode(0o640).open(&path)?;
-        Ok(LogWriter { path, file, format: spec.format, buf: Vec::new(), dropped: 0 })
+        let file = open_current(&path)?;
+        let size = file.metadata()?.len();
+        let since = if size > 0 { first_stamp(&path) } else { None };
+        let mut w = LogWriter {
+            dir,
+            service: service.to_owned(),
+            path,
+            file,
+            size,
+            since,
+            max_size: spec.max_size.bytes(),
+            format: spec.format,
+            buf: Vec::new(),
+            ends: Vec::new(),
+            dropped: 0,
+            dropped_why: String::new(),
+            on_rotate,
+        };
+        w.rotate_if_older(SystemTime::now(), MAX_AGE);
+        Ok(w)
     }
 
     pub fn shared(self) -> SharedWriter {
@@ -62,54 +107,231 @@ impl LogWriter {
         &self.path
     }
 
-    /// Adds one line (without its newline) to the pending batch.
-    pub fn push(&mut self, stream: Stream, line: &[u8], stamp: &str) {
+    /// Adds one line (without its newline) to the pending batch; `continues` marks a piece of
+    /// a longer line whose rest follows.
+    pub fn push(&mut self, stream: Stream, line: &[u8], stamp: &str, continues: bool) {
+        let start = self.buf.len();
+        self.format_record(stream, line, stamp, continues);
+        let len = (self.buf.len() - start) as u64;
+        if len > self.max_size && line.len() > 1 {
+            // too long for any file: split the line and try each half again
+            self.buf.truncate(start);
+            let mid = line.len() / 2;
+            self.push(stream, &line[..mid], stamp, true);
+            self.push(stream, &line[mid..], stamp, continues);
+            return;
+        }
+        self.ends.push(self.buf.len());
+    }
+
+    fn format_record(&mut self, stream: Stream, line: &[u8], stamp: &str, continues: bool) {
         match self.format {
             LogFormat::Text => {
                 self.buf.extend_from_slice(stamp.as_bytes());
                 self.buf.push(b' ');
                 self.buf.extend_from_slice(stream.as_str().as_bytes());
+                if continues {
+                    self.buf.push(b'+');
+                }
                 self.buf.push(b' ');
                 self.buf.extend_from_slice(line);
                 self.buf.push(b'\n');
             }
             LogFormat::Json => {
                 let text = String::from_utf8_lossy(line);
-                let v = serde_json::json!({ "ts": stamp, "stream": stream.as_str(), "line": text });
+                let mut v = serde_json::json!({ "ts": stamp, "stream": stream.as_str(), "line": text });
+                if continues {
+                    v["partial"] = serde_json::Value::Bool(true);
+                }
                 self.buf.extend_from_slice(v.to_string().as_bytes());
                 self.buf.push(b'\n');
             }
         }
     }
 
-    /// Writes the pending batch with one system call. A failed write drops the batch and counts
-    /// its lines; the next successful write reports them first.
+    /// Writes the pending records in as few writes as possible, rotating before any record
+    /// that would not fit in the current file.
     pub fn flush(&mut self) {
-        if self.buf.is_empty() {
+        if self.ends.is_empty() {
             return;
         }
-        if self.dropped > 0 {
-            let marker = format!(
-                "{} err [titan-supervisor] dropped {} lines\n",
-                timestamp(SystemTime::now()),
-                self.dropped
-            );
-            if self.file.write_all(marker.as_bytes()).is_ok() {
-                self.dropped = 0;
+        self.report_dropped();
+        let (buf, ends) = (std::mem::take(&mut self.buf), std::mem::take(&mut self.ends));
+        let (mut run_start, mut prev_end) = (0, 0);
+        for &end in &ends {
+            if self.size + (end - run_start) as u64 > self.max_size {
+                if !self.write_run(&buf[run_start..prev_end], count_records(&ends, run_start, prev_end)) {
+                    self.lose_rest(&ends, prev_end);
+                    return self.recycle(buf, ends);
+                }
+                self.rotate();
+                run_start = prev_end;
+            }
+            prev_end = end;
+        }
+        if !self.write_run(&buf[run_start..prev_end], count_records(&ends, run_start, prev_end)) {
+            self.lose_rest(&ends, prev_end);
+        }
+        self.recycle(buf, ends);
+    }
+
+    /// Keeps the buffers' capacity for the next batch.
+    fn recycle(&mut self, mut buf: Vec<u8>, mut ends: Vec<usize>) {
+        buf.clear();
+        ends.clear();
+        self.buf = buf;
+        self.ends = ends;
+    }
+
+    fn lose_rest(&mut self, ends: &[usize], from: usize) {
+        self.dropped += ends.iter().filter(|&&e| e > from).count() as u64;
+    }
+
+    /// Appends whole records; on failure rolls the file back to the last whole record.
+    fn write_run(&mut self, bytes: &[u8], records: u64) -> bool {
+        if bytes.is_empty() {
+            return true;
+        }
+        match self.file.write_all(bytes) {
+            Ok(()) => {
+                self.size += bytes.len() as u64;
+                self.since.get_or_insert_with(SystemTime::now);
+                true
+            }
+            Err(e) => {
+                let _ = self.file.set_len(self.size);
+                self.dropped += records;
+                self.dropped_why = describe(&e);
+                false
             }
         }
-        if self.file.write_all(&self.buf).is_err() {
-            self.dropped += self.buf.iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+
+    /// Writes the marker for lines lost earlier, once writing works again.
+    fn report_dropped(&mut self) {
+        if self.dropped == 0 {
+            return;
         }
-        self.buf.clear();
+        let mut marker = Vec::new();
+        let text = format!("[titan-supervisor] dropped {} lines: {}", self.dropped, self.dropped_why);
+        std::mem::swap(&mut self.buf, &mut marker);
+        let ends = std::mem::take(&mut self.ends);
+        self.format_record(Stream::Err, text.as_bytes(), &timestamp(SystemTime::now()), false);
+        std::mem::swap(&mut self.buf, &mut marker);
+        self.ends = ends;
+        if self.size + marker.len() as u64 > self.max_size && self.size > 0 {
+            self.rotate();
+        }
+        let lost = self.dropped;
+        if self.write_run(&marker, 0) {
+            self.dropped -= lost.min(self.dropped);
+        }
+    }
+
+    /// `current.log` becomes `<service>-<UTC stamp>.log`; a fresh `current.log` takes its place.
+    pub fn rotate(&mut self) {
+        if self.size == 0 {
+            return;
+        }
+        let target = rotated::fresh_name(&self.dir, &self.service, SystemTime::now());
+        if let Err(e) = std::fs::rename(&self.path, &target) {
+            tracing::warn!(service = %self.service, "cannot rotate {}: {e}", self.path.display());
+            return;
+        }
+        match open_current(&self.path) {
+            Ok(file) => {
+                self.file = file;
+                self.size = 0;
+                self.since = None;
+            }
+            Err(e) => {
+                tracing::warn!(service = %self.service, "cannot open a new {}: {e}", self.path.display())
+            }
+        }
+        if let Some(f) = &self.on_rotate {
+            f(target);
+        }
+    }
+
+    /// Rotates a non-empty file whose oldest record is older than `age`.
+    pub fn rotate_if_older(&mut self, now: SystemTime, age: Duration) {
+        let old = self.since.is_some_and(|t| now.duration_since(t).is_ok_and(|d| d >= age));
+        if self.size > 0 && old {
+            self.rotate();
+        }
     }
 
     /// A line from the supervisor itself about this service (`[titan-supervisor] ...`).
     pub fn note(&mut self, text: &str) {
         let line = format!("[titan-supervisor] {text}");
-        self.push(Stream::Err, line.as_bytes(), &timestamp(SystemTime::now()));
+        self.push(Stream::Err, line.as_bytes(), &timestamp(SystemTime::now()), false);
         self.flush();
     }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+}
+
+impl Write for LogWriter {
+    /// Whole lines of text written by the supervisor's own logger become records as they are.
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        for line in bytes.split_inclusive(|&b| b == b'\n') {
+            let start = self.buf.len();
+            self.buf.extend_from_slice(line);
+            if !line.ends_with(b"\n") {
+                self.buf.push(b'\n');
+            }
+            if (self.buf.len() - start) as u64 > self.max_size {
+                self.buf.truncate(start + self.max_size as usize - 1);
+                self.buf.push(b'\n');
+            }
+            self.ends.push(self.buf.len());
+        }
+        self.flush();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        LogWriter::flush(self);
+        Ok(())
+    }
+}
+
+fn count_records(ends: &[usize], from: usize, to: usize) -> u64 {
+    ends.iter().filter(|&&e| e > from && e <= to).count() as u64
+}
+
+fn describe(e: &io::Error) -> String {
+    match e.raw_os_error().and_then(errno_name) {
+        Some(name) => name.to_owned(),
+        None => e.to_string(),
+    }
+}
+
+/// The symbolic name of an errno (`ENOSPC`), as operators grep for it.
+fn errno_name(code: i32) -> Option<&'static str> {
+    Some(match nix::Error::from_raw(code) {
+        nix::Error::ENOSPC => "ENOSPC",
+        nix::Error::EDQUOT => "EDQUOT",
+        nix::Error::EIO => "EIO",
+        nix::Error::EROFS => "EROFS",
+        nix::Error::EFBIG => "EFBIG",
+        _ => return None,
+    })
+}
+
+/// The time of the first record of a log file, from its leading timestamp.
+fn first_stamp(path: &Path) -> Option<SystemTime> {
+    let mut head = [0u8; 64];
+    let n = File::open(path).ok()?.read(&mut head).ok()?;
+    let text = std::str::from_utf8(&head[..n]).ok()?;
+    let stamp = text.split([' ', '"']).find(|t| t.len() >= 20 && t.ends_with('Z'))?;
+    humantime::parse_rfc3339_weak(stamp).ok().or_else(|| std::fs::metadata(path).ok()?.modified().ok())
 }
 
 /// RFC 3339 UTC with milliseconds, `2026-11-23T14:59:43.123Z`.
@@ -120,25 +342,31 @@ pub fn timestamp(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::units::{Duration, Size};
+    use crate::config::units::{Duration as D, Size};
 
-    fn logs(format: LogFormat) -> Logs {
-        Logs {
-            max_size: Size::mib(10),
-            retain: Duration::from_secs(60),
-            max_files: 3,
-            compress: true,
-            format,
-        }
+    fn logs(format: LogFormat, max_size: u64) -> Logs {
+        Logs { max_size: Size(max_size), retain: D::from_secs(60), max_files: 100, compress: false, format }
+    }
+
+    /// Every file of a service's log dir, oldest first, as (name, bytes).
+    fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut out: Vec<(String, Vec<u8>)> = super::rotated::list(dir, "api")
+            .into_iter()
+            .map(|r| {
+                (r.path.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&r.path).unwrap())
+            })
+            .collect();
+        out.push(("current.log".into(), std::fs::read(dir.join("current.log")).unwrap()));
+        out
     }
 
     #[test]
     fn lines_are_stamped_with_their_stream_and_files_are_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let mut w = LogWriter::open(dir.path(), "api", &logs(LogFormat::Text)).unwrap();
-        w.push(Stream::Out, b"hello", "2026-01-01T00:00:00.000Z");
-        w.push(Stream::Err, b"\xff bytes", "2026-01-01T00:00:00.001Z");
+        let mut w = LogWriter::open(dir.path(), "api", &logs(LogFormat::Text, 1 << 20), None).unwrap();
+        w.push(Stream::Out, b"hello", "2026-01-01T00:00:00.000Z", false);
+        w.push(Stream::Err, b"\xff bytes", "2026-01-01T00:00:00.001Z", false);
         w.flush();
         let text = std::fs::read(w.path()).unwrap();
         assert_eq!(text, b"2026-01-01T00:00:00.000Z out hello\n2026-01-01T00:00:00.001Z err \xff bytes\n");
@@ -149,8 +377,8 @@ mod tests {
     #[test]
     fn json_lines_carry_the_same_fields() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = LogWriter::open(dir.path(), "api", &logs(LogFormat::Json)).unwrap();
-        w.push(Stream::Out, b"say \"hi\"", "T");
+        let mut w = LogWriter::open(dir.path(), "api", &logs(LogFormat::Json, 1 << 20), None).unwrap();
+        w.push(Stream::Out, b"say \"hi\"", "T", false);
         w.flush();
         let line = std::fs::read_to_string(w.path()).unwrap();
         let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
@@ -161,8 +389,87 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_are_rfc3339_utc_with_milliseconds() {
-        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
-        assert_eq!(timestamp(t), "2023-11-14T22:13:20.123Z");
+    fn rotation_keeps_every_file_under_max_size_and_every_line_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let rotated = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&rotated);
+        let on_rotate: OnRotate = Arc::new(move |p| seen.lock().unwrap().push(p));
+        let mut w =
+            LogWriter::open(dir.path(), "api", &logs(LogFormat::Text, 4096), Some(on_rotate)).unwrap();
+        for i in 0..500 {
+            w.push(
+                Stream::Out,
+                format!("line {i:05} {}", "x".repeat(50)).as_bytes(),
+                "2026-01-01T00:00:00.000Z",
+                false,
+            );
+            if i % 37 == 0 {
+                w.flush();
+            }
+        }
+        w.flush();
+        let all = files(&dir.path().join("api"));
+        assert!(all.len() > 5, "{} files", all.len());
+        assert_eq!(rotated.lock().unwrap().len(), all.len() - 1);
+        let mut numbers = Vec::new();
+        for (name, bytes) in &all {
+            assert!(bytes.len() <= 4096, "{name} has {} bytes", bytes.len());
+            assert!(bytes.ends_with(b"\n"), "{name} ends mid-record");
+            numbers.extend(String::from_utf8_lossy(bytes).lines().map(|l| l[34..39].parse::<u32>().unwrap()));
+        }
+        assert_eq!(numbers, (0..500).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_line_longer_than_max_size_is_split_into_marked_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = LogWriter::open(dir.path(), "api", &logs(LogFormat::Text, 4096), None).unwrap();
+        let long: Vec<u8> = (0..20_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        w.push(Stream::Err, &long, "2026-01-01T00:00:00.000Z", false);
+        w.flush();
+        let mut joined = Vec::new();
+        let mut markers = Vec::new();
+        for (_, bytes) in files(&dir.path().join("api")) {
+            assert!(bytes.len() <= 4096);
+            for rec in bytes.split(|&b| b == b'\n').filter(|r| !r.is_empty()) {
+                let tag = &rec[25..29];
+                markers.push(tag == b"err+");
+                joined.extend_from_slice(&rec[if tag == b"err+" { 30 } else { 29 }..]);
+            }
+        }
+        assert_eq!(joined, long);
+        assert_eq!(markers.last(), Some(&false), "the last piece ends the line");
+        assert!(markers[..markers.len() - 1].iter().all(|&m| m), "every other piece says it continues");
+    }
+
+    #[test]
+    fn a_full_disk_drops_whole_records_and_says_so_when_space_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = LogWriter::open(dir.path(), "api", &logs(LogFormat::Text, 1 << 20), None).unwrap();
+        w.push(Stream::Out, b"before", "T0", false);
+        w.flush();
+        let good = std::mem::replace(&mut w.file, OpenOptions::new().append(true).open("/dev/full").unwrap());
+        for i in 0..3 {
+            w.push(Stream::Out, format!("lost {i}").as_bytes(), "T1", false);
+            w.flush();
+        }
+        w.file = good;
+        w.push(Stream::Out, b"after", "T2", false);
+        w.flush();
+        let text = std::fs::read_to_string(w.path()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "T0 out before");
+        assert!(lines[1].ends_with(" err [titan-supervisor] dropped 3 lines: ENOSPC"), "{text}");
+        assert_eq!(lines[2], "T2 out after");
+    }
+
+    #[test]
+    fn a_file_holding_day_old_lines_is_rotated_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        create_dir(&dir.path().join("api")).unwrap();
+        std::fs::write(dir.path().join("api/current.log"), "2020-01-01T00:00:00.000Z out old\n").unwrap();
+        let w = LogWriter::open(dir.path(), "api", &logs(LogFormat::Text, 1 << 20), None).unwrap();
+        assert_eq!(std::fs::metadata(w.path()).unwrap().len(), 0);
+        assert_eq!(super::rotated::list(&dir.path().join("api"), "api").len(), 1);
     }
 }

@@ -16,6 +16,7 @@ use super::slot::Slot;
 use super::status::{ServiceStatus, Summary};
 use crate::config::Config;
 use crate::logs::capture;
+use crate::logs::pipeline::Pipeline;
 use crate::runtime::cgroup::Cgroups;
 use crate::runtime::{reaper, spawn};
 
@@ -64,6 +65,8 @@ pub struct Supervisor {
     announced: bool,
     /// This process's cgroups, where capped services get theirs.
     pub(super) cgroups: Result<Cgroups, String>,
+    /// The log thread.
+    pub(super) logs: Pipeline,
     stop_order: Vec<String>,
 }
 
@@ -91,7 +94,12 @@ impl Handle {
 }
 
 impl Supervisor {
-    pub(super) fn from_parts(cfg: Config, slots: Vec<Slot>, cgroups: Result<Cgroups, String>) -> Self {
+    pub(super) fn from_parts(
+        cfg: Config,
+        slots: Vec<Slot>,
+        cgroups: Result<Cgroups, String>,
+        logs: Pipeline,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let (events, _) = tokio::sync::broadcast::channel(events::BACKLOG);
         Supervisor {
@@ -106,6 +114,7 @@ impl Supervisor {
             memory_due: Instant::now(),
             announced: false,
             cgroups,
+            logs,
             stop_order: Vec::new(),
         }
     }
@@ -136,6 +145,8 @@ impl Supervisor {
             }
         }
         self.remove_cgroups();
+        // the services are gone: let their last lines reach the files
+        self.logs.drain(Duration::from_secs(1));
         Ok(self.summary())
     }
 
@@ -205,7 +216,7 @@ impl Supervisor {
         let slot = &mut self.slots[i];
         slot.pid = None;
         slot.last_rss = None;
-        slot.log.lock().unwrap_or_else(|p| p.into_inner()).note(&format!("pid {pid} ended: {exit}"));
+        self.logs.note(&slot.log, format!("pid {pid} ended: {exit}"));
         self.apply(i, Event::Exited { exit, oom });
     }
 
@@ -275,8 +286,7 @@ impl Supervisor {
         slot.run += 1;
         let watch = self.log_watch(i);
         let slot = &self.slots[i];
-        capture::capture(pipes.out_read, pipes.err_read, slot.log.clone(), watch)
-            .map_err(|e| format!("cannot read pipes: {e}"))?;
+        self.logs.capture(pipes.out_read, pipes.err_read, slot.log.clone(), watch);
         let (argv, env) = (slot.argv(), slot.environment());
         let cmd = spawn::Command {
             argv: &argv,

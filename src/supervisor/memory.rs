@@ -52,7 +52,7 @@ impl Supervisor {
                     "RSS {} above memory_restart {limit}: restarting",
                     crate::config::units::Size(used)
                 );
-                slot.log.lock().unwrap_or_else(|p| p.into_inner()).note(&note);
+                self.logs.note(&slot.log, note);
                 self.apply(i, Event::MemoryOver);
             }
         }

@@ -19,7 +19,8 @@ pub use actor::{Handle, Supervisor};
 
 use crate::config::{Check, Config, Exec};
 use crate::graph::{Graph, GraphError};
-use crate::logs::writer::{LogWriter, create_dir};
+use crate::logs::pipeline::Pipeline;
+use crate::logs::writer::create_dir;
 use crate::runtime::cgroup::Cgroups;
 use crate::runtime::spawn::{self, SpawnError};
 use slot::Slot;
@@ -41,6 +42,8 @@ pub enum BootError {
         #[source]
         source: SpawnError,
     },
+    #[error("cannot start the log threads: {0}")]
+    Logs(#[source] std::io::Error),
     #[error("service {service:?} is a container (image); this build runs native processes only")]
     Container { service: String },
 }
@@ -59,15 +62,17 @@ impl Supervisor {
         for dir in [&cfg.supervisor.log_dir, &cfg.supervisor.state_dir] {
             create_dir(dir).map_err(|source| BootError::Dir { path: dir.clone(), source })?;
         }
+        let logs = Pipeline::start().map_err(BootError::Logs)?;
         let mut slots = Vec::with_capacity(graph.len());
         for (i, name) in graph.names().iter().enumerate() {
             let svc = cfg.services[name].clone();
             if matches!(svc.exec, Exec::Image { .. }) {
                 return Err(BootError::Container { service: name.clone() });
             }
-            let log = LogWriter::open(&cfg.supervisor.log_dir, name, &svc.logs)
+            let log = logs
+                .open_writer(&cfg.supervisor.log_dir, name, &svc.logs)
                 .map_err(|source| BootError::Dir { path: cfg.supervisor.log_dir.join(name), source })?;
-            let mut slot = Slot::new(svc, log.shared());
+            let mut slot = Slot::new(svc, log);
             slot.deps = graph.deps(i).to_vec();
             slot.dependents = graph.direct_dependents(i).to_vec();
             if let Some(user) = &slot.svc.user {
@@ -85,7 +90,7 @@ impl Supervisor {
         for (service, pid) in leftovers::kill_leftovers(&pids, slots.iter().map(|s| s.name.as_str())) {
             tracing::warn!(service, pid, "killed a process left running by an earlier supervisor");
         }
-        let mut sup = Supervisor::from_parts(cfg, slots, cgroups);
+        let mut sup = Supervisor::from_parts(cfg, slots, cgroups, logs);
         sup.setup_cgroups();
         Ok(sup)
     }

@@ -1,0 +1,104 @@
+//! The log thread: every service's output is read, stamped and written here, on a runtime of
+//! its own, so a service flooding its output or a slow disk never holds up the actor. It also
+//! rotates quiet files for age every minute. Rotated files go to the compression thread.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::capture::{self, Watch};
+use super::compress::{self, Compressor, Job};
+use super::writer::{self, LogWriter, SharedWriter};
+use crate::config::Logs;
+
+/// How often quiet files are checked for age rotation.
+const MAINTENANCE: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+pub struct Pipeline {
+    handle: tokio::runtime::Handle,
+    compressor: Compressor,
+    writers: Arc<Mutex<Vec<SharedWriter>>>,
+    /// Reader tasks still running.
+    readers: Arc<AtomicUsize>,
+}
+
+impl Pipeline {
+    /// Starts the log thread and the compression thread.
+    pub fn start() -> io::Result<Pipeline> {
+        let compressor = Compressor::start()?;
+        let writers: Arc<Mutex<Vec<SharedWriter>>> = Arc::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let maintained = Arc::clone(&writers);
+        std::thread::Builder::new().name("titan-logs".into()).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return drop(tx.send(Err(e))),
+            };
+            let _ = tx.send(Ok(rt.handle().clone()));
+            rt.block_on(maintain(maintained));
+        })?;
+        let handle = rx.recv().map_err(|_| io::Error::other("the log thread did not start"))??;
+        Ok(Pipeline { handle, compressor, writers, readers: Arc::default() })
+    }
+
+    /// Opens a service's log, first finishing compressions a crash interrupted.
+    pub fn open_writer(&self, log_dir: &Path, service: &str, spec: &Logs) -> io::Result<SharedWriter> {
+        let compressor = self.compressor.clone();
+        let (name, compress, retain, max_files) =
+            (service.to_owned(), spec.compress, spec.retain.0, spec.max_files);
+        let job = move |path| Job { path, service: name.clone(), compress, retain, max_files };
+        for path in compress::recover(&log_dir.join(service), service) {
+            compressor.submit(job(path));
+        }
+        let on_rotate: writer::OnRotate = Arc::new(move |path| compressor.submit(job(path)));
+        let w = LogWriter::open(log_dir, service, spec, Some(on_rotate))?.shared();
+        self.writers.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::clone(&w));
+        Ok(w)
+    }
+
+    /// Reads one run's stdout and stderr into `writer` on the log thread.
+    pub fn capture(&self, out: OwnedFd, err: OwnedFd, writer: SharedWriter, watch: Option<Watch>) {
+        for (fd, stream) in [(out, writer::Stream::Out), (err, writer::Stream::Err)] {
+            let (writer, watch, readers) = (writer.clone(), watch.clone(), Arc::clone(&self.readers));
+            readers.fetch_add(1, Ordering::AcqRel);
+            self.handle.spawn(async move {
+                match capture::Reader::new(fd, stream, writer, watch) {
+                    Ok(reader) => reader.run().await,
+                    Err(e) => tracing::warn!("cannot read a service's output: {e}"),
+                }
+                readers.fetch_sub(1, Ordering::AcqRel);
+            });
+        }
+    }
+
+    /// Writes a `[titan-supervisor]` line into a service's log, on the log thread.
+    pub fn note(&self, writer: &SharedWriter, text: String) {
+        let writer = Arc::clone(writer);
+        self.handle.spawn(async move { writer.lock().unwrap_or_else(|p| p.into_inner()).note(&text) });
+    }
+
+    /// Waits up to `limit` for every reader to reach the end of its pipe (after the services
+    /// have stopped), so their last lines are on disk.
+    pub fn drain(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.readers.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// Every minute: rotate files holding lines older than a day, so retention works on quiet
+/// services too.
+async fn maintain(writers: Arc<Mutex<Vec<SharedWriter>>>) {
+    loop {
+        tokio::time::sleep(MAINTENANCE).await;
+        let all = writers.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for w in all {
+            w.lock().unwrap_or_else(|p| p.into_inner()).rotate_if_older(SystemTime::now(), writer::MAX_AGE);
+        }
+    }
+}
