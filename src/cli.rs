@@ -23,6 +23,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Show the dependency graph: tiers, dependencies and start layers (text) or Graphviz (dot).
     Graph(GraphArgs),
+    /// Print a service's log (`supervisor` for the supervisor's own), from the log files.
+    Logs(LogsArgs),
     /// The built-in six-tier demo on native processes.
     Demo(DemoArgs),
 }
@@ -64,6 +66,25 @@ pub struct GraphArgs {
 pub enum GraphFormat {
     Text,
     Dot,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The service (or `supervisor`).
+    pub service: String,
+    /// Only the last N lines (with -f and no -n: the last 10).
+    #[arg(short = 'n', long = "lines", value_name = "N")]
+    pub lines: Option<usize>,
+    /// Keep printing new lines as they are written, across rotations.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Only lines from the last DUR (e.g. 10m, 2h).
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// The config that says where the logs are (default: <current>/services.toml, else
+    /// ./services.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use super::{Exit, table};
+use super::{Exit, run, table};
 
 /// Prints a line; a closed stdout (`demo | head`) must not take the demo down.
 macro_rules! say {
@@ -14,8 +14,10 @@ macro_rules! say {
         let _ = writeln!(std::io::stdout(), $($arg)*);
     }};
 }
-use crate::cli::DemoArgs;
+use crate::cli::{DemoArgs, LogStyle};
 use crate::demo;
+use crate::logs::pipeline::Pipeline;
+use crate::runtime::cgroup::Cgroups;
 use crate::runtime::reaper;
 use crate::supervisor::events::Event;
 use crate::supervisor::status::Summary;
@@ -43,9 +45,16 @@ pub fn run(args: &DemoArgs) -> Exit {
         }
     };
     let log_dir = cfg.supervisor.log_dir.clone();
-    if let Err(e) = log_to_file(&log_dir) {
-        eprintln!("demo: cannot write the supervisor's log under {}: {e}", log_dir.display());
-    }
+    let logs = match Pipeline::start() {
+        Ok(logs) => logs,
+        Err(e) => {
+            eprintln!("demo: cannot start the log threads: {e}");
+            return Exit::Failed;
+        }
+    };
+    // the supervisor's own log goes to its file only: the terminal is for the narration
+    let own_log = logs.open_writer(&log_dir, run::OWN_LOG, &run::own_log_spec()).ok();
+    let _flush = run::init_tracing(LogStyle::Text, false, own_log);
     let _ = reaper::become_subreaper();
     say!(
         "titan-supervisor demo: {} services in {} tiers, native processes, no Docker.",
@@ -63,7 +72,8 @@ pub fn run(args: &DemoArgs) -> Exit {
             return Exit::Failed;
         }
     };
-    let sup = match Supervisor::new(cfg) {
+    let cgroups = Cgroups::detect().map_err(|e| e.to_string());
+    let sup = match Supervisor::with(cfg, cgroups, logs) {
         Ok(sup) => sup,
         Err(e) => {
             eprintln!("demo: {e}");
@@ -91,16 +101,6 @@ pub fn run(args: &DemoArgs) -> Exit {
             Exit::Failed
         }
     }
-}
-
-/// The supervisor's own log goes to `<log_dir>/supervisor/current.log`, keeping the terminal
-/// for the demo's narration.
-fn log_to_file(log_dir: &std::path::Path) -> std::io::Result<()> {
-    let dir = log_dir.join("supervisor");
-    crate::logs::writer::create_dir(&dir)?;
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("current.log"))?;
-    let _ = tracing_subscriber::fmt().with_writer(std::sync::Mutex::new(file)).with_ansi(false).try_init();
-    Ok(())
 }
 
 /// Prints events as they happen; once all is up, the table, then kills the victim once.

@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod graph;
+pub mod logs;
 pub mod run;
 pub mod table;
 pub mod validate;
@@ -32,7 +33,7 @@ impl From<Exit> for ExitCode {
 }
 
 pub fn dispatch(cli: Cli) -> ExitCode {
-    if matches!(cli.command, Command::Validate(_) | Command::Graph(_)) {
+    if matches!(cli.command, Command::Validate(_) | Command::Graph(_) | Command::Logs(_)) {
         die_quietly_on_closed_stdout();
     }
     let exit = match cli.command {
@@ -40,6 +41,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Graph(args) => graph::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Logs(args) => logs::run(&args),
     };
     exit.into()
 }

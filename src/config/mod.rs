@@ -54,6 +54,29 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
     parse(&source, &|name| std::env::var(name).ok()).map_err(LoadError::Invalid)
 }
 
+/// Just the `[supervisor]` section and the service names of a services.toml, read leniently:
+/// enough for tools that look at files on disk (`logs`) even when the rest of the file would
+/// not validate here (an env_file only the daemon can read, an image not pinned yet).
+pub fn load_supervisor(path: &Path) -> Result<(Supervisor, Vec<String>), LoadError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+    let name = path.display().to_string();
+    let root = DeTable::parse(&text).map_err(|e| {
+        let mut d = Diagnostics::default();
+        d.at_span(e.span(), e.message());
+        LoadError::Invalid(d.locate(&name, &text, &SpanIndex::default()))
+    })?;
+    let mut d = Diagnostics::default();
+    let mut supervisor: Supervisor =
+        root.get_ref().get("supervisor").and_then(|v| lenient(v, &mut d)).unwrap_or_default();
+    anchor_paths(&mut supervisor, path.parent().unwrap_or(Path::new(".")));
+    let services = match root.get_ref().get("services").map(|v| v.get_ref()) {
+        Some(DeValue::Table(t)) => t.keys().map(|k| k.get_ref().to_string()).collect(),
+        _ => Vec::new(),
+    };
+    Ok((supervisor, services))
+}
+
 /// A services.toml to parse: its name for messages, its text, and the directory relative paths
 /// (env_file, cwd) are taken from.
 pub struct Source<'a> {

@@ -6,5 +6,6 @@
 pub mod capture;
 pub mod compress;
 pub mod pipeline;
+pub mod read;
 pub mod rotated;
 pub mod writer;

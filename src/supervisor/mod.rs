@@ -53,16 +53,23 @@ impl Supervisor {
     /// service in start order, users resolved, leftovers of an earlier run killed, cgroups
     /// created under this process's own. Nothing runs yet.
     pub fn new(cfg: Config) -> Result<Self, BootError> {
-        Self::with_cgroups(cfg, Cgroups::detect().map_err(|e| e.to_string()))
+        let logs = Pipeline::start().map_err(BootError::Logs)?;
+        Self::with(cfg, Cgroups::detect().map_err(|e| e.to_string()), logs)
     }
 
     /// `new` with the cgroup root given (tests use fixtures or a missing hierarchy).
     pub fn with_cgroups(cfg: Config, cgroups: Result<Cgroups, String>) -> Result<Self, BootError> {
+        let logs = Pipeline::start().map_err(BootError::Logs)?;
+        Self::with(cfg, cgroups, logs)
+    }
+
+    /// `new` with the cgroup root and the log pipeline given (the daemon's own log uses the
+    /// same pipeline).
+    pub fn with(cfg: Config, cgroups: Result<Cgroups, String>, logs: Pipeline) -> Result<Self, BootError> {
         let graph = Graph::of(&cfg)?;
         for dir in [&cfg.supervisor.log_dir, &cfg.supervisor.state_dir] {
             create_dir(dir).map_err(|source| BootError::Dir { path: dir.clone(), source })?;
         }
-        let logs = Pipeline::start().map_err(BootError::Logs)?;
         let mut slots = Vec::with_capacity(graph.len());
         for (i, name) in graph.names().iter().enumerate() {
             let svc = cfg.services[name].clone();
