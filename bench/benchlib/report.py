@@ -1,0 +1,208 @@
+"""Turns the figures into the Markdown section that BENCHMARKS.md holds between
+`<!-- bench:engine -->` and `<!-- /bench:engine -->`; the rest of the file is left as it is."""
+
+import math
+import os
+import statistics
+from pathlib import Path
+
+BEGIN, END = "<!-- bench:engine -->", "<!-- /bench:engine -->"
+
+TARGETS = {
+    "W1": "ideal + 50 ms (≤ 1.250 s), 0 violations",
+    "W2": "p50 ≤ 3 ms, p95 ≤ 5 ms",
+    "W3": "≤ 6 MiB RSS, ≤ 0.1 CPU-s / 30 s",
+    "W4": "ideal + 100 ms (≤ 2.100 s), 0 violations, ≤ 12 MiB RSS",
+}
+
+
+def machine():
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kib = int(f.readline().split()[1])
+    distro = "?"
+    if Path("/etc/os-release").exists():
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                distro = line.split("=", 1)[1].strip('"')
+    return {"nproc": len(os.sched_getaffinity(0)), "model": model,
+            "memory": f"{mem_kib / 1024 / 1024:.1f} GiB", "kernel": os.uname().release,
+            "os": distro}
+
+
+# --- statistics and formatting -----------------------------------------------------------------
+
+def pct(values, p):
+    """Nearest-rank percentile."""
+    s = sorted(values)
+    return s[max(0, math.ceil(p / 100 * len(s)) - 1)]
+
+
+def secs(v):
+    return f"{v:.3f} s"
+
+
+def ms(v):
+    return f"{v:.2f} ms" if v < 100 else f"{v:.0f} ms"
+
+
+def mib(kib):
+    return "—" if kib is None else f"{kib / 1024:.1f} MiB"
+
+
+def plural(n, word):
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def verdict(ok):
+    return "**met**" if ok else "**missed**"
+
+
+def table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return out
+
+
+def unmeasured(row, width):
+    why = row["skipped"] or f"failed: {row['error']}"
+    text = f"not measured ({why})" if row["skipped"] else why
+    return [row["label"], text] + [""] * (width - 2)
+
+
+# --- the workloads -----------------------------------------------------------------------------
+
+def bringup_rows(w, ideal, budget, with_memory):
+    rows = []
+    for row in w["rows"]:
+        runs = row["runs"]
+        width = 7 if with_memory else 6
+        if not runs:
+            rows.append(unmeasured(row, width))
+            continue
+        up = [r["bringup_s"] for r in runs]
+        viol = [r["violations"] for r in runs]
+        first = [r["first_start_s"] for r in runs]
+        cells = [row["label"], f"{secs(statistics.median(up))} ({secs(min(up))} – {secs(max(up))})",
+                 f"{(statistics.median(up) - ideal) * 1000:+.0f} ms".replace("-", "−"),
+                 f"{statistics.median(first) * 1000:.0f} ms",
+                 f"{statistics.median(viol):g} (max {max(viol)}) of {w['dependents']}"]
+        target = ""
+        ok = statistics.median(up) <= ideal + budget and max(viol) == 0
+        if with_memory:
+            rss = [r["rss_kib"] for r in runs]
+            pss = [r["pss_kib"] for r in runs if r["pss_kib"] is not None]
+            cells.append(f"{mib(statistics.median(rss))} / {mib(statistics.median(pss)) if pss else '—'}")
+            ok = ok and max(rss) <= 12 * 1024
+        if row["key"] == "titan":
+            target = verdict(ok)
+        rows.append(cells + [target])
+    return rows
+
+
+def w1_section(w):
+    header = ["supervisor — start ordering", "bring-up median (min – max)", "over ideal",
+              "first service start", "ordering violations per run", "titan target"]
+    lines = [f"### W1 — 16 services, 6 tiers, ready 200 ms after start (ideal {secs(w['ideal_s'])})",
+             "", f"{plural(w['reps'], 'run')} per row. Titan target: {TARGETS['W1']}.", ""]
+    return lines + table(header, bringup_rows(w, w["ideal_s"], 0.050, False))
+
+
+def w4_section(w):
+    header = ["supervisor — start ordering", "bring-up median (min – max)", "over ideal",
+              "first service start", "ordering violations per run",
+              "daemon VmRSS / PSS after bring-up", "titan target"]
+    lines = [f"### W4 — 200 services, 10 tiers of 20, 3 explicit dependencies each, ready 200 ms "
+             f"after start (ideal {secs(w['ideal_s'])})",
+             "", f"{plural(w['reps'], 'run')} per row. Titan target: {TARGETS['W4']}.", ""]
+    return lines + table(header, bringup_rows(w, w["ideal_s"], 0.100, True))
+
+
+def w2_section(w):
+    header = ["supervisor", "kill → listening p50", "p95", "max", "kill → new process start p50",
+              "p95", "titan target"]
+    rows = []
+    for row in w["rows"]:
+        if not row["runs"]:
+            rows.append(unmeasured(row, len(header)))
+            continue
+        r = row["runs"][0]
+        lst, spn = r["listen_ms"], r["spawn_ms"]
+        target = ""
+        if row["key"] == "titan":
+            target = verdict(pct(lst, 50) <= 3 and pct(lst, 95) <= 5)
+        rows.append([row["label"], ms(pct(lst, 50)), ms(pct(lst, 95)), ms(max(lst)),
+                     ms(pct(spn, 50)) if spn else "—", ms(pct(spn, 95)) if spn else "—", target])
+    lines = [f"### W2 — restart after `kill -9`, 16 services up ({w['kills']} kills)", "",
+             f"Titan target: {TARGETS['W2']}. Percentiles are nearest-rank over the kills.", ""]
+    return lines + table(header, rows)
+
+
+def w3_section(w):
+    header = ["supervisor", "process measured", "VmRSS end (peak)", "PSS", "CPU-s per 30 s",
+              "health checks", "titan target"]
+    rows = []
+    for row in w["rows"]:
+        if not row["runs"]:
+            rows.append(unmeasured(row, len(header)))
+            continue
+        r = row["runs"][0]
+        target = ""
+        if row["key"] == "titan":
+            target = verdict(r["peak_rss_kib"] <= 6 * 1024 and r["cpu_s_per_30s"] <= 0.1)
+        rows.append([row["label"], row["process"],
+                     f"{mib(r['rss_kib'])} ({mib(r['peak_rss_kib'])})", mib(r["pss_kib"]),
+                     f"{r['cpu_s_per_30s']:.3f}", row["health"], target])
+    lines = [f"### W3 — idle for {w['seconds']:g} s with 16 services up", "",
+             f"Titan target: {TARGETS['W3']}.", ""]
+    return lines + table(header, rows)
+
+
+SECTIONS = {"W1": w1_section, "W2": w2_section, "W3": w3_section, "W4": w4_section}
+
+
+def section(results, meta):
+    m = meta["machine"]
+    lines = [
+        BEGIN,
+        "## Engine: bring-up, restart, idle cost (titan-supervisor vs PM2 vs supervisord)",
+        "",
+        f"Produced by `{meta['command']}` on {meta['date']} at commit `{meta['commit']}`"
+        f"{' (quick run: fewer repetitions)' if meta['quick'] else ''}.",
+        f"Machine: {m['nproc']} CPUs ({m['model']}), {m['memory']} memory, "
+        f"{m['os']}, kernel {m['kernel']}.",
+        "Versions: " + "; ".join(meta["versions"]) + ".",
+        "Every supervisor runs the same release-built `titan-supervisor test-service`; figures "
+        "come from the services' own start-log timestamps, connects to their ports and /proc "
+        "(see `bench/README.md`).",
+        "",
+    ]
+    for name in ("W1", "W2", "W3", "W4"):
+        if name in results:
+            lines += SECTIONS[name](results[name]) + [""]
+            notes = [f"{row['label']}: {n}" for row in results[name]["rows"]
+                     for n in row["notes"]]
+            if notes:
+                lines += [f"- {n}" for n in notes] + [""]
+    if meta.get("remarks"):
+        lines += ["Remarks:", ""] + [f"- {r}" for r in meta["remarks"]] + [""]
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write(path, text):
+    """Replaces the owned section of path (creating the file or appending the section)."""
+    path = Path(path)
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    if BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        new = head + text + tail
+    else:
+        new = old.rstrip("\n") + "\n\n" + text + "\n"
+    path.write_text(new)
