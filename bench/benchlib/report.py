@@ -163,6 +163,22 @@ def w3_section(w):
     return lines + table(header, rows)
 
 
+READING = [
+    "*Ideal* is one readiness delay per tier: what a supervisor with zero overhead that starts "
+    "each service the instant its dependencies are ready would achieve.",
+    "PM2 and supervisord do not wait for readiness: their *native* rows start every tier at once, "
+    "so their bring-up can beat the ideal while (nearly) every dependent service starts before "
+    "its dependencies are ready. Their *scripted gate* rows are correct but pay for a CLI "
+    "invocation and port polling per tier.",
+    "*First service start* is t0 → the first `start` line: the supervisor's own start-up cost "
+    "(for PM2, the CLI plus spawning the God daemon).",
+    "W2's kill → listening includes the kernel tearing the killed process down; kill → new "
+    "process start is taken from the new process's own start-log line.",
+    "W3: PM2's figure is its God daemon alone; its 16 service processes (the same Rust test "
+    "service for every supervisor) are not counted for anyone. Only titan-supervisor runs health "
+    "checks (16 HTTP probes per second).",
+]
+
 SECTIONS = {"W1": w1_section, "W2": w2_section, "W3": w3_section, "W4": w4_section}
 
 
@@ -189,8 +205,7 @@ def section(results, meta):
                      for n in row["notes"]]
             if notes:
                 lines += [f"- {n}" for n in notes] + [""]
-    if meta.get("remarks"):
-        lines += ["Remarks:", ""] + [f"- {r}" for r in meta["remarks"]] + [""]
+    lines += ["Reading the tables:", ""] + [f"- {r}" for r in READING] + [""]
     lines.append(END)
     return "\n".join(lines)
 

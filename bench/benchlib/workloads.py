@@ -98,12 +98,12 @@ def restarts(sup, graph, sdir, kills):
             _alive(sess)
             done.append((svc, *_kill_once(sess, svc)))
         events = read_start_log(sess.start_log)
-    spawn_ms, extra = [], 0
+    spawn_ms = []
     for svc, wall, _ in done:
         after = [ns for ns in events[svc.name]["start"] if ns > wall]
         spawn_ms.append((after[0] - wall) / 1e6)
-        extra += len(events[svc.name]["start"]) - 1
-    extra -= len(done)             # starts beyond one per kill: failed restarts
+    # Starts beyond the first one and one per kill: restarts that failed or were not ours.
+    extra = sum(len(e["start"]) - 1 for e in events.values()) - len(done)
     notes = sess.notes + ([f"{extra} start(s) beyond one per kill"] if extra else [])
     odd = sum(1 for (_, _, lst), spn in zip(done, spawn_ms) if spn > lst + 0.5)
     if odd:
