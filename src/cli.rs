@@ -25,12 +25,31 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the supervisor in the foreground: start every service in dependency order, keep
+    /// them running, stop them in reverse order on SIGTERM/SIGINT.
+    Run(RunArgs),
     /// Check a services.toml and report every problem at once (exit 0 valid, 2 invalid).
     Validate(ValidateArgs),
     /// Show the dependency graph: tiers, dependencies and start layers (text) or Graphviz (dot).
     Graph(GraphArgs),
     /// The built-in six-tier demo on native processes.
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The config (default: <current>/services.toml, else ./services.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Format of the supervisor's own log on stderr.
+    #[arg(long, value_enum, default_value_t = LogStyle::Text)]
+    pub log_format: LogStyle,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogStyle {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]

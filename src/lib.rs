@@ -6,5 +6,8 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod graph;
+pub mod health;
+pub mod logs;
+pub mod runtime;
 pub mod supervisor;
 pub mod testsvc;

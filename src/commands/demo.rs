@@ -1,17 +1,40 @@
-//! `titan-supervisor demo [--dir DIR] [--print-config]`: the built-in six-tier demo.
+//! `titan-supervisor demo [--dir DIR] [--print-config]`: the built-in six-tier graph on native
+//! processes. Shows tiers coming up live, a status table, a SIGKILLed service coming back, and
+//! on Ctrl-C the stop in reverse order with a summary of what happened.
 
-use super::Exit;
-use super::graph::render_text;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use super::{Exit, table};
+
+/// Prints a line; a closed stdout (`demo | head`) must not take the demo down.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 use crate::cli::DemoArgs;
 use crate::demo;
-use crate::graph::Graph;
+use crate::runtime::reaper;
+use crate::supervisor::events::Event;
+use crate::supervisor::status::Summary;
+use crate::supervisor::{Handle, Supervisor};
+
+/// The service the demo kills to show a restart.
+const VICTIM: &str = "titan-hunter";
+/// How long after everything is up the victim is killed.
+const KILL_AFTER: Duration = Duration::from_secs(3);
 
 pub fn run(args: &DemoArgs) -> Exit {
     if args.print_config {
         print!("{}", demo::CONFIG);
         return Exit::Ok;
     }
-    let dir = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("titan-demo-{}", std::process::id())));
     let cfg = match demo::load(&dir) {
         Ok(cfg) => cfg,
         Err(report) => {
@@ -19,12 +42,54 @@ pub fn run(args: &DemoArgs) -> Exit {
             return Exit::Failed;
         }
     };
-    match Graph::of(&cfg) {
-        Ok(graph) => {
-            print!("{}", render_text(&cfg, &graph));
-            println!(
-                "\n(The supervision engine that runs this graph lands with issue #4; this shows the plan.)"
-            );
+    let log_dir = cfg.supervisor.log_dir.clone();
+    if let Err(e) = log_to_file(&log_dir) {
+        eprintln!(
+            "demo: cannot write the supervisor's log under {}: {e}",
+            log_dir.display()
+        );
+    }
+    let _ = reaper::become_subreaper();
+    say!(
+        "titan-supervisor demo: {} services in {} tiers, native processes, no Docker.",
+        cfg.services.len(),
+        cfg.groups.len()
+    );
+    say!(
+        "Service logs: {}/<service>/current.log. Ctrl-C stops everything in reverse order.\n",
+        log_dir.display()
+    );
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("demo: cannot start the runtime: {e}");
+            return Exit::Failed;
+        }
+    };
+    let sup = match Supervisor::new(cfg) {
+        Ok(sup) => sup,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            return Exit::Failed;
+        }
+    };
+    let handle = sup.handle();
+    let events = handle.subscribe();
+    let total = rt.block_on(async {
+        tokio::spawn(narrate(handle, events));
+        let summary = sup.run().await;
+        // let the narration print the last events before the summary
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+        summary
+    });
+    match total {
+        Ok(summary) => {
+            print_summary(&summary);
             Exit::Ok
         }
         Err(e) => {
@@ -32,4 +97,108 @@ pub fn run(args: &DemoArgs) -> Exit {
             Exit::Failed
         }
     }
+}
+
+/// The supervisor's own log goes to `<log_dir>/supervisor/current.log`, keeping the terminal
+/// for the demo's narration.
+fn log_to_file(log_dir: &std::path::Path) -> std::io::Result<()> {
+    let dir = log_dir.join("supervisor");
+    crate::logs::writer::create_dir(&dir)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("current.log"))?;
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .try_init();
+    Ok(())
+}
+
+/// Prints events as they happen; once all is up, the table, then kills the victim once.
+async fn narrate(handle: Handle, mut events: crate::supervisor::events::Receiver) {
+    let color = std::io::stdout().is_terminal();
+    let mut killed = false;
+    let mut kill_at: Option<tokio::time::Instant> = None;
+    loop {
+        let wait = kill_at.map_or(Duration::from_secs(3600), |at| {
+            at.saturating_duration_since(tokio::time::Instant::now())
+        });
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(e) => {
+                    say!("{}", line(&e));
+                    if !killed && kill_at.is_none() && e.to == "healthy" && all_up(&handle).await {
+                        say!("\nAll services are up:\n\n{}", table::render(&handle.status().await, color));
+                        kill_at = Some(tokio::time::Instant::now() + KILL_AFTER);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return,
+            },
+            () = tokio::time::sleep(wait), if kill_at.is_some() => {
+                kill_at = None;
+                killed = true;
+                kill_victim(&handle).await;
+            }
+        }
+    }
+}
+
+async fn all_up(handle: &Handle) -> bool {
+    handle
+        .status()
+        .await
+        .iter()
+        .all(|s| matches!(s.state, "healthy" | "exited"))
+}
+
+async fn kill_victim(handle: &Handle) {
+    let status = handle.status().await;
+    let Some(pid) = status.iter().find(|s| s.name == VICTIM).and_then(|s| s.pid) else {
+        return;
+    };
+    say!("\nKilling {VICTIM} (pid {pid}) with SIGKILL to show a restart:");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+}
+
+fn line(e: &Event) -> String {
+    let t = format!("+{:>6.3}s", e.at_ms as f64 / 1000.0);
+    let mut out = format!("{t}  {:<16} {:>9} -> {}", e.service, e.from, e.to);
+    if let Some(exit) = &e.exit {
+        out.push_str(&format!("  ({exit})"));
+    }
+    if let Some(reason) = &e.reason {
+        out.push_str(&format!("  [{reason}]"));
+    }
+    if e.restarts > 0 && e.to == "starting" {
+        out.push_str(&format!("  restart #{}", e.restarts));
+    }
+    out
+}
+
+fn print_summary(summary: &Summary) {
+    say!(
+        "\nStopped in reverse dependency order: {}",
+        summary.stop_order.join(", ")
+    );
+    let restarted: Vec<String> = summary
+        .services
+        .iter()
+        .filter(|s| s.restarts > 0)
+        .map(|s| format!("{} ×{}", s.name, s.restarts))
+        .collect();
+    if !restarted.is_empty() {
+        say!("Restarts: {}", restarted.join(", "));
+    }
+    let ready: Vec<String> = summary
+        .services
+        .iter()
+        .filter_map(|s| s.ready_after_ms.map(|ms| format!("{} {ms} ms", s.name)))
+        .collect();
+    say!("Time to healthy (last start): {}", ready.join(", "));
+    say!("Ran for {:.1} s.", summary.ran_for.as_secs_f64());
 }

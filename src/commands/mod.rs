@@ -3,6 +3,8 @@
 
 pub mod demo;
 pub mod graph;
+pub mod run;
+pub mod table;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +36,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         die_quietly_on_closed_stdout();
     }
     let exit = match cli.command {
+        Command::Run(args) => run::run(&args),
         Command::Validate(args) => validate::run(&args),
         Command::Graph(args) => graph::run(&args),
         Command::Demo(args) => demo::run(&args),

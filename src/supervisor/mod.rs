@@ -1,5 +1,91 @@
 //! Supervision: the lifecycle state machine (`fsm`), the restart policy (`restart`), and the
-//! actor that owns all service state and performs what the state machine decides.
+//! actor that owns all service state and performs what the state machine decides (`actor`,
+//! with its probes, memory caps and cgroups in their own files).
 
+pub mod actor;
+mod cgroups;
+pub mod events;
 pub mod fsm;
+mod memory;
+mod probes;
 pub mod restart;
+pub mod slot;
+pub mod status;
+
+use std::path::PathBuf;
+
+pub use actor::{Handle, Supervisor};
+
+use crate::config::{Check, Config, Exec};
+use crate::graph::{Graph, GraphError};
+use crate::logs::writer::{LogWriter, create_dir};
+use crate::runtime::spawn::{self, SpawnError};
+use slot::Slot;
+
+/// Why the supervisor cannot start at all.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error("cannot create {}: {source}", path.display())]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("service {service:?}: {source}")]
+    User {
+        service: String,
+        #[source]
+        source: SpawnError,
+    },
+    #[error("service {service:?} is a container (image); this build runs native processes only")]
+    Container { service: String },
+}
+
+impl Supervisor {
+    /// Builds the supervisor for a validated config: log and state directories, one slot per
+    /// service in start order, users resolved, cgroups created. Nothing runs yet.
+    pub fn new(cfg: Config) -> Result<Self, BootError> {
+        let graph = Graph::of(&cfg)?;
+        for dir in [&cfg.supervisor.log_dir, &cfg.supervisor.state_dir] {
+            create_dir(dir).map_err(|source| BootError::Dir {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let mut slots = Vec::with_capacity(graph.len());
+        for (i, name) in graph.names().iter().enumerate() {
+            let svc = cfg.services[name].clone();
+            if matches!(svc.exec, Exec::Image { .. }) {
+                return Err(BootError::Container {
+                    service: name.clone(),
+                });
+            }
+            let log =
+                LogWriter::open(&cfg.supervisor.log_dir, name, &svc.logs).map_err(|source| {
+                    BootError::Dir {
+                        path: cfg.supervisor.log_dir.join(name),
+                        source,
+                    }
+                })?;
+            let mut slot = Slot::new(svc, log.shared());
+            slot.deps = graph.deps(i).to_vec();
+            slot.dependents = graph.direct_dependents(i).to_vec();
+            if let Some(user) = &slot.svc.user {
+                let creds = spawn::credentials(user).map_err(|source| BootError::User {
+                    service: name.clone(),
+                    source,
+                })?;
+                slot.credentials = Some(creds);
+            }
+            if let Check::Log(re) = &slot.svc.health.check {
+                slot.log_pattern = regex::bytes::Regex::new(re.as_str()).ok();
+            }
+            slots.push(slot);
+        }
+        let mut sup = Supervisor::from_parts(cfg, slots);
+        sup.setup_cgroups();
+        Ok(sup)
+    }
+}

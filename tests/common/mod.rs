@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod daemon;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_titan-supervisor");
 
 /// What a finished run printed.

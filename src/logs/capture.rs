@@ -1,0 +1,185 @@
+//! Capture of a service's stdout and stderr: a pipe per stream, read by a task on the actor's
+//! runtime that joins partial lines, splits overlong ones, and hands each batch to the
+//! service's `LogWriter` — and, while a `log` health check waits, matches lines against its
+//! pattern. The actor never touches the pipes.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use regex::bytes::Regex;
+use tokio::io::unix::AsyncFd;
+
+use super::writer::{SharedWriter, Stream, timestamp};
+
+/// Longest line kept whole; a longer one is written in pieces of this size.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// The ends of one run's pipes: the write ends go to the child, the read ends to `capture`.
+pub struct Pipes {
+    pub out_read: OwnedFd,
+    pub out_write: OwnedFd,
+    pub err_read: OwnedFd,
+    pub err_write: OwnedFd,
+}
+
+/// Two close-on-exec pipes (the spawner dup2s the write ends onto 1 and 2).
+pub fn pipes() -> io::Result<Pipes> {
+    let (out_read, out_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let (err_read, err_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    Ok(Pipes {
+        out_read,
+        out_write,
+        err_read,
+        err_write,
+    })
+}
+
+/// Watches output for a `log` health check: once a line matches while `armed`, calls `on_match`
+/// (once per arming).
+#[derive(Clone)]
+pub struct Watch {
+    pub pattern: Regex,
+    pub armed: Arc<AtomicBool>,
+    pub on_match: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl Watch {
+    fn check(&self, line: &[u8]) {
+        if self.armed.load(Ordering::Relaxed)
+            && self.pattern.is_match(line)
+            && self.armed.swap(false, Ordering::AcqRel)
+        {
+            (self.on_match)();
+        }
+    }
+}
+
+/// Starts the reader tasks of one run on the current runtime.
+pub fn capture(
+    read_out: OwnedFd,
+    read_err: OwnedFd,
+    writer: SharedWriter,
+    watch: Option<Watch>,
+) -> io::Result<()> {
+    for (fd, stream) in [(read_out, Stream::Out), (read_err, Stream::Err)] {
+        let reader = Reader::new(fd, stream, writer.clone(), watch.clone())?;
+        tokio::spawn(reader.run());
+    }
+    Ok(())
+}
+
+struct Reader {
+    fd: AsyncFd<OwnedFd>,
+    stream: Stream,
+    writer: SharedWriter,
+    watch: Option<Watch>,
+    /// The start of a line whose end has not arrived yet.
+    partial: Vec<u8>,
+}
+
+impl Reader {
+    fn new(
+        fd: OwnedFd,
+        stream: Stream,
+        writer: SharedWriter,
+        watch: Option<Watch>,
+    ) -> io::Result<Self> {
+        let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
+        fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+        // SAFETY: the OwnedFd moves into the AsyncFd, so it stays open for the AsyncFd's life.
+        let fd = unsafe { AsyncFd::register(fd) }?;
+        Ok(Reader {
+            fd,
+            stream,
+            writer,
+            watch,
+            partial: Vec::new(),
+        })
+    }
+
+    async fn run(mut self) {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let Ok(mut ready) = self.fd.readable().await else {
+                break;
+            };
+            match nix::unistd::read(self.fd.get_ref(), &mut buf) {
+                Ok(0) => break,
+                Ok(n) => self.take(&buf[..n]),
+                Err(nix::Error::EAGAIN) => ready.clear_ready(),
+                Err(nix::Error::EINTR) => {}
+                Err(_) => break,
+            }
+        }
+        self.finish();
+    }
+
+    /// Splits a chunk into lines, keeping an unfinished last line for the next chunk.
+    fn take(&mut self, chunk: &[u8]) {
+        let stamp = timestamp(SystemTime::now());
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rest = chunk;
+        while let Some(nl) = memchr(rest) {
+            let (line, tail) = rest.split_at(nl);
+            rest = &tail[1..];
+            if self.partial.is_empty() {
+                emit(&mut writer, self.stream, line, &stamp, self.watch.as_ref());
+            } else {
+                self.partial.extend_from_slice(line);
+                let whole = std::mem::take(&mut self.partial);
+                emit(
+                    &mut writer,
+                    self.stream,
+                    &whole,
+                    &stamp,
+                    self.watch.as_ref(),
+                );
+            }
+        }
+        self.partial.extend_from_slice(rest);
+        while self.partial.len() >= MAX_LINE {
+            let piece: Vec<u8> = self.partial.drain(..MAX_LINE).collect();
+            emit(
+                &mut writer,
+                self.stream,
+                &piece,
+                &stamp,
+                self.watch.as_ref(),
+            );
+        }
+        writer.flush();
+    }
+
+    /// At end of stream, a last line without newline is still a line.
+    fn finish(&mut self) {
+        if self.partial.is_empty() {
+            return;
+        }
+        let stamp = timestamp(SystemTime::now());
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let line = std::mem::take(&mut self.partial);
+        emit(&mut writer, self.stream, &line, &stamp, self.watch.as_ref());
+        writer.flush();
+    }
+}
+
+fn emit(
+    writer: &mut super::writer::LogWriter,
+    stream: Stream,
+    line: &[u8],
+    stamp: &str,
+    watch: Option<&Watch>,
+) {
+    if let Some(w) = watch {
+        w.check(line);
+    }
+    writer.push(stream, line, stamp);
+}
+
+fn memchr(hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == b'\n')
+}

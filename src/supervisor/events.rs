@@ -1,0 +1,33 @@
+//! Lifecycle events: one per state change, broadcast to whoever listens (the demo's progress,
+//! the control API's event stream, NATS). Slow listeners lose old events; supervision never
+//! waits for them.
+
+use serde::Serialize;
+
+/// A service changed state.
+#[derive(Clone, Debug, Serialize)]
+pub struct Event {
+    pub service: String,
+    pub from: &'static str,
+    pub to: &'static str,
+    /// Why, when there is a reason (a crash, a failed gate, a memory restart, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The reason's stable label (`crash`, `oom`, `unhealthy`, `memory`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_kind: Option<&'static str>,
+    pub restarts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    /// How the last run ended, when it just did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit: Option<String>,
+    /// Milliseconds since the supervisor started.
+    pub at_ms: u64,
+}
+
+pub type Sender = tokio::sync::broadcast::Sender<Event>;
+pub type Receiver = tokio::sync::broadcast::Receiver<Event>;
+
+/// How many events a slow listener may fall behind before it loses the oldest.
+pub const BACKLOG: usize = 4096;

@@ -1,0 +1,120 @@
+//! The soft memory cap (`memory_restart`): every `TICK` while a capped service runs, the RSS of
+//! its whole process tree is summed; above the cap for `PERSIST`, it restarts gracefully with
+//! reason `memory`. PM2 checks every 30 s; this answers within about a second.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::actor::Supervisor;
+use super::fsm::Event;
+
+/// How often capped services are measured.
+pub const TICK: Duration = Duration::from_millis(250);
+/// How long RSS must stay above the cap before the restart.
+pub const PERSIST: Duration = Duration::from_millis(700);
+
+impl Supervisor {
+    /// Services with a soft cap and a live process.
+    fn capped(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.slots.len())
+            .filter(|&i| self.slots[i].svc.memory_restart.is_some() && self.slots[i].pid.is_some())
+    }
+
+    /// When the next measurement is due, if any service needs one.
+    pub(super) fn memory_wake(&self) -> Option<Instant> {
+        self.capped().next().map(|_| self.memory_due)
+    }
+
+    pub(super) fn memory_tick(&mut self, now: Instant) {
+        if now < self.memory_due {
+            return;
+        }
+        self.memory_due = now + TICK;
+        let capped: Vec<usize> = self.capped().collect();
+        if capped.is_empty() {
+            return;
+        }
+        let rss = self.tree_rss(&capped);
+        for i in capped {
+            let slot = &mut self.slots[i];
+            let (Some(limit), Some(used)) = (slot.svc.memory_restart, rss.get(&i).copied()) else {
+                continue;
+            };
+            slot.last_rss = Some(used);
+            if used <= limit.bytes() {
+                slot.memory_high_since = None;
+                continue;
+            }
+            let since = *slot.memory_high_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= PERSIST {
+                slot.memory_high_since = None;
+                let note = format!(
+                    "RSS {} above memory_restart {limit}: restarting",
+                    crate::config::units::Size(used)
+                );
+                slot.log
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .note(&note);
+                self.apply(i, Event::MemoryOver);
+            }
+        }
+    }
+
+    /// RSS of each service's process tree: every process in the service's session (each
+    /// service runs in its own, so double-forked children count too).
+    fn tree_rss(&self, slots: &[usize]) -> HashMap<usize, u64> {
+        let by_session: HashMap<i32, usize> = slots
+            .iter()
+            .filter_map(|&i| self.slots[i].pid.map(|p| (p.as_raw(), i)))
+            .collect();
+        let mut rss = HashMap::new();
+        let page = page_size();
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return rss;
+        };
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Some((session, pages)) = session_and_rss(pid) else {
+                continue;
+            };
+            if let Some(&i) = by_session.get(&session) {
+                *rss.entry(i).or_insert(0) += pages * page;
+            }
+        }
+        rss
+    }
+}
+
+/// Session id and resident pages from /proc/PID/stat (fields 6 and 24).
+fn session_and_rss(pid: i32) -> Option<(i32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: split after its last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // rest starts at field 3 (state): session is field 6, rss is field 24.
+    let session = fields.get(3)?.parse().ok()?;
+    let rss = fields.get(21)?.parse().ok()?;
+    Some((session, rss))
+}
+
+fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096, |p| p as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn our_own_stat_parses() {
+        let me = std::process::id() as i32;
+        let (session, pages) = super::session_and_rss(me).unwrap();
+        assert_eq!(session, nix::unistd::getsid(None).unwrap().as_raw());
+        assert!(pages > 0);
+    }
+}

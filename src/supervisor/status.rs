@@ -1,0 +1,79 @@
+//! Snapshots of the supervisor for status displays and the final summary.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::fsm::State;
+use super::slot::Slot;
+use crate::config::{Check, Exec, Kind};
+
+/// One service as `status` shows it (SPEC's `/v1/status` fields).
+#[derive(Clone, Debug, Serialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub group: Option<String>,
+    pub kind: &'static str,
+    pub state: &'static str,
+    pub pid: Option<i32>,
+    pub restarts: u32,
+    pub uptime_s: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    pub health: &'static str,
+    /// Why it is failed or backing off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// How long its last start took to become ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_after_ms: Option<u64>,
+}
+
+impl ServiceStatus {
+    pub fn of(s: &Slot, _t0: Instant) -> Self {
+        let reason = match &s.life.state {
+            State::Failed { reason } | State::Backoff { reason, .. } => Some(reason.to_string()),
+            _ => None,
+        };
+        ServiceStatus {
+            name: s.name.clone(),
+            group: s.svc.group.clone(),
+            kind: match (s.svc.kind, &s.svc.exec) {
+                (Kind::Oneshot, _) => "oneshot",
+                (_, Exec::Image { .. }) => "container",
+                _ => "process",
+            },
+            state: s.life.state.name(),
+            pid: s.pid.map(|p| p.as_raw()),
+            restarts: s.life.restarts,
+            uptime_s: s
+                .life
+                .state
+                .running_since()
+                .map(|t| t.elapsed().as_secs_f64()),
+            memory_bytes: s.last_rss,
+            health: check_name(&s.svc.health.check),
+            reason,
+            ready_after_ms: s.ready_after.map(|d| d.as_millis() as u64),
+        }
+    }
+}
+
+pub fn check_name(c: &Check) -> &'static str {
+    match c {
+        Check::None => "none",
+        Check::Http(_) => "http",
+        Check::Tcp(_) => "tcp",
+        Check::Exec(_) => "exec",
+        Check::Log(_) => "log",
+        Check::Notify => "notify",
+    }
+}
+
+/// What a run of the supervisor did, for the demo's closing words.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub services: Vec<ServiceStatus>,
+    /// Services in the order they stopped during shutdown.
+    pub stop_order: Vec<String>,
+    pub ran_for: Duration,
+}
