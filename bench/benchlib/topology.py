@@ -127,6 +127,10 @@ def bring_up(graph, path, t0_ns):
         "bringup_s": (max(ready.values()) - t0_ns) / 1e9,
         "first_start_s": (min(start.values()) - t0_ns) / 1e9,
         "violations": len(violators),
+        # Dependency ready -> dependent start, per dependent service: the gate's latency
+        # (negative when the service did not wait).
+        "gate_ms": [(start[s.name] - max(ready[d] for d in s.deps)) / 1e6
+                    for s in graph.services if s.deps],
         "violators": violators,
         "restarts": sum(len(events[s.name]["start"]) - 1 for s in graph.services),
     }
