@@ -132,12 +132,15 @@ def proc_age(pid):
 
 
 def proc_memory(pid):
-    """(VmRSS, Pss) of pid in KiB; Pss from smaps_rollup (None where the kernel lacks it)."""
-    rss = pss = None
+    """(VmRSS, Pss, RssFile) of pid in KiB; Pss from smaps_rollup (None where the kernel lacks
+    it). RssFile is the file-backed part of VmRSS: mostly the executable and its libraries."""
+    rss = pss = rss_file = None
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1])
+            elif line.startswith("RssFile:"):
+                rss_file = int(line.split()[1])
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
@@ -145,7 +148,7 @@ def proc_memory(pid):
                     pss = int(line.split()[1])
     except FileNotFoundError:
         pass
-    return rss, pss
+    return rss, pss, rss_file
 
 
 def cmdline(pid):

@@ -42,8 +42,8 @@ def _gate(sess, timeout):
 
 
 def _memory(pid):
-    rss, pss = proc_memory(pid)
-    return {"rss_kib": rss, "pss_kib": pss}
+    rss, pss, rss_file = proc_memory(pid)
+    return {"rss_kib": rss, "pss_kib": pss, "rss_file_kib": rss_file}
 
 
 def bringup(sup, mode, graph, sdir, timeout, measure_memory=False):
