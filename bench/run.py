@@ -169,6 +169,9 @@ def main():
         sups.append(sup)
 
     quick = args.quick
+    load_start = report.load_average()
+    if float(load_start.split()[0]) > 0.5:
+        log(f"load average {load_start}: something else is running, figures will be noisier")
     base = tempfile.mkdtemp(prefix="tsbench-")
     results = {}
     try:
@@ -195,7 +198,7 @@ def main():
     cmd = "python3 bench/run.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
     meta = {"command": cmd, "quick": quick, "commit": git_commit(), "machine": report.machine(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "versions": versions}
+            "versions": versions, "load_start": load_start, "load_end": report.load_average()}
     report.write(args.out, report.section(results, meta))
     log(f"wrote {args.out}")
 

@@ -16,6 +16,11 @@ TARGETS = {
 }
 
 
+def load_average():
+    with open("/proc/loadavg") as f:
+        return " / ".join(f.read().split()[:3])
+
+
 def machine():
     model = "?"
     with open("/proc/cpuinfo") as f:
@@ -209,7 +214,9 @@ def section(results, meta):
         f"Produced by `{meta['command']}` on {meta['date']} at commit `{meta['commit']}`"
         f"{' (quick run: fewer repetitions)' if meta['quick'] else ''}.",
         f"Machine: {m['nproc']} CPUs ({m['model']}), {m['memory']} memory, "
-        f"{m['os']}, kernel {m['kernel']}.",
+        f"{m['os']}, kernel {m['kernel']}. Load average (1/5/15 min) at the start "
+        f"{meta['load_start']}, at the end {meta['load_end']}: other work on the machine shows "
+        "up in these figures, compare rows of one run rather than runs.",
         "Versions: " + "; ".join(meta["versions"]) + ".",
         "Every supervisor runs the same release-built `titan-supervisor test-service`; figures "
         "come from the services' own start-log timestamps, connects to their ports and /proc "
