@@ -53,6 +53,9 @@ def parse_args():
                    help="which supervisors to run (the report then holds only those)")
     p.add_argument("--no-build", action="store_true", help="skip `cargo build --release`")
     p.add_argument("--keep", action="store_true", help="keep the session directories")
+    p.add_argument("--test-service", choices=("auto", "titan-supervisor", "titan-testsvc"),
+                   default="auto", help="binary of the test service every supervisor runs "
+                   "(auto: titan-testsvc when the build has it, else titan-supervisor)")
     args = p.parse_args()
     args.only = [w.strip().upper() for w in args.only.split(",") if w.strip()]
     bad = [w for w in args.only if w not in ("W1", "W2", "W3", "W4")]
@@ -62,12 +65,25 @@ def parse_args():
     return args
 
 
+def release_dir():
+    return Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "release"
+
+
 def build():
-    """The release binary: every supervisor runs it as the test service, titan also as itself."""
-    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    """The release build: titan-supervisor, and the test service every supervisor runs."""
     log("cargo build --release")
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True, timeout=1800)
-    return target / "release" / "titan-supervisor"
+
+
+def service_binary(choice):
+    """The test service's binary: the small titan-testsvc when the build has one (it starts
+    faster and shares no pages with the supervisor), else titan-supervisor's test-service mode."""
+    small = release_dir() / "titan-testsvc"
+    if choice == "titan-testsvc" or (choice == "auto" and small.exists()):
+        if not small.exists():
+            raise SystemExit(f"{small} not built")
+        return small
+    return release_dir() / "titan-supervisor"
 
 
 def summary(key, value):
@@ -155,10 +171,12 @@ def terminate(signum, _frame):
 def main():
     args = parse_args()
     signal.signal(signal.SIGTERM, terminate)
-    binary = build() if not args.no_build else Path(
-        os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "release" / "titan-supervisor"
-    every = {"titan": Titan(binary), "pm2": PM2(PEERS, binary),
-             "supervisord": Supervisord(PEERS, binary)}
+    if not args.no_build:
+        build()
+    binary, svc = release_dir() / "titan-supervisor", service_binary(args.test_service)
+    log(f"test service: {svc.name} test-service")
+    every = {"titan": Titan(binary, svc), "pm2": PM2(PEERS, svc),
+             "supervisord": Supervisord(PEERS, svc)}
     sups, versions = [], []
     for key in args.supervisors:
         sup = every[key]
@@ -198,7 +216,7 @@ def main():
     cmd = "python3 bench/run.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
     meta = {"command": cmd, "quick": quick, "commit": git_commit(), "machine": report.machine(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "versions": versions, "load_start": load_start, "load_end": report.load_average()}
+            "versions": versions, "service": f"{svc.name} test-service", "load_start": load_start, "load_end": report.load_average()}
     report.write(args.out, report.section(results, meta))
     log(f"wrote {args.out}")
 

@@ -197,10 +197,12 @@ READING = [
     "W3: PM2's figure is its God daemon alone; its 16 service processes (the same Rust test "
     "service for every supervisor) are not counted for anyone. Only titan-supervisor runs health "
     "checks (16 HTTP probes per second).",
-    "W3's *file-backed* part of VmRSS (RssFile) is mostly the executable: for titan-supervisor "
-    "it is the binary that the 16 test services also run, so PSS divides those pages among them. "
-    "In production the services are other programs, so VmRSS is the figure to hold to the target.",
+    "W3's *file-backed* part of VmRSS (RssFile) is mostly the executable and its libraries.",
 ]
+SHARED_BINARY = (
+    "Here the test services run titan-supervisor's own binary, so titan-supervisor's PSS divides "
+    "its executable's pages among them; in production the services are other programs, so "
+    "VmRSS is the figure to hold to the target.")
 
 SECTIONS = {"W1": w1_section, "W2": w2_section, "W3": w3_section, "W4": w4_section}
 
@@ -218,7 +220,7 @@ def section(results, meta):
         f"{meta['load_start']}, at the end {meta['load_end']}: other work on the machine shows "
         "up in these figures, compare rows of one run rather than runs.",
         "Versions: " + "; ".join(meta["versions"]) + ".",
-        "Every supervisor runs the same release-built `titan-supervisor test-service`; figures "
+        f"Every supervisor runs the same release-built test service (`{meta['service']}`); figures "
         "come from the services' own start-log timestamps, connects to their ports and /proc "
         "(see `bench/README.md`).",
         "",
@@ -230,7 +232,8 @@ def section(results, meta):
                      for n in row["notes"]]
             if notes:
                 lines += [f"- {n}" for n in notes] + [""]
-    lines += ["Reading the tables:", ""] + [f"- {r}" for r in READING] + [""]
+    reading = READING + ([SHARED_BINARY] if meta["service"].startswith("titan-supervisor") else [])
+    lines += ["Reading the tables:", ""] + [f"- {r}" for r in reading] + [""]
     lines.append(END)
     return "\n".join(lines)
 

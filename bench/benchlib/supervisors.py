@@ -107,8 +107,9 @@ def toml_list(items):
 class Titan:
     key, label, modes = "titan", "titan-supervisor", ("native",)
 
-    def __init__(self, binary):
+    def __init__(self, binary, service_binary):
         self.binary = Path(binary)
+        self.service_binary = Path(service_binary)
 
     def unavailable(self):
         """None when `run` exists, else why not."""
@@ -134,8 +135,8 @@ class Titan:
             lines += ["", f"[services.{toml_str(s.name)}]", f'group = "t{s.tier + 1}"']
             if graph.explicit and s.deps:
                 lines.append("depends_on = " + toml_list(s.deps))
-            lines.append("command = " + toml_list(s.command(self.binary, sess.start_log,
-                                                            sess.pid_dir)))
+            lines.append("command = " + toml_list(s.command(self.service_binary,
+                                                            sess.start_log, sess.pid_dir)))
             lines.append(f'health = {{ http = "http://127.0.0.1:{s.port}/health" }}')
         return "\n".join(lines) + "\n"
 
@@ -160,10 +161,10 @@ class TitanSession(Session):
 class PM2:
     key, label, modes = "pm2", "PM2", ("native", "gate")
 
-    def __init__(self, peers, binary):
+    def __init__(self, peers, service_binary):
         self.pm2 = Path(peers) / "node_modules" / ".bin" / "pm2"
         self.pkg = Path(peers) / "node_modules" / "pm2" / "package.json"
-        self.binary = Path(binary)
+        self.service_binary = Path(service_binary)
 
     def unavailable(self):
         return None if self.pm2.exists() else "not installed (run bench/setup.sh)"
@@ -175,8 +176,8 @@ class PM2:
     def ecosystem(self, services, sess):
         apps = [{
             "name": s.name,
-            "script": str(self.binary),
-            "args": s.command(self.binary, sess.start_log, sess.pid_dir)[1:],
+            "script": str(self.service_binary),
+            "args": s.command(self.service_binary, sess.start_log, sess.pid_dir)[1:],
             "interpreter": "none",          # a native binary, not a node script
             "exec_mode": "fork",
             "autorestart": True,
@@ -232,9 +233,9 @@ class PM2Session(Session):
 class Supervisord:
     key, label, modes = "supervisord", "supervisord", ("native", "gate")
 
-    def __init__(self, peers, binary):
+    def __init__(self, peers, service_binary):
         self.bin = Path(peers) / "venv" / "bin"
-        self.binary = Path(binary)
+        self.service_binary = Path(service_binary)
 
     def unavailable(self):
         ok = (self.bin / "supervisord").exists()
@@ -260,7 +261,7 @@ class Supervisord:
             lines += [f"[group:t{i + 1}]", "programs=" + ",".join(s.name for s in tier),
                       f"priority={(i + 1) * 10}", ""]
         for s in graph.services:
-            cmd = " ".join(s.command(self.binary, sess.start_log, sess.pid_dir))
+            cmd = " ".join(s.command(self.service_binary, sess.start_log, sess.pid_dir))
             lines += [f"[program:{s.name}]", f"command={cmd}", f"directory={d}",
                       f"priority={(s.tier + 1) * 10}", f"autostart={str(autostart).lower()}",
                       "autorestart=true", "startsecs=0", "startretries=3", "stopwaitsecs=5",

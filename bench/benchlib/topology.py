@@ -20,6 +20,7 @@ class Service:
     deps: list = field(default_factory=list)
 
     def command(self, binary, start_log, pid_dir):
+        # `test-service` selects the mode of titan-supervisor; titan-testsvc accepts and skips it.
         return [str(binary), "test-service", "--name", self.name,
                 "--listen", f"127.0.0.1:{self.port}",
                 "--ready-after", f"{self.ready_after_ms}ms",
