@@ -1,0 +1,251 @@
+"""Turns the figures into the Markdown section that BENCHMARKS.md holds between
+`<!-- bench:engine -->` and `<!-- /bench:engine -->`; the rest of the file is left as it is."""
+
+import math
+import os
+import statistics
+from pathlib import Path
+
+BEGIN, END = "<!-- bench:engine -->", "<!-- /bench:engine -->"
+
+TARGETS = {
+    "W1": "ideal + 50 ms (≤ 1.250 s), 0 violations",
+    "W2": "p50 ≤ 3 ms, p95 ≤ 5 ms",
+    "W3": "≤ 6 MiB RSS, ≤ 0.1 CPU-s / 30 s",
+    "W4": "ideal + 100 ms (≤ 2.100 s), 0 violations, ≤ 12 MiB RSS",
+}
+
+
+def load_average():
+    with open("/proc/loadavg") as f:
+        return " / ".join(f.read().split()[:3])
+
+
+def machine():
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kib = int(f.readline().split()[1])
+    distro = "?"
+    if Path("/etc/os-release").exists():
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                distro = line.split("=", 1)[1].strip('"')
+    return {"nproc": len(os.sched_getaffinity(0)), "model": model,
+            "memory": f"{mem_kib / 1024 / 1024:.1f} GiB", "kernel": os.uname().release,
+            "os": distro}
+
+
+# --- statistics and formatting -----------------------------------------------------------------
+
+def pct(values, p):
+    """Nearest-rank percentile."""
+    s = sorted(values)
+    return s[max(0, math.ceil(p / 100 * len(s)) - 1)]
+
+
+def secs(v):
+    return f"{v:.3f} s"
+
+
+def ms(v):
+    return f"{v:.2f} ms" if v < 100 else f"{v:.0f} ms"
+
+
+def mib(kib):
+    return "—" if kib is None else f"{kib / 1024:.1f} MiB"
+
+
+def plural(n, word):
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def verdict(missed):
+    """The titan-target cell from the list of criteria missed."""
+    return "**met**" if not missed else "**missed**: " + ", ".join(missed)
+
+
+def table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return out
+
+
+def unmeasured(row, width):
+    why = row["skipped"] or f"failed: {row['error']}"
+    text = f"not measured ({why})" if row["skipped"] else why
+    return [row["label"], text] + [""] * (width - 2)
+
+
+# --- the workloads -----------------------------------------------------------------------------
+
+def signed_ms(v):
+    return f"{v:+.0f} ms".replace("-", "−")
+
+
+def bringup_rows(w, ideal, budget, with_memory):
+    rows = []
+    for row in w["rows"]:
+        runs = row["runs"]
+        if not runs:
+            rows.append(unmeasured(row, 8 if with_memory else 7))
+            continue
+        up = statistics.median(r["bringup_s"] for r in runs)
+        lo, hi = min(r["bringup_s"] for r in runs), max(r["bringup_s"] for r in runs)
+        viol = [r["violations"] for r in runs]
+        gate = [g for r in runs for g in r["gate_ms"]]
+        cells = [row["label"], f"{secs(up)} ({secs(lo)} – {secs(hi)})",
+                 signed_ms((up - ideal) * 1000),
+                 f"{statistics.median(r['first_start_s'] for r in runs) * 1000:.0f} ms",
+                 f"{signed_ms(statistics.median(gate))} ({signed_ms(max(gate))})",
+                 f"{statistics.median(viol):g} (max {max(viol)}) of {w['dependents']}"]
+        missed = []
+        if up > ideal + budget:
+            missed.append("bring-up")
+        if max(viol):
+            missed.append("violations")
+        if with_memory:
+            rss = statistics.median(r["rss_kib"] for r in runs)
+            pss = [r["pss_kib"] for r in runs if r["pss_kib"] is not None]
+            cells.append(f"{mib(rss)} / {mib(statistics.median(pss)) if pss else '—'}")
+            if max(r["rss_kib"] for r in runs) > 12 * 1024:
+                missed.append("RSS")
+        rows.append(cells + [verdict(missed) if row["key"] == "titan" else ""])
+    return rows
+
+
+def w1_section(w):
+    header = ["supervisor — start ordering", "bring-up median (min – max)", "over ideal",
+              "first service start", "dependency ready → start, median (max)",
+              "ordering violations per run", "titan target"]
+    lines = [f"### W1 — 16 services, 6 tiers, ready 200 ms after start (ideal {secs(w['ideal_s'])})",
+             "", f"{plural(w['reps'], 'run')} per row. Titan target: {TARGETS['W1']}.", ""]
+    return lines + table(header, bringup_rows(w, w["ideal_s"], 0.050, False))
+
+
+def w4_section(w):
+    header = ["supervisor — start ordering", "bring-up median (min – max)", "over ideal",
+              "first service start", "dependency ready → start, median (max)", "ordering violations per run",
+              "daemon VmRSS / PSS after bring-up", "titan target"]
+    lines = [f"### W4 — 200 services, 10 tiers of 20, 3 explicit dependencies each, ready 200 ms "
+             f"after start (ideal {secs(w['ideal_s'])})",
+             "", f"{plural(w['reps'], 'run')} per row. Titan target: {TARGETS['W4']}.", ""]
+    return lines + table(header, bringup_rows(w, w["ideal_s"], 0.100, True))
+
+
+def w2_section(w):
+    header = ["supervisor", "kill → listening p50", "p95", "max", "kill → new process start p50",
+              "p95", "titan target"]
+    rows = []
+    for row in w["rows"]:
+        if not row["runs"]:
+            rows.append(unmeasured(row, len(header)))
+            continue
+        r = row["runs"][0]
+        lst, spn = r["listen_ms"], r["spawn_ms"]
+        target = ""
+        if row["key"] == "titan":
+            target = verdict([k for k, ok in (("p50", pct(lst, 50) <= 3),
+                                              ("p95", pct(lst, 95) <= 5)) if not ok])
+        rows.append([row["label"], ms(pct(lst, 50)), ms(pct(lst, 95)), ms(max(lst)),
+                     ms(pct(spn, 50)) if spn else "—", ms(pct(spn, 95)) if spn else "—", target])
+    lines = [f"### W2 — restart after `kill -9`, 16 services up ({w['kills']} kills)", "",
+             f"Titan target: {TARGETS['W2']}. Percentiles are nearest-rank over the kills.", ""]
+    return lines + table(header, rows)
+
+
+def w3_section(w):
+    header = ["supervisor", "process measured", "VmRSS end (peak)", "of which file-backed",
+              "PSS", "CPU-s per 30 s", "health checks", "titan target"]
+    rows = []
+    for row in w["rows"]:
+        if not row["runs"]:
+            rows.append(unmeasured(row, len(header)))
+            continue
+        r = row["runs"][0]
+        target = ""
+        if row["key"] == "titan":
+            target = verdict([k for k, ok in (("RSS", r["peak_rss_kib"] <= 6 * 1024),
+                                              ("CPU", r["cpu_s_per_30s"] <= 0.1)) if not ok])
+        rows.append([row["label"], row["process"],
+                     f"{mib(r['rss_kib'])} ({mib(r['peak_rss_kib'])})",
+                     mib(r["rss_file_kib"]), mib(r["pss_kib"]),
+                     f"{r['cpu_s_per_30s']:.3f}", row["health"], target])
+    lines = [f"### W3 — idle for {w['seconds']:g} s with 16 services up", "",
+             f"Titan target: {TARGETS['W3']}.", ""]
+    return lines + table(header, rows)
+
+
+READING = [
+    "*Ideal* is one readiness delay per tier: what a supervisor with zero overhead that starts "
+    "each service the instant its dependencies are ready would achieve.",
+    "PM2 and supervisord do not wait for readiness: their *native* rows start every tier at once, "
+    "so their bring-up can beat the ideal while (nearly) every dependent service starts before "
+    "its dependencies are ready. Their *scripted gate* rows are correct but pay for a CLI "
+    "invocation and port polling per tier.",
+    "*First service start* is t0 → the first `start` line: the supervisor's own start-up cost "
+    "(for PM2, the CLI plus spawning the God daemon).",
+    "*Dependency ready → start* is, per dependent service, its `start` minus the last `ready` of "
+    "its dependencies, over all runs: the latency of the gate (probe interval, spawn), or how "
+    "early it started when negative.",
+    "W2's kill → listening includes the kernel tearing the killed process down; kill → new "
+    "process start is taken from the new process's own start-log line.",
+    "W3: PM2's figure is its God daemon alone; its 16 service processes (the same Rust test "
+    "service for every supervisor) are not counted for anyone. Only titan-supervisor runs health "
+    "checks (16 HTTP probes per second).",
+    "W3's *file-backed* part of VmRSS (RssFile) is mostly the executable and its libraries.",
+]
+SHARED_BINARY = (
+    "Here the test services run titan-supervisor's own binary, so titan-supervisor's PSS divides "
+    "its executable's pages among them; in production the services are other programs, so "
+    "VmRSS is the figure to hold to the target.")
+
+SECTIONS = {"W1": w1_section, "W2": w2_section, "W3": w3_section, "W4": w4_section}
+
+
+def section(results, meta):
+    m = meta["machine"]
+    lines = [
+        BEGIN,
+        "## Engine: bring-up, restart, idle cost (titan-supervisor vs PM2 vs supervisord)",
+        "",
+        f"Produced by `{meta['command']}` on {meta['date']} at commit `{meta['commit']}`"
+        f"{' (quick run: fewer repetitions)' if meta['quick'] else ''}.",
+        f"Machine: {m['nproc']} CPUs ({m['model']}), {m['memory']} memory, "
+        f"{m['os']}, kernel {m['kernel']}. Load average (1/5/15 min) at the start "
+        f"{meta['load_start']}, at the end {meta['load_end']}: other work on the machine shows "
+        "up in these figures, compare rows of one run rather than runs.",
+        "Versions: " + "; ".join(meta["versions"]) + ".",
+        f"Every supervisor runs the same release-built test service (`{meta['service']}`); figures "
+        "come from the services' own start-log timestamps, connects to their ports and /proc "
+        "(see `bench/README.md`).",
+        "",
+    ]
+    for name in ("W1", "W2", "W3", "W4"):
+        if name in results:
+            lines += SECTIONS[name](results[name]) + [""]
+            notes = [f"{row['label']}: {n}" for row in results[name]["rows"]
+                     for n in row["notes"]]
+            if notes:
+                lines += [f"- {n}" for n in notes] + [""]
+    reading = READING + ([SHARED_BINARY] if meta["service"].startswith("titan-supervisor") else [])
+    lines += ["Reading the tables:", ""] + [f"- {r}" for r in reading] + [""]
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write(path, text):
+    """Replaces the owned section of path (creating the file or appending the section)."""
+    path = Path(path)
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    if BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        new = head + text + tail
+    else:
+        new = old.rstrip("\n") + "\n\n" + text + "\n"
+    path.write_text(new)

@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Engine benchmarks: titan-supervisor against PM2 and supervisord on the same machine, in the
+same run, writing the `bench:engine` section of BENCHMARKS.md. Python 3.11 standard library only.
+
+    bench/setup.sh && python3 bench/run.py [--only W1,W4] [--quick] [--out FILE]
+
+See bench/README.md for what each workload measures and how."""
+
+import argparse
+import datetime
+import os
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchlib import report, topology, workloads
+from benchlib.procs import BenchError, sweep
+from benchlib.supervisors import PM2, Supervisord, Titan
+
+REPO = Path(__file__).resolve().parent.parent
+PEERS = REPO / "bench" / ".peers"
+
+LABELS = {
+    ("titan", "native"): "titan-supervisor — health-gated dependencies",
+    ("pm2", "native"): "PM2 — ecosystem file order",
+    ("pm2", "gate"): "PM2 — scripted gate (`pm2 start` per tier, poll ports)",
+    ("supervisord", "native"): "supervisord — `priority` per tier",
+    ("supervisord", "gate"): "supervisord — scripted gate (`supervisorctl start tN:*`, poll ports)",
+}
+W3_PROCESS = {"titan": "`titan-supervisor run`",
+              "pm2": "PM2 God daemon (not its service children)",
+              "supervisord": "`supervisord`"}
+W3_HEALTH = {"titan": "HTTP every 1 s", "pm2": "none (PM2 has none)",
+             "supervisord": "none (supervisord has none)"}
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", default="W1,W2,W3,W4", help="workloads to run, e.g. W1,W3")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    p.add_argument("--out", default=str(REPO / "BENCHMARKS.md"), help="report file")
+    p.add_argument("--supervisors", default="titan,pm2,supervisord",
+                   help="which supervisors to run (the report then holds only those)")
+    p.add_argument("--no-build", action="store_true", help="skip `cargo build --release`")
+    p.add_argument("--keep", action="store_true", help="keep the session directories")
+    p.add_argument("--test-service", choices=("auto", "titan-supervisor", "titan-testsvc"),
+                   default="auto", help="binary of the test service every supervisor runs "
+                   "(auto: titan-testsvc when the build has it, else titan-supervisor)")
+    args = p.parse_args()
+    args.only = [w.strip().upper() for w in args.only.split(",") if w.strip()]
+    bad = [w for w in args.only if w not in ("W1", "W2", "W3", "W4")]
+    if bad:
+        p.error(f"unknown workload(s): {', '.join(bad)}")
+    args.supervisors = [s.strip() for s in args.supervisors.split(",") if s.strip()]
+    return args
+
+
+def release_dir():
+    return Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "release"
+
+
+def build():
+    """The release build: titan-supervisor, and the test service every supervisor runs."""
+    log("cargo build --release")
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True, timeout=1800)
+
+
+def service_binary(choice):
+    """The test service's binary: the small titan-testsvc when the build has one (it starts
+    faster and shares no pages with the supervisor), else titan-supervisor's test-service mode."""
+    small = release_dir() / "titan-testsvc"
+    if choice == "titan-testsvc" or (choice == "auto" and small.exists()):
+        if not small.exists():
+            raise SystemExit(f"{small} not built")
+        return small
+    return release_dir() / "titan-supervisor"
+
+
+def summary(key, value):
+    if isinstance(value, list):
+        numbers = [v for v in value if isinstance(v, (int, float))]
+        if numbers:
+            return f"{key}: median {statistics.median(numbers):.3f} max {max(numbers):.3f}"
+        return f"{key}: {len(value)}"
+    return f"{key}={value:.3f}" if isinstance(value, float) else f"{key}={value}"
+
+
+class Runner:
+    """Runs rows (supervisor x mode) of workloads, one session at a time, in a private temp dir."""
+
+    def __init__(self, sups, base):
+        self.sups, self.base, self.n = sups, Path(base), 0
+
+    def sdir(self, tag):
+        self.n += 1
+        return self.base / f"{self.n:03d}-{tag}"
+
+    def rows(self, modes):
+        rows = []
+        for sup in self.sups:
+            for mode in modes:
+                if mode in sup.modes:
+                    rows.append({"sup": sup, "key": sup.key, "mode": mode,
+                                 "label": LABELS[(sup.key, mode)], "runs": [], "error": None,
+                                 "skipped": sup.why_not, "notes": []})
+        return rows
+
+    def measure(self, row, what, fn):
+        """Runs fn(sdir) for a row unless the row is skipped or failed; keeps errors per row."""
+        if row["skipped"] or row["error"]:
+            return
+        log(f"{what}: {row['label']}")
+        try:
+            result = fn(self.sdir(f"{what}-{row['key']}-{row['mode']}"))
+        except BenchError as e:
+            log(f"  failed: {e}")
+            row["error"] = str(e)
+            return
+        for n in result.pop("notes", []):
+            if n not in row["notes"]:
+                row["notes"].append(n)
+        row["runs"].append(result)
+        log("  " + ", ".join(summary(k, v) for k, v in result.items()))
+
+    def bringup_workload(self, name, graph, reps, timeout, memory):
+        rows = self.rows(("native", "gate"))
+        for rep in range(reps):
+            for row in rows:
+                self.measure(row, f"{name}#{rep + 1}", lambda d, row=row: workloads.bringup(
+                    row["sup"], row["mode"], graph, d, timeout, memory))
+        dependents = sum(1 for s in graph.services if s.deps)
+        return {"ideal_s": graph.ideal_s, "reps": reps, "dependents": dependents, "rows": rows}
+
+    def w2(self, kills):
+        rows, graph = self.rows(("native",)), topology.w2_graph()
+        for row in rows:
+            self.measure(row, "W2", lambda d, row=row: workloads.restarts(row["sup"], graph, d,
+                                                                         kills))
+        return {"kills": kills, "rows": rows}
+
+    def w3(self, seconds):
+        rows, graph = self.rows(("native",)), topology.w3_graph()
+        for row in rows:
+            row["process"], row["health"] = W3_PROCESS[row["key"]], W3_HEALTH[row["key"]]
+            self.measure(row, "W3", lambda d, row=row: workloads.idle(row["sup"], graph, d,
+                                                                     seconds))
+        return {"seconds": seconds, "rows": rows}
+
+
+def git_commit():
+    def git(*a):
+        return subprocess.run(["git", "-C", REPO, *a], capture_output=True, text=True).stdout
+    sha = git("rev-parse", "--short", "HEAD").strip()
+    return sha + ("-dirty" if git("status", "--porcelain", "--untracked-files=no").strip() else "")
+
+
+def terminate(signum, _frame):
+    raise SystemExit(128 + signum)    # unwinds through every finally: sessions clean up
+
+
+def main():
+    args = parse_args()
+    signal.signal(signal.SIGTERM, terminate)
+    if not args.no_build:
+        build()
+    binary, svc = release_dir() / "titan-supervisor", service_binary(args.test_service)
+    log(f"test service: {svc.name} test-service")
+    every = {"titan": Titan(binary, svc), "pm2": PM2(PEERS, svc),
+             "supervisord": Supervisord(PEERS, svc)}
+    sups, versions = [], []
+    for key in args.supervisors:
+        sup = every[key]
+        sup.why_not = sup.unavailable()
+        versions.append(f"{sup.label}: {sup.why_not}" if sup.why_not and key != "titan"
+                        else sup.version())
+        log(f"{sup.label}: {sup.why_not or 'available'}")
+        sups.append(sup)
+
+    quick = args.quick
+    load_start = report.load_average()
+    if float(load_start.split()[0]) > 0.5:
+        log(f"load average {load_start}: something else is running, figures will be noisier")
+    base = tempfile.mkdtemp(prefix="tsbench-")
+    results = {}
+    try:
+        r = Runner(sups, base)
+        if "W1" in args.only:
+            results["W1"] = r.bringup_workload("W1", topology.w1_graph(), 2 if quick else 5, 30,
+                                               False)
+        if "W2" in args.only:
+            results["W2"] = r.w2(10 if quick else 30)
+        if "W3" in args.only:
+            results["W3"] = r.w3(10.0 if quick else 30.0)
+        if "W4" in args.only:
+            results["W4"] = r.bringup_workload("W4", topology.w4_graph(), 1 if quick else 3, 120,
+                                               True)
+    finally:
+        left = sweep(base)
+        if left:
+            log(f"killed {len(left)} leftover process(es): {left}")
+        if args.keep:
+            log(f"session directories kept in {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+    cmd = "python3 bench/run.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
+    meta = {"command": cmd, "quick": quick, "commit": git_commit(), "machine": report.machine(),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "versions": versions, "service": f"{svc.name} test-service", "load_start": load_start, "load_end": report.load_average()}
+    report.write(args.out, report.section(results, meta))
+    log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

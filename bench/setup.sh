@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs the benchmark peers into bench/.peers (git-ignored), touching nothing else on the
+# system but the Debian packages they need: PM2 from npm, supervisord from PyPI in a venv.
+# Idempotent: a peer already installed is left alone. Writes bench/.peers/versions.txt.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+peers="$here/.peers"
+mkdir -p "$peers"
+
+apt_install() {
+    # Debian packages, only those missing; `apt-get update` once, only if something is needed.
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    if ((${#missing[@]})); then
+        echo "setup: apt-get install ${missing[*]}"
+        SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+    fi
+}
+
+# node + npm for PM2; a Python with venv for supervisord and the harness.
+need=()
+command -v node >/dev/null && command -v npm >/dev/null || need+=(nodejs npm)
+command -v python3 >/dev/null || need+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+((${#need[@]})) && apt_install "${need[@]}"
+
+# PM2 into a local prefix.
+if [[ ! -x "$peers/node_modules/.bin/pm2" ]]; then
+    echo "setup: npm install pm2 -> $peers"
+    npm install --prefix "$peers" --no-audit --no-fund --loglevel=error pm2
+fi
+
+# supervisord into a venv.
+if [[ ! -x "$peers/venv/bin/supervisord" ]]; then
+    echo "setup: pip install supervisor -> $peers/venv"
+    python3 -m venv "$peers/venv"
+    "$peers/venv/bin/pip" install --quiet --disable-pip-version-check supervisor
+fi
+
+# Record versions (read by bench/run.py).
+pm2_version="$(node -p "require('$peers/node_modules/pm2/package.json').version")"
+sv_version="$("$peers/venv/bin/supervisord" --version)"
+{
+    echo "pm2 $pm2_version (node $(node --version))"
+    echo "supervisord $sv_version (python $("$peers/venv/bin/python" -c 'import platform; print(platform.python_version())'))"
+} > "$peers/versions.txt"
+cat "$peers/versions.txt"
