@@ -24,8 +24,8 @@ impl Supervisor {
         let polled = matches!(slot.svc.health.check, Check::Http(_) | Check::Tcp(_) | Check::Exec(_));
         match &slot.life.state {
             State::Starting { .. } if !matches!(from, State::Starting { .. }) => {
+                // (a `log` check is armed before the spawn: see `log_watch`)
                 slot.probe.next = polled.then(|| now + slot.svc.health.start_interval.0);
-                slot.log_armed.store(matches!(slot.svc.health.check, Check::Log(_)), Ordering::Release);
             }
             State::Healthy { since } if matches!(from, State::Starting { .. }) => {
                 slot.ready_after = Some(now.saturating_duration_since(*since));
@@ -139,10 +139,12 @@ impl Supervisor {
         self.apply(i, Event::Ready);
     }
 
-    /// The output watch of a run whose health check is a `log` pattern.
+    /// The output watch of a run whose health check is a `log` pattern, armed already: the
+    /// output is read on the log thread and may show the line before the actor moves on.
     pub(super) fn log_watch(&self, i: usize) -> Option<Watch> {
         let slot = &self.slots[i];
         let pattern = slot.log_pattern.clone()?;
+        slot.log_armed.store(matches!(slot.life.state, State::Starting { .. }), Ordering::Release);
         let (tx, run) = (self.tx.clone(), slot.run);
         Some(Watch {
             pattern,
