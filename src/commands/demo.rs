@@ -16,12 +16,9 @@ macro_rules! say {
 }
 use crate::cli::{DemoArgs, LogStyle};
 use crate::demo;
-use crate::logs::pipeline::Pipeline;
-use crate::runtime::cgroup::Cgroups;
-use crate::runtime::reaper;
+use crate::supervisor::Handle;
 use crate::supervisor::events::Event;
 use crate::supervisor::status::Summary;
-use crate::supervisor::{Handle, Supervisor};
 
 /// The service the demo kills to show a restart.
 const VICTIM: &str = "titan-hunter";
@@ -45,17 +42,6 @@ pub fn run(args: &DemoArgs) -> Exit {
         }
     };
     let log_dir = cfg.supervisor.log_dir.clone();
-    let logs = match Pipeline::start() {
-        Ok(logs) => logs,
-        Err(e) => {
-            eprintln!("demo: cannot start the log threads: {e}");
-            return Exit::Failed;
-        }
-    };
-    // the supervisor's own log goes to its file only: the terminal is for the narration
-    let own_log = logs.open_writer(&log_dir, run::OWN_LOG, &run::own_log_spec()).ok();
-    let _flush = run::init_tracing(LogStyle::Text, false, own_log);
-    let _ = reaper::become_subreaper();
     say!(
         "titan-supervisor demo: {} services in {} tiers, native processes, no Docker.",
         cfg.services.len(),
@@ -65,21 +51,13 @@ pub fn run(args: &DemoArgs) -> Exit {
         "Service logs: {}/<service>/current.log. Ctrl-C stops everything in reverse order.\n",
         log_dir.display()
     );
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("demo: cannot start the runtime: {e}");
-            return Exit::Failed;
-        }
+    // the supervisor's own log goes to its file only: the terminal is for the narration
+    let booted = match run::boot(cfg, LogStyle::Text, false) {
+        Ok(booted) => booted,
+        Err(_) => return Exit::Failed,
     };
-    let cgroups = Cgroups::detect().map_err(|e| e.to_string());
-    let sup = match Supervisor::with(cfg, cgroups, logs) {
-        Ok(sup) => sup,
-        Err(e) => {
-            eprintln!("demo: {e}");
-            return Exit::Failed;
-        }
-    };
+    let sup = booted.supervisor;
+    let rt = booted.runtime;
     let handle = sup.handle();
     let events = handle.subscribe();
     let total = rt.block_on(async {

@@ -23,27 +23,29 @@ pub fn run(args: &RunArgs) -> Exit {
             return Exit::Refused;
         }
     };
-    let logs = match Pipeline::start() {
-        Ok(logs) => logs,
-        Err(e) => {
-            eprintln!("titan-supervisor: cannot start the log threads: {e}");
-            return Exit::Failed;
-        }
+    let (services, shown) = (cfg.services.len(), path.display().to_string());
+    let booted = match boot(cfg, args.log_format, true) {
+        Ok(booted) => booted,
+        Err(exit) => return exit,
     };
-    let own_log = logs.open_writer(&cfg.supervisor.log_dir, OWN_LOG, &own_log_spec());
-    let _flush = init_tracing(args.log_format, true, own_log.as_ref().ok().cloned());
-    if let Err(e) = own_log {
-        tracing::warn!("cannot write the supervisor's log under {}: {e}", cfg.supervisor.log_dir.display());
+    tracing::info!(config = %shown, services, pid = std::process::id(), "titan-supervisor starting");
+    match booted.runtime.block_on(booted.supervisor.run()) {
+        Ok(summary) => {
+            tracing::info!(stopped = ?summary.stop_order, "all services stopped");
+            Exit::Ok
+        }
+        Err(e) => {
+            tracing::error!("supervisor failed: {e}");
+            Exit::Failed
+        }
     }
-    tracing::info!(config = %path.display(), services = cfg.services.len(), pid = std::process::id(), "titan-supervisor starting");
-    supervise(cfg, logs)
 }
 
 /// The name under `log_dir` of the supervisor's own log (`titan-supervisor logs supervisor`).
 pub const OWN_LOG: &str = "supervisor";
 
 /// Rotation and retention of the supervisor's own log: the built-in service defaults.
-pub fn own_log_spec() -> config::Logs {
+fn own_log_spec() -> config::Logs {
     use config::model::builtin;
     config::Logs {
         max_size: builtin::LOG_MAX_SIZE,
@@ -54,37 +56,41 @@ pub fn own_log_spec() -> config::Logs {
     }
 }
 
-/// Runs a supervisor for `cfg` on a single-threaded runtime until it has stopped.
-pub fn supervise(cfg: config::Config, logs: Pipeline) -> Exit {
+/// A supervisor ready to run, with what must live as long as it.
+pub struct Booted {
+    pub supervisor: Supervisor,
+    pub runtime: tokio::runtime::Runtime,
+    /// Flushes the supervisor's own log file when dropped.
+    pub _flush: Option<WorkerGuard>,
+}
+
+/// What `run` and `demo` share: the log threads, the supervisor's own log (to stderr too when
+/// `to_stderr`), subreaper, the actor's single-threaded runtime, cgroups, the supervisor.
+/// Errors are reported here; the caller only exits with the code.
+pub fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Result<Booted, Exit> {
+    let logs = Pipeline::start().map_err(|e| {
+        eprintln!("titan-supervisor: cannot start the log threads: {e}");
+        Exit::Failed
+    })?;
+    let own_log = logs.open_writer(&cfg.supervisor.log_dir, OWN_LOG, &own_log_spec());
+    let flush = init_tracing(style, to_stderr, own_log.as_ref().ok().cloned());
+    if let Err(e) = own_log {
+        tracing::warn!("cannot write the supervisor's log under {}: {e}", cfg.supervisor.log_dir.display());
+    }
     if let Err(e) = reaper::become_subreaper() {
         tracing::warn!("cannot become a child subreaper (orphans of services will not be reaped by us): {e}");
     }
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("cannot start the runtime: {e}");
-            return Exit::Failed;
-        }
-    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+        eprintln!("titan-supervisor: cannot start the runtime: {e}");
+        Exit::Failed
+    })?;
     let cgroups = Cgroups::detect().map_err(|e| e.to_string());
-    let sup = match Supervisor::with(cfg, cgroups, logs) {
-        Ok(sup) => sup,
-        Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("titan-supervisor: {e}");
-            return Exit::Refused;
-        }
-    };
-    match rt.block_on(sup.run()) {
-        Ok(summary) => {
-            tracing::info!(stopped = ?summary.stop_order, "all services stopped");
-            Exit::Ok
-        }
-        Err(e) => {
-            tracing::error!("supervisor failed: {e}");
-            Exit::Failed
-        }
-    }
+    let supervisor = Supervisor::with(cfg, cgroups, logs).map_err(|e| {
+        tracing::error!("{e}");
+        eprintln!("titan-supervisor: {e}");
+        Exit::Refused
+    })?;
+    Ok(Booted { supervisor, runtime, _flush: flush })
 }
 
 /// The supervisor's own log: on stderr (readable on a terminal, JSON for log shippers) and, in
