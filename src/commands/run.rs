@@ -68,6 +68,7 @@ pub struct Booted {
 /// `to_stderr`), subreaper, the actor's single-threaded runtime, cgroups, the supervisor.
 /// Errors are reported here; the caller only exits with the code.
 pub fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Result<Booted, Exit> {
+    one_malloc_arena();
     let logs = Pipeline::start().map_err(|e| {
         eprintln!("titan-supervisor: cannot start the log threads: {e}");
         Exit::Failed
@@ -93,16 +94,29 @@ pub fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Result<Boo
     Ok(Booted { supervisor, runtime, _flush: flush })
 }
 
+/// glibc gives every thread that allocates an arena of its own; the log, compression and
+/// logger threads would each keep one resident. One arena is plenty for a daemon whose threads
+/// allocate little and rarely at the same time.
+fn one_malloc_arena() {
+    // SAFETY: mallopt only sets an allocator parameter; called before other threads start.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1);
+    }
+}
+
 /// The supervisor's own log: on stderr (readable on a terminal, JSON for log shippers) and, in
 /// text, in `<log_dir>/supervisor/` through a background writer that never blocks the actor
 /// (when it falls behind, lines are dropped, not waited for). `TITAN_SUPERVISOR_LOG` sets the
-/// filter (default `info`). Keep the returned guard until exit: it flushes the file.
+/// level (default `info`). Keep the returned guard until exit: it flushes the file.
 pub fn init_tracing(style: LogStyle, to_stderr: bool, file: Option<SharedWriter>) -> Option<WorkerGuard> {
+    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::fmt;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::{EnvFilter, fmt};
-    let filter =
-        || EnvFilter::try_from_env("TITAN_SUPERVISOR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // a plain level (trace, debug, info, warn, error): per-module directives would pull a
+    // regex engine into every start and keep it resident
+    let level = std::env::var("TITAN_SUPERVISOR_LOG").ok().and_then(|l| l.parse::<LevelFilter>().ok());
+    let filter = || level.unwrap_or(LevelFilter::INFO);
     let stderr = match style {
         LogStyle::Json => fmt::layer().json().with_writer(std::io::stderr).boxed(),
         LogStyle::Text => {
@@ -111,7 +125,10 @@ pub fn init_tracing(style: LogStyle, to_stderr: bool, file: Option<SharedWriter>
     };
     let (file_layer, guard) = match file {
         Some(w) => {
-            let (writer, guard) = tracing_appender::non_blocking(SharedFile(w));
+            // a small queue: the lines of a burst, not 128k of them held in memory
+            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .buffered_lines_limit(4096)
+                .finish(SharedFile(w));
             (Some(fmt::layer().with_ansi(false).with_writer(writer).with_filter(filter())), Some(guard))
         }
         None => (None, None),
