@@ -4,7 +4,8 @@
 //! the plain file or a complete `.gz`, never a truncated one. `recover` finishes what a crash
 //! interrupted.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::io::{self, BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -62,7 +63,9 @@ pub fn gzip(path: &Path) -> io::Result<PathBuf> {
     let gz = path.with_extension("log.gz");
     let tmp = path.with_extension("log.gz.tmp");
     let mut input = BufReader::with_capacity(256 * 1024, File::open(path)?);
-    let output = BufWriter::with_capacity(256 * 1024, File::create(&tmp)?);
+    // 0640 like every log file: rotated output is no more public than current.log
+    let tmp_file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o640).open(&tmp)?;
+    let output = BufWriter::with_capacity(256 * 1024, tmp_file);
     let mut encoder = GzEncoder::new(output, Compression::new(3));
     io::copy(&mut input, &mut encoder)?;
     let file = encoder.finish()?.into_inner().map_err(|e| e.into_error())?;
@@ -125,6 +128,8 @@ mod tests {
         std::fs::write(&plain, &text).unwrap();
         let gz = gzip(&plain).unwrap();
         assert!(!plain.exists());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&gz).unwrap().permissions().mode() & 0o777, 0o640);
         assert_eq!(read_all(&gz).unwrap(), text);
     }
 
