@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Engine benchmarks: titan-supervisor against PM2 and supervisord on the same machine, in the
-same run, writing the `bench:engine` section of BENCHMARKS.md. Python 3.11 standard library only.
+"""Benchmarks: titan-supervisor against PM2 and supervisord on the same machine, in the same
+run, writing the `bench:engine` (W1-W4) and `bench:logs` (W5) sections of BENCHMARKS.md.
+Python 3.11 standard library only.
 
-    bench/setup.sh && python3 bench/run.py [--only W1,W4] [--quick] [--out FILE]
+    bench/setup.sh && python3 bench/run.py [--only W1,W5] [--quick] [--out FILE]
 
 See bench/README.md for what each workload measures and how."""
 
@@ -32,7 +33,12 @@ LABELS = {
     ("pm2", "gate"): "PM2 — scripted gate (`pm2 start` per tier, poll ports)",
     ("supervisord", "native"): "supervisord — `priority` per tier",
     ("supervisord", "gate"): "supervisord — scripted gate (`supervisorctl start tN:*`, poll ports)",
+    ("titan", "logs"): "titan-supervisor — rotation by rename, gzip thread",
+    ("pm2", "logs"): "PM2 + pm2-logrotate as released (`compress true` has no effect)",
+    ("pm2", "logs-fixed"): "PM2 + pm2-logrotate with the `compress` fix (keymetrics/pm2-logrotate#202)",
+    ("supervisord", "logs"): "supervisord — rotation by rename, no compression",
 }
+ENGINE, LOGS = ("W1", "W2", "W3", "W4"), ("W5",)
 W3_PROCESS = {"titan": "`titan-supervisor run`",
               "pm2": "PM2 God daemon (not its service children)",
               "supervisord": "`supervisord`"}
@@ -46,7 +52,7 @@ def log(msg):
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", default="W1,W2,W3,W4", help="workloads to run, e.g. W1,W3")
+    p.add_argument("--only", default="W1,W2,W3,W4,W5", help="workloads to run, e.g. W1,W5")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     p.add_argument("--out", default=str(REPO / "BENCHMARKS.md"), help="report file")
     p.add_argument("--supervisors", default="titan,pm2,supervisord",
@@ -58,7 +64,7 @@ def parse_args():
                    "(auto: titan-testsvc when the build has it, else titan-supervisor)")
     args = p.parse_args()
     args.only = [w.strip().upper() for w in args.only.split(",") if w.strip()]
-    bad = [w for w in args.only if w not in ("W1", "W2", "W3", "W4")]
+    bad = [w for w in args.only if w not in ENGINE + LOGS]
     if bad:
         p.error(f"unknown workload(s): {', '.join(bad)}")
     args.supervisors = [s.strip() for s in args.supervisors.split(",") if s.strip()]
@@ -130,7 +136,7 @@ class Runner:
             if n not in row["notes"]:
                 row["notes"].append(n)
         row["runs"].append(result)
-        log("  " + ", ".join(summary(k, v) for k, v in result.items()))
+        log("  " + ", ".join(summary(k, v) for k, v in result.items() if not k.startswith("_")))
 
     def bringup_workload(self, name, graph, reps, timeout, memory):
         rows = self.rows(("native", "gate"))
@@ -155,6 +161,14 @@ class Runner:
             self.measure(row, "W3", lambda d, row=row: workloads.idle(row["sup"], graph, d,
                                                                      seconds))
         return {"seconds": seconds, "rows": rows}
+
+    def w5(self, reps):
+        rows, flood = self.rows(("logs", "logs-fixed")), topology.w5_flood()
+        for rep in range(reps):
+            for row in rows:
+                self.measure(row, f"W5#{rep + 1}", lambda d, row=row: workloads.flood(
+                    row["sup"], row["mode"], flood, d, 300))
+        return {"reps": reps, "flood": flood, "rows": rows}
 
 
 def git_commit():
@@ -204,6 +218,8 @@ def main():
         if "W4" in args.only:
             results["W4"] = r.bringup_workload("W4", topology.w4_graph(), 1 if quick else 3, 120,
                                                True)
+        if "W5" in args.only:
+            results["W5"] = r.w5(1 if quick else 3)
     finally:
         left = sweep(base)
         if left:
@@ -217,7 +233,11 @@ def main():
     meta = {"command": cmd, "quick": quick, "commit": git_commit(), "machine": report.machine(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "versions": versions, "service": f"{svc.name} test-service", "load_start": load_start, "load_end": report.load_average()}
-    report.write(args.out, report.section(results, meta))
+    if any(w in results for w in ENGINE):
+        report.write(args.out, report.section(results, meta))
+    if any(w in results for w in LOGS):
+        report.write(args.out, report.logs_section(results, meta), report.LOGS_BEGIN,
+                     report.LOGS_END)
     log(f"wrote {args.out}")
 
 

@@ -35,6 +35,13 @@ if [[ ! -x "$peers/node_modules/.bin/pm2" ]]; then
     npm install --prefix "$peers" --no-audit --no-fund --loglevel=error pm2
 fi
 
+# pm2-logrotate (W5) beside it: each session starts it from here as a PM2 module, so no session
+# runs `pm2 install` (which would fetch it from npm into every private PM2_HOME).
+if [[ ! -f "$peers/node_modules/pm2-logrotate/package.json" ]]; then
+    echo "setup: npm install pm2-logrotate -> $peers"
+    npm install --prefix "$peers" --no-audit --no-fund --loglevel=error pm2-logrotate
+fi
+
 # supervisord into a venv.
 if [[ ! -x "$peers/venv/bin/supervisord" ]]; then
     echo "setup: pip install supervisor -> $peers/venv"
@@ -47,6 +54,7 @@ pm2_version="$(node -p "require('$peers/node_modules/pm2/package.json').version"
 sv_version="$("$peers/venv/bin/supervisord" --version)"
 {
     echo "pm2 $pm2_version (node $(node --version))"
+    echo "pm2-logrotate $(node -p "require('$peers/node_modules/pm2-logrotate/package.json').version")"
     echo "supervisord $sv_version (python $("$peers/venv/bin/python" -c 'import platform; print(platform.python_version())'))"
 } > "$peers/versions.txt"
 cat "$peers/versions.txt"

@@ -1,5 +1,6 @@
-"""Turns the figures into the Markdown section that BENCHMARKS.md holds between
-`<!-- bench:engine -->` and `<!-- /bench:engine -->`; the rest of the file is left as it is."""
+"""Turns the figures into the Markdown sections that BENCHMARKS.md holds between
+`<!-- bench:engine -->` and `<!-- /bench:engine -->` (W1-W4) and between `<!-- bench:logs -->`
+and `<!-- /bench:logs -->` (W5); the rest of the file is left as it is."""
 
 import math
 import os
@@ -7,13 +8,16 @@ import statistics
 from pathlib import Path
 
 BEGIN, END = "<!-- bench:engine -->", "<!-- /bench:engine -->"
+LOGS_BEGIN, LOGS_END = "<!-- bench:logs -->", "<!-- /bench:logs -->"
 
 TARGETS = {
     "W1": "ideal + 50 ms (≤ 1.250 s), 0 violations",
     "W2": "p50 ≤ 3 ms, p95 ≤ 5 ms",
     "W3": "≤ 6 MiB RSS, ≤ 0.1 CPU-s / 30 s",
     "W4": "ideal + 100 ms (≤ 2.100 s), 0 violations, ≤ 12 MiB RSS",
+    "W5": "0 lost, 0 duplicated, no file over max_size, capture ≤ 1.5 × supervisord's",
 }
+W5_CAPTURE_RATIO = 1.5
 
 
 def load_average():
@@ -238,13 +242,200 @@ def section(results, meta):
     return "\n".join(lines)
 
 
-def write(path, text):
-    """Replaces the owned section of path (creating the file or appending the section)."""
+def _header(title, meta):
+    m = meta["machine"]
+    return [
+        title, "",
+        f"Produced by `{meta['command']}` on {meta['date']} at commit `{meta['commit']}`"
+        f"{' (quick run: fewer repetitions)' if meta['quick'] else ''}.",
+        f"Machine: {m['nproc']} CPUs ({m['model']}), {m['memory']} memory, "
+        f"{m['os']}, kernel {m['kernel']}. Load average (1/5/15 min) at the start "
+        f"{meta['load_start']}, at the end {meta['load_end']}: other work on the machine shows "
+        "up in these figures, compare rows of one run rather than runs.",
+        "Versions: " + "; ".join(meta["versions"]) + ".",
+    ]
+
+
+# --- W5 ----------------------------------------------------------------------------------------
+
+def per_run(runs, key):
+    return " / ".join(f"{r[key]:,}" for r in runs)
+
+
+def w5_rows(w, sv_capture):
+    flood, rows = w["flood"], []
+    for row in w["rows"]:
+        runs = row["runs"]
+        if not runs:
+            rows.append(unmeasured(row, 10))
+            continue
+        cap = [r["capture_s"] for r in runs]
+        capture = f"{secs(statistics.median(cap))} ({secs(min(cap))} – {secs(max(cap))})"
+        if not all(r["complete"] for r in runs):
+            capture += " (last lines lost)"
+        if row["key"] == "supervisord":
+            compressed = "n/a (no compression)"
+        elif not any(r["gz"] for r in runs):
+            compressed = "never: nothing compressed"
+        else:
+            compressed = secs(statistics.median(r["settled_s"] for r in runs))
+        largest = max(runs, key=lambda r: r["largest"])
+        over = "" if largest["largest"] <= flood.max_size else \
+            f" (+{largest['largest'] - flood.max_size:,})"
+        cpu_parts = {}
+        for r in runs:
+            for k, v in r["cpu"].items():
+                cpu_parts.setdefault(k, []).append(v)
+        total = statistics.median(r["cpu_s"] for r in runs)
+        med = {k: statistics.median(v) for k, v in cpu_parts.items()}
+        summed = [f"{k} {v:.2f}" for k, v in med.items() if not k.startswith("of which ")]
+        within = [f"{k[len('of which '):]} {v:.2f}" for k, v in med.items()
+                  if k.startswith("of which ")]
+        cpu = f"{total:.2f}"
+        if len(summed) > 1:
+            cpu += f" ({' + '.join(summed)})"
+        if within:
+            cpu += f" (of which {', '.join(within)})"
+        target = ""
+        if row["key"] == "titan":
+            missed = []
+            if any(r["lost"] for r in runs):
+                missed.append("lost lines")
+            if any(r["duplicated"] for r in runs):
+                missed.append("duplicated lines")
+            if largest["largest"] > flood.max_size:
+                missed.append("file over max_size")
+            if sv_capture is None:
+                missed.append("capture ratio not measured (no supervisord row)")
+            elif statistics.median(cap) > W5_CAPTURE_RATIO * sv_capture:
+                missed.append("capture")
+            target = verdict(missed)
+        rows.append([row["label"], capture, compressed, per_run(runs, "lost"),
+                     per_run(runs, "duplicated"), per_run(runs, "split"),
+                     f"{largest['largest']:,}{over}", per_run(runs, "files"), cpu, target])
+    return rows
+
+
+def _median_capture(w, key):
+    for row in w["rows"]:
+        if row["key"] == key and row["runs"]:
+            return statistics.median(r["capture_s"] for r in row["runs"])
+    return None
+
+
+def _w5_details(w):
+    """What went wrong, precisely: every run for titan-supervisor (a bug report), the first run
+    with a problem for the others (an illustration)."""
+    out = []
+    for row in w["rows"]:
+        for i, r in enumerate(row["runs"]):
+            lines = []
+            for d in r["_detail"]:
+                for kind in ("lost", "duplicated"):
+                    if d[kind]:
+                        lines.append(f"{d['service']} {kind}: " + "; ".join(d[kind][:3])
+                                     + ("; …" if len(d[kind]) > 3 else ""))
+                if d["broken"]:
+                    lines.append(f"{d['service']}: {d['broken']} broken line(s)")
+            lines += [f"{name}: {size:,} bytes, over max_size" for name, size in r["over_limit"]
+                      if row["key"] == "titan"]
+            lines += [f"{name}: truncated or damaged gzip" for name in r["damaged_gz"]]
+            if lines:
+                shown = lines if row["key"] == "titan" else lines[:4]
+                out.append(f"{row['label']}, run {i + 1}: " + " — ".join(shown)
+                           + (" — …" if len(shown) < len(lines) else ""))
+                if row["key"] != "titan":
+                    break
+    return out
+
+
+W5_READING = [
+    "*Capture* runs from the first service's own start (its start-log line, so no supervisor's "
+    "boot is counted) to the first poll (every 10 ms) that finds the last numbered line of "
+    "every service in a plain log file. Each supervisor writes a service's lines in order, so "
+    "by then every earlier line has been written or lost; the counts after it say which.",
+    "*All rotated files compressed* runs from the same start to the beginning of the first "
+    "stretch of 0.2 s, at or after the capture, with no rotation or compression left to do "
+    "(same polls): titan-supervisor has no rotated `.log` and no `.gz.tmp` left; PM2 has no log "
+    "at or over `max_size` and pm2-logrotate holds none of the services' files open (it "
+    "truncates a log only once its compressed copy is written). For PM2 as released it is when "
+    "its (uncompressed) copies are done, hence *never* in that column.",
+    "*Lost*, *duplicated*: per run (` / ` between runs), over the 4 × 262,144 numbered lines, read "
+    "from every file of every service, plain and gzipped, current and rotated, oldest first as "
+    "one stream. A line is lost when no file holds it whole. *Lines cut by a rotation*: files "
+    "that end in the middle of a line continued by the next file (joined, not counted as lost).",
+    "*Largest file*: the largest uncompressed content of any log file (a compressed one is "
+    "counted at its uncompressed size, the size it reached on disk before compression), or the "
+    "largest a plain file was seen during the polls, whichever is larger; in brackets how far "
+    "over the limit.",
+    "*Files*: every log file of the 4 services at the end, per run (PM2 keeps an empty "
+    "`-err.log` per app).",
+    "*CPU-s*: utime + stime from /proc at the end of the run, since each process started (the "
+    "services' own CPU is not counted). titan-supervisor captures, rotates and compresses in "
+    "one process: its figure includes its `titan-logs` (capture, rotation) and `titan-gzip` "
+    "(compression) threads, shown apart. PM2's is its God daemon (capture) plus the "
+    "pm2-logrotate module, a node process of its own (rotation, compression).",
+    "pm2-logrotate rotates by copy and truncate: every `workerInterval` (1 s, its minimum) it "
+    "stats each log, and copies one that has reached `max_size` to a new file (gzipping on the "
+    "way when compressing), then truncates the original; lines that PM2 appends between the end "
+    "of the copy and the truncation are lost, and a file grows past `max_size` for up to a "
+    "second's worth of output before it is copied. With `compress true` set the way its README "
+    "says (`pm2 set pm2-logrotate:compress true`), 3.0.0 does not compress: pmx casts the "
+    "setting to a boolean and pm2-logrotate's parseBool only accepts the string "
+    "(keymetrics/pm2-logrotate#201). The `compress` fix row applies the one-line fix "
+    "proposed in keymetrics/pm2-logrotate#202 to the session's copy of the module.",
+    "supervisord rotates by rename, after the write that reaches `stdout_logfile_maxbytes`: no "
+    "line is lost, but a file ends up to one read (128 KiB) over the limit, and rotations cut "
+    "lines in two (the half lines are in consecutive files). It has no compression.",
+]
+
+
+def logs_section(results, meta):
+    w, flood = results["W5"], results["W5"]["flood"]
+    sv, ti = _median_capture(w, "supervisord"), _median_capture(w, "titan")
+    pm = [(_median_capture(w, "pm2"), "PM2")]
+    lines = [LOGS_BEGIN] + _header(
+        "## Logs: capture, rotation, compression (titan-supervisor vs PM2 vs supervisord)", meta)
+    lines += [
+        f"Every supervisor runs the same release-built test service (`{meta['service']}`); "
+        "figures come from the log files themselves, the services' start log and /proc "
+        "(see `bench/README.md`).",
+        "",
+        f"### W5 — {len(flood.services)} services × {flood.lines:,} lines of "
+        f"{flood.line_bytes} bytes ({flood.total_bytes / 2**20:.0f} MiB), as fast as they can, "
+        f"rotation at {flood.max_size:,} bytes (10 MiB), {flood.backups} rotated files kept",
+        "",
+        f"{plural(w['reps'], 'run')} per row, medians. Titan target: {TARGETS['W5']}.",
+        "",
+    ]
+    header = ["supervisor — rotation", "capture: first start → last line on disk, median "
+              "(min – max)", "all rotated files compressed", "lost lines", "duplicated lines",
+              "lines cut by a rotation", f"largest file, bytes (limit {flood.max_size:,})",
+              "files", "CPU-s", "titan target"]
+    lines += table(header, w5_rows(w, sv)) + [""]
+    if ti is not None and sv is not None:
+        ratio = ti / sv
+        lines.append(f"Capture time, titan-supervisor / supervisord: **{ratio:.2f}** (target ≤ "
+                     f"{W5_CAPTURE_RATIO}: {'met' if ratio <= W5_CAPTURE_RATIO else 'missed'})"
+                     + "".join(f"; titan-supervisor / {name}: {ti / v:.2f}" for v, name in pm
+                               if v) + ".")
+        lines.append("")
+    notes = [f"{row['label']}: {n}" for row in w["rows"] for n in row["notes"]]
+    details = _w5_details(w)
+    if notes or details:
+        lines += [f"- {n}" for n in notes + details] + [""]
+    lines += ["Reading the table:", ""] + [f"- {r}" for r in W5_READING] + ["", LOGS_END]
+    return "\n".join(lines)
+
+
+def write(path, text, begin=BEGIN, end=END):
+    """Replaces the section of path between begin and end (creating the file or appending the
+    section)."""
     path = Path(path)
     old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        tail = rest.split(end, 1)[1]
         new = head + text + tail
     else:
         new = old.rstrip("\n") + "\n\n" + text + "\n"

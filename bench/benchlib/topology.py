@@ -135,3 +135,55 @@ def bring_up(graph, path, t0_ns):
         "violators": violators,
         "restarts": sum(len(events[s.name]["start"]) - 1 for s in graph.services),
     }
+
+
+# --- W5: log capture ---------------------------------------------------------------------------
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class Flooder:
+    """A W5 service: prints `lines` numbered lines of `line_bytes` bytes on stdout as fast as it
+    can (`<name> out <seq:010> xxx…`), then exits 0. No port: nothing waits for it."""
+    name: str
+    lines: int
+    line_bytes: int
+    tier: int = 0
+    deps: list = field(default_factory=list)
+
+    def command(self, binary, start_log, pid_dir):
+        return [str(binary), "test-service", "--name", self.name,
+                "--lines", str(self.lines), "--line-bytes", str(self.line_bytes),
+                "--rate", "0", "--stream", "out", "--lines-exit",
+                "--start-log", str(start_log),
+                "--pid-file", str(pid_dir / f"{self.name}.pid")]
+
+
+@dataclass
+class Flood:
+    """W5's services and the rotation every supervisor is asked for."""
+    services: list
+    lines: int                     # per service
+    line_bytes: int                # newline included
+    max_size: int                  # rotate before a file passes this many bytes
+    backups: int                   # rotated files kept per log
+
+    @property
+    def tiers(self):
+        return [self.services]
+
+    @property
+    def ports(self):
+        return []
+
+    @property
+    def total_bytes(self):
+        return len(self.services) * self.lines * self.line_bytes
+
+
+def w5_flood():
+    # 4 x 262,144 lines of 200 bytes = 4 x 50 MiB; 10 MiB rotation, 30 files kept.
+    lines, line_bytes = 262_144, 200
+    services = [Flooder(f"flood{i + 1}", lines, line_bytes) for i in range(4)]
+    return Flood(services, lines, line_bytes, 10 * MIB, 30)

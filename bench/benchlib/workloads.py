@@ -1,11 +1,12 @@
-"""The four workloads, each run on one supervisor in one mode and returning plain dicts of
-figures. Everything is measured from outside: the services' own start-log timestamps, connects
-to their ports, and /proc of the supervisor's daemon process."""
+"""The workloads, each run on one supervisor in one mode and returning plain dicts of figures.
+Everything is measured from outside: the services' own start-log timestamps, connects to their
+ports, /proc of the supervisor's daemon process, and (W5) the log files."""
 
 import os
 import signal
 import time
 
+from . import logfiles
 from .procs import (BenchError, port_answers, proc_age, proc_cpu_seconds, proc_dead,
                     proc_memory, proc_state, wait_until)
 from .topology import all_ready, bring_up, read_start_log
@@ -132,3 +133,34 @@ def idle(sup, graph, sdir, seconds):
                       still_up=sum(port_answers(s.port) for s in graph.services))
     result["notes"] = sess.notes
     return result
+
+
+def flood(sup, mode, graph, sdir, timeout):
+    """W5: every service prints its numbered lines as fast as it can and exits; the supervisor
+    captures, rotates and (titan, PM2) compresses. Times are from the first service's own start
+    (its start-log line), so they leave out how long each supervisor takes to boot."""
+    with sup.session(graph, sdir, mode) as sess:
+        sess.launch()
+        watch = logfiles.Watch(sess, graph)
+        alive = lambda: _alive(sess)
+        captured_ns, complete, settled_ns = watch.run(timeout, alive)
+        cpu = sess.log_cpu()
+        events = read_start_log(sess.start_log)
+        starts = [ns for e in events.values() for ns in e["start"]]
+        if len(starts) != len(graph.services):
+            raise BenchError(f"{len(starts)} service start(s) logged for "
+                             f"{len(graph.services)} services (a restart?)")
+        t0 = min(starts)
+        counts = logfiles.analyse(sess, graph, prefixed=(sup.key == "titan"))
+    peak_bytes, peak_file = max(watch.peak, counts["largest"], key=lambda p: p[0])
+    notes = list(sess.notes)
+    return {"capture_s": (captured_ns - t0) / 1e9, "complete": complete,
+            "settled_s": (settled_ns - t0) / 1e9, "cpu": cpu,
+            "cpu_s": sum(v for k, v in cpu.items() if not k.startswith("of which")),
+            "lost": counts["lost"], "duplicated": counts["duplicated"],
+            "broken": counts["broken"], "split": counts["split"], "files": counts["files"],
+            "gz": counts["gz"],
+            "largest": peak_bytes, "largest_file": peak_file,
+            "over_limit": counts["over_limit"], "damaged_gz": counts["damaged_gz"],
+            "disk_mib": counts["bytes_on_disk"] / 2**20,
+            "_detail": counts["detail"], "notes": notes}
