@@ -5,8 +5,8 @@
 //! interrupted.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
 use std::io::{self, BufReader, BufWriter};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
@@ -35,6 +35,7 @@ impl Compressor {
     pub fn start() -> io::Result<Compressor> {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new().name("titan-gzip".into()).spawn(move || {
+            lower_priority();
             for job in rx {
                 run(&job);
             }
@@ -44,6 +45,15 @@ impl Compressor {
 
     pub fn submit(&self, job: Job) {
         let _ = self.tx.send(job);
+    }
+}
+
+/// Compression yields the CPU to capture: it can always finish later, a full pipe cannot wait.
+fn lower_priority() {
+    // SAFETY: gettid and setpriority on this thread only (Linux nice values are per thread).
+    unsafe {
+        let tid = nix::libc::gettid();
+        nix::libc::setpriority(nix::libc::PRIO_PROCESS, tid as nix::libc::id_t, 10);
     }
 }
 
