@@ -9,6 +9,18 @@ use std::time::Duration;
 use common::BIN;
 use common::daemon::wait_for;
 
+/// Ctrl-C to the demo, and its exit status (it is killed if it does not stop within 10 s).
+fn ctrl_c(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+    let status = wait_for(Duration::from_secs(10), || child.try_wait().ok().flatten());
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    status
+}
+
 /// The demo listens on fixed ports: one demo at a time.
 static ONE_DEMO: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -35,14 +47,7 @@ fn the_demo_runs_the_six_tiers_restarts_a_killed_service_and_stops_in_order() {
             lines[killed..].iter().any(|l| l.contains("titan-hunter") && l.contains("starting -> healthy"));
         back.then_some(text)
     });
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    );
-    let status = wait_for(Duration::from_secs(10), || child.try_wait().ok().flatten());
-    if status.is_none() {
-        let _ = child.kill();
-    }
+    let status = ctrl_c(&mut child);
     let text = output();
     assert!(restarted.is_some(), "no restart shown:\n{text}");
     assert!(text.contains("(killed by SIGKILL)  restart #1"), "{text}");
@@ -74,14 +79,7 @@ fn the_demo_works_for_an_unprivileged_user_without_cgroups() {
         .expect("setpriv (util-linux)");
     let output = || std::fs::read_to_string(&out_path).unwrap_or_default();
     let up = wait_for(Duration::from_secs(20), || output().contains("All services are up").then_some(()));
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    );
-    let status = wait_for(Duration::from_secs(10), || child.try_wait().ok().flatten());
-    if status.is_none() {
-        let _ = child.kill();
-    }
+    let status = ctrl_c(&mut child);
     let _ = std::fs::remove_dir_all(&demo_dir);
     let text = output();
     assert!(up.is_some(), "{text}");
