@@ -307,3 +307,33 @@ fn logs_prints_the_last_lines_and_follows_across_rotations() {
     let unknown = Command::new(BIN).args(["logs", "nope", "--config", cfg]).output().unwrap();
     assert_eq!(unknown.status.code(), Some(2));
 }
+
+#[test]
+fn a_service_flooding_its_output_starves_neither_other_logs_nor_supervision() {
+    // `flood` writes as fast as it can for the whole test; `steady` writes 100 lines a second
+    // and is killed halfway, so the actor has a restart to handle under the flood.
+    let config = format!(
+        "[defaults]\nlogs = {{ max_size = \"1MiB\", max_files = 5 }}\n\n[services.flood]\n{}\n\n[services.steady]\n{}\nhealth = {{ log = \"^ready$\" }}\n",
+        svc("flood", "\"--lines\", \"0\", \"--line-bytes\", \"1000\""),
+        svc("steady", "\"--lines\", \"0\", \"--line-bytes\", \"60\", \"--rate\", \"100\""),
+    );
+    let d = Daemon::start(&config);
+    d.wait_state("steady", "healthy", 10 * SEC);
+    let dir = d.path("logs/steady");
+    let steady_lines = || sequence(&dir, "steady").len();
+    // steady's lines keep arriving while flood rotates its files over and over
+    wait_for(10 * SEC, || (steady_lines() >= 100).then_some(())).expect("steady's log grows under the flood");
+    let pid = d.service_pid("steady").unwrap();
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    let back = d.wait_state_n("steady", "healthy", 2, 10 * SEC);
+    assert_eq!(back.restarts, 1);
+    let before = steady_lines();
+    wait_for(10 * SEC, || (steady_lines() >= before + 100).then_some(())).expect("and after its restart");
+    let flood_files = rotated::list(&d.path("logs/flood"), "flood").len();
+    assert!(flood_files >= 2, "the flood really flooded ({flood_files} rotated files)");
+    // each of steady's runs numbers its lines from 1, in order, with nothing lost in between
+    let seq = sequence(&dir, "steady");
+    let restart_at = seq.windows(2).position(|w| w[1] <= w[0]).expect("a second run") + 1;
+    assert!(seq[..restart_at].iter().copied().eq(1..=restart_at as u64));
+    assert!(seq[restart_at..].iter().copied().eq(1..=(seq.len() - restart_at) as u64));
+}
