@@ -23,6 +23,14 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Show the dependency graph: tiers, dependencies and start layers (text) or Graphviz (dot).
     Graph(GraphArgs),
+    /// Show every service of the running daemon: state, pid, uptime, restarts, memory, health.
+    Status(StatusArgs),
+    /// Start a service (held stopped, failed or exited) and wait until it is healthy.
+    Start(ServiceArgs),
+    /// Stop a service and hold it stopped until `start`.
+    Stop(ServiceArgs),
+    /// Restart a service through its health gate and report the outcome.
+    Restart(ServiceArgs),
     /// Print a service's log (`supervisor` for the supervisor's own), from the log files.
     Logs(LogsArgs),
     /// The built-in six-tier demo on native processes.
@@ -66,6 +74,19 @@ pub struct GraphArgs {
 pub enum GraphFormat {
     Text,
     Dot,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the status as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// The service.
+    pub service: String,
 }
 
 #[derive(Debug, Args)]

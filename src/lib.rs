@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod graph;
 pub mod health;

@@ -95,7 +95,7 @@ async fn narrate(handle: Handle, mut events: crate::supervisor::events::Receiver
                 Ok(e) => {
                     say!("{}", line(&e));
                     if !killed && kill_at.is_none() && e.to == "healthy" && all_up(&handle).await {
-                        say!("\nAll services are up:\n\n{}", table::render(&handle.status().await, color));
+                        say!("\nAll services are up:\n\n{}", table::render(&owned(&handle.status().await), color));
                         kill_at = Some(tokio::time::Instant::now() + KILL_AFTER);
                     }
                 }
@@ -109,6 +109,12 @@ async fn narrate(handle: Handle, mut events: crate::supervisor::events::Receiver
             }
         }
     }
+}
+
+fn owned(
+    status: &[crate::supervisor::status::ServiceStatus],
+) -> Vec<crate::control::proto::ServiceStatusOwned> {
+    status.iter().map(Into::into).collect()
 }
 
 async fn all_up(handle: &Handle) -> bool {

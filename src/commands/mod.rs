@@ -4,6 +4,7 @@
 pub mod demo;
 pub mod graph;
 pub mod logs;
+pub mod ops;
 pub mod run;
 pub mod table;
 pub mod validate;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
+use crate::control::proto::Verb;
 
 /// SPEC's exit codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +44,10 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Graph(args) => graph::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Logs(args) => logs::run(&args),
+        Command::Status(args) => ops::status(cli.socket.as_deref(), &args),
+        Command::Start(args) => ops::act(cli.socket.as_deref(), &args.service, Verb::Start),
+        Command::Stop(args) => ops::act(cli.socket.as_deref(), &args.service, Verb::Stop),
+        Command::Restart(args) => ops::act(cli.socket.as_deref(), &args.service, Verb::Restart),
     };
     exit.into()
 }

@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use super::{Exit, default_config};
 use crate::cli::{LogStyle, RunArgs};
 use crate::config;
+use crate::control;
 use crate::logs::pipeline::Pipeline;
 use crate::logs::writer::SharedWriter;
 use crate::runtime::cgroup::Cgroups;
@@ -69,6 +70,13 @@ pub struct Booted {
 /// Errors are reported here; the caller only exits with the code.
 pub fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Result<Booted, Exit> {
     one_malloc_arena();
+    let sup_cfg = &cfg.supervisor;
+    let listener = control::server::bind(&sup_cfg.socket, sup_cfg.socket_mode.0).map_err(|e| {
+        eprintln!("titan-supervisor: {e}");
+        Exit::Refused
+    })?;
+    let access =
+        control::server::Access { uids: sup_cfg.allow_uids.clone(), gids: sup_cfg.allow_gids.clone() };
     let logs = Pipeline::start().map_err(|e| {
         eprintln!("titan-supervisor: cannot start the log threads: {e}");
         Exit::Failed
@@ -86,11 +94,12 @@ pub fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Result<Boo
         Exit::Failed
     })?;
     let cgroups = Cgroups::detect().map_err(|e| e.to_string());
-    let supervisor = Supervisor::with(cfg, cgroups, logs).map_err(|e| {
+    let mut supervisor = Supervisor::with(cfg, cgroups, logs).map_err(|e| {
         tracing::error!("{e}");
         eprintln!("titan-supervisor: {e}");
         Exit::Refused
     })?;
+    supervisor.listen(listener, access);
     Ok(Booted { supervisor, runtime, _flush: flush })
 }
 

@@ -3,9 +3,9 @@
 
 use std::fmt::Write;
 
-use crate::supervisor::status::ServiceStatus;
+use crate::control::proto::ServiceStatusOwned;
 
-pub fn render(services: &[ServiceStatus], color: bool) -> String {
+pub fn render(services: &[ServiceStatusOwned], color: bool) -> String {
     let name_w = services.iter().map(|s| s.name.len()).max().unwrap_or(4).max(4);
     let group_w = services.iter().filter_map(|s| s.group.as_ref().map(String::len)).max().unwrap_or(5).max(5);
     let mut out = String::new();
@@ -15,7 +15,7 @@ pub fn render(services: &[ServiceStatus], color: bool) -> String {
         "NAME", "GROUP", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY"
     );
     for s in services {
-        let state = paint(s.state, color);
+        let state = paint(&s.state, color);
         let pad = " ".repeat(9usize.saturating_sub(s.state.len()));
         let pid = s.pid.map_or("-".into(), |p| p.to_string());
         let uptime = s.uptime_s.map_or("-".into(), |u| {

@@ -15,6 +15,7 @@ use super::fsm::{self, Action, Event, State};
 use super::slot::Slot;
 use super::status::{ServiceStatus, Summary};
 use crate::config::Config;
+use crate::control::proto::Verb;
 use crate::logs::capture;
 use crate::logs::pipeline::Pipeline;
 use crate::runtime::cgroup::Cgroups;
@@ -40,7 +41,26 @@ pub enum Msg {
         run: Option<u64>,
     },
     Status(oneshot::Sender<Vec<ServiceStatus>>),
+    /// An operator's start, stop or restart of one service.
+    Act {
+        name: String,
+        verb: Verb,
+        reply: oneshot::Sender<Act>,
+    },
     Shutdown,
+}
+
+/// How the actor took an operator's request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Act {
+    Unknown,
+    Refused(String),
+    /// Nothing to wait for: the service is in this state.
+    Done(String),
+    /// Under way: its state changes tell the outcome, within `limit`.
+    Pending {
+        limit: Duration,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +87,8 @@ pub struct Supervisor {
     pub(super) cgroups: Result<Cgroups, String>,
     /// The log thread.
     pub(super) logs: Pipeline,
+    /// The control socket, served once `run` starts.
+    control: Option<(std::os::unix::net::UnixListener, crate::control::server::Access)>,
     stop_order: Vec<String>,
 }
 
@@ -90,6 +112,12 @@ impl Handle {
 
     pub fn shutdown(&self) {
         let _ = self.tx.send(Msg::Shutdown);
+    }
+
+    pub async fn act(&self, name: &str, verb: Verb) -> Act {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.tx.send(Msg::Act { name: name.to_owned(), verb, reply });
+        rx.await.unwrap_or_else(|_| Act::Refused("the supervisor is stopping".into()))
     }
 }
 
@@ -115,8 +143,18 @@ impl Supervisor {
             announced: false,
             cgroups,
             logs,
+            control: None,
             stop_order: Vec::new(),
         }
+    }
+
+    /// Serves the control API on `listener` (bound already) once `run` starts.
+    pub fn listen(
+        &mut self,
+        listener: std::os::unix::net::UnixListener,
+        access: crate::control::server::Access,
+    ) {
+        self.control = Some((listener, access));
     }
 
     pub fn handle(&self) -> Handle {
@@ -132,6 +170,9 @@ impl Supervisor {
             return Ok(self.summary());
         };
         self.bind_notify_sockets()?;
+        if let Some((listener, access)) = self.control.take() {
+            tokio::spawn(crate::control::server::serve(listener, access, self.handle()));
+        }
         self.start_ready();
         while !self.finished() {
             let wake = tokio::time::Instant::from_std(self.next_wake());
@@ -145,6 +186,7 @@ impl Supervisor {
             }
         }
         self.remove_cgroups();
+        let _ = std::fs::remove_file(&self.cfg.supervisor.socket);
         // the services are gone: let their last lines reach the files
         self.logs.drain(Duration::from_secs(1));
         Ok(self.summary())
@@ -188,6 +230,9 @@ impl Supervisor {
             Msg::Ready { slot, run } => self.on_ready(slot, run),
             Msg::Status(reply) => {
                 let _ = reply.send(self.status());
+            }
+            Msg::Act { name, verb, reply } => {
+                let _ = reply.send(self.on_act(&name, verb));
             }
             Msg::Shutdown => self.on_stop_signal("request"),
         }
@@ -361,6 +406,46 @@ impl Supervisor {
         };
         tracing::info!(service = %notice.service, from = notice.from, to = notice.to, reason = notice.reason.as_deref().unwrap_or(""), restarts = notice.restarts, "state");
         let _ = self.events.send(notice);
+    }
+
+    /// An operator's start, stop or restart. A stop holds the service stopped until a start.
+    fn on_act(&mut self, name: &str, verb: Verb) -> Act {
+        let Some(i) = self.slots.iter().position(|s| s.name == name) else { return Act::Unknown };
+        if self.shutdown != Shutdown::No {
+            return Act::Refused("the supervisor is stopping".into());
+        }
+        let spec = &self.slots[i].spec;
+        let pending =
+            Act::Pending { limit: spec.startup_timeout + spec.stop_timeout + Duration::from_secs(5) };
+        let state = &self.slots[i].life.state;
+        let running = state.running_since().is_some();
+        let event = match verb {
+            Verb::Stop => match state {
+                State::Stopped => None,
+                State::Stopping { .. } => return pending,
+                _ => Some(Event::Stop),
+            },
+            _ if matches!(state, State::Stopping { .. }) => {
+                return Act::Refused(format!("{name} is stopping; start it once it has stopped"));
+            }
+            Verb::Start if running => None,
+            Verb::Restart if running => Some(Event::Restart),
+            Verb::Start | Verb::Restart => {
+                let deps_ready = self.slots[i].deps.iter().all(|&d| self.slots[d].life.state.is_ready());
+                if !deps_ready {
+                    let why = self.waiting_on(&self.slots[i]).unwrap_or_default();
+                    return Act::Refused(format!("{name} cannot start: {why}"));
+                }
+                Some(Event::Start)
+            }
+        };
+        if let Some(event) = event {
+            self.apply(i, event);
+        }
+        match &self.slots[i].life.state {
+            State::Starting { .. } | State::Stopping { .. } | State::Backoff { .. } => pending,
+            other => Act::Done(other.name().to_owned()),
+        }
     }
 
     /// READY=1 to systemd once no service is on its way up any more (each is ready, or has

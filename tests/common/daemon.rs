@@ -53,11 +53,24 @@ impl Daemon {
         Self::start_with(config, &[], &[])
     }
 
+    /// Like `start`, with `extra` lines in `[supervisor]` (replacing defaults of the same keys).
+    pub fn start_with_header(config: &str, extra: &str) -> Daemon {
+        Self::launch_config(config, extra, &[], &[])
+    }
+
     pub fn start_with(config: &str, envs: &[(&str, &str)], wrapper: &[&str]) -> Daemon {
+        Self::launch_config(config, "", envs, wrapper)
+    }
+
+    fn launch_config(config: &str, extra: &str, envs: &[(&str, &str)], wrapper: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("pids")).expect("pids dir");
         let path = dir.path().join("services.toml");
-        let header = "[supervisor]\nproject = \"t{pid}\"\nlog_dir = \"logs\"\nstate_dir = \"state\"\nsocket = \"s.sock\"\n\n";
+        let defaults =
+            ["project = \"t{pid}\"", "log_dir = \"logs\"", "state_dir = \"state\"", "socket = \"s.sock\""];
+        let overridden = |line: &str| extra.lines().any(|e| e.split('=').next() == line.split('=').next());
+        let kept: Vec<&str> = defaults.into_iter().filter(|l| !overridden(l)).collect();
+        let header = format!("[supervisor]\n{}\n{extra}\n", kept.join("\n"));
         let text = format!("{header}{config}").replace("{dir}", &dir.path().display().to_string());
         let text = text.replace("{pid}", &format!("{}-{}", std::process::id(), port()));
         std::fs::write(&path, text).expect("write config");

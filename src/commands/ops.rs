@@ -1,0 +1,92 @@
+//! Commands that talk to the running daemon over its control socket: `status`, `start`,
+//! `stop`, `restart`. Exit 3 when the daemon cannot be reached, 2 for an unknown service or a
+//! refused request, 1 when the operation ran and the service failed.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use hyper::{Method, StatusCode};
+
+use super::{Exit, default_config, table};
+use crate::cli::StatusArgs;
+use crate::config;
+use crate::control::client::{self, ClientError};
+use crate::control::proto::{ErrorBody, Outcome, Status, Verb};
+
+/// `--socket` / `TITAN_SUPERVISOR_SOCKET`, else `[supervisor] socket` of the default config,
+/// else SPEC's default.
+pub fn socket_path(given: Option<&Path>) -> PathBuf {
+    if let Some(p) = given {
+        return p.to_owned();
+    }
+    match config::load_supervisor(&default_config(None)) {
+        Ok((sup, _)) => sup.socket,
+        Err(_) => config::raw::Supervisor::default().socket,
+    }
+}
+
+fn call(socket: &Path, method: Method, path: &str) -> Result<(StatusCode, Vec<u8>), Exit> {
+    client::request(socket, method, path).map_err(|e| {
+        eprintln!("{e}");
+        match e {
+            ClientError::Unreachable { .. } => Exit::Unreachable,
+            ClientError::Protocol { .. } => Exit::Failed,
+        }
+    })
+}
+
+/// Prints the daemon's error body and maps its status to an exit code.
+fn refused(status: StatusCode, body: &[u8]) -> Exit {
+    let msg = serde_json::from_slice::<ErrorBody>(body)
+        .map(|e| e.error)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned());
+    eprintln!("titan-supervisor: {msg} ({status})");
+    match status {
+        StatusCode::NOT_FOUND | StatusCode::FORBIDDEN | StatusCode::CONFLICT => Exit::Refused,
+        _ => Exit::Failed,
+    }
+}
+
+pub fn status(socket: Option<&Path>, args: &StatusArgs) -> Exit {
+    let socket = socket_path(socket);
+    let (code, body) = match call(&socket, Method::GET, "/v1/status") {
+        Ok(r) => r,
+        Err(exit) => return exit,
+    };
+    if code != StatusCode::OK {
+        return refused(code, &body);
+    }
+    if args.json {
+        println!("{}", String::from_utf8_lossy(&body));
+        return Exit::Ok;
+    }
+    let Ok(status) = serde_json::from_slice::<Status>(&body) else {
+        eprintln!("titan-supervisor: the daemon's status is not what this CLI understands");
+        return Exit::Failed;
+    };
+    print!("{}", table::render(&status.services, std::io::stdout().is_terminal()));
+    Exit::Ok
+}
+
+pub fn act(socket: Option<&Path>, service: &str, verb: Verb) -> Exit {
+    let socket = socket_path(socket);
+    let path = format!("/v1/services/{service}/{}", verb.as_str());
+    let (code, body) = match call(&socket, Method::POST, &path) {
+        Ok(r) => r,
+        Err(exit) => return exit,
+    };
+    if code != StatusCode::OK {
+        return refused(code, &body);
+    }
+    let Ok(outcome) = serde_json::from_slice::<Outcome>(&body) else {
+        eprintln!("titan-supervisor: unexpected answer: {}", String::from_utf8_lossy(&body));
+        return Exit::Failed;
+    };
+    let reason = outcome.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+    println!("{}: {}{reason}", outcome.service, outcome.state);
+    let wanted = match verb {
+        Verb::Stop => outcome.state == "stopped",
+        Verb::Start | Verb::Restart => matches!(outcome.state.as_str(), "healthy" | "exited"),
+    };
+    if wanted { Exit::Ok } else { Exit::Failed }
+}

@@ -1,0 +1,50 @@
+//! The CLI's side of the control socket: one HTTP/1.1 request per command over a Unix socket.
+
+use std::path::{Path, PathBuf};
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the daemon at {}: {source} (is titan-supervisor running? --socket or TITAN_SUPERVISOR_SOCKET name another socket)", socket.display())]
+    Unreachable {
+        socket: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the daemon at {} broke off: {detail}", socket.display())]
+    Protocol { socket: PathBuf, detail: String },
+}
+
+/// Sends `method path` and returns the status and the body.
+pub fn request(socket: &Path, method: Method, path: &str) -> Result<(StatusCode, Vec<u8>), ClientError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ClientError::Unreachable { socket: socket.to_owned(), source: e })?;
+    rt.block_on(send(socket, method, path))
+}
+
+async fn send(socket: &Path, method: Method, path: &str) -> Result<(StatusCode, Vec<u8>), ClientError> {
+    let broke = |detail: String| ClientError::Protocol { socket: socket.to_owned(), detail };
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|source| ClientError::Unreachable { socket: socket.to_owned(), source })?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| broke(e.to_string()))?;
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, "titan-supervisor")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| broke(e.to_string()))?;
+    let resp = sender.send_request(req).await.map_err(|e| broke(e.to_string()))?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await.map_err(|e| broke(e.to_string()))?.to_bytes();
+    Ok((status, body.to_vec()))
+}

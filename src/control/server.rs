@@ -1,0 +1,188 @@
+//! The control socket: HTTP/1.1 on a Unix socket, each connection's peer checked with
+//! SO_PEERCRED against `allow_uids`/`allow_gids` (root always allowed). A stale socket file is
+//! removed only after a connect to it fails; a live one means another supervisor runs.
+//! Handlers talk to the actor through its `Handle` and never block it.
+
+use std::convert::Infallible;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+
+use super::proto::{self, ErrorBody, Outcome, ServiceStatusOwned, Status, Verb};
+use crate::supervisor::actor::{Act, Handle};
+
+/// A client that has not sent its request head within this is dropped.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("another titan-supervisor is running: {} answers", .0.display())]
+    Running(PathBuf),
+    #[error("cannot create the control socket {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Binds the socket (mode `mode`), replacing a stale file but never a live socket.
+pub fn bind(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixListener, BindError> {
+    let io_err = |source| BindError::Io { path: path.to_owned(), source };
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(BindError::Running(path.to_owned()));
+        }
+        std::fs::remove_file(path).map_err(io_err)?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_err)?;
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path).map_err(io_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err)?;
+    listener.set_nonblocking(true).map_err(io_err)?;
+    Ok(listener)
+}
+
+/// Who may talk to the daemon.
+#[derive(Clone, Debug)]
+pub struct Access {
+    pub uids: Vec<u32>,
+    pub gids: Vec<u32>,
+}
+
+impl Access {
+    fn allows(&self, uid: u32, gid: u32) -> bool {
+        uid == 0 || self.uids.contains(&uid) || self.gids.contains(&gid)
+    }
+}
+
+/// Accepts connections until the runtime ends.
+pub async fn serve(listener: std::os::unix::net::UnixListener, access: Access, handle: Handle) {
+    let listener = match tokio::net::UnixListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => return tracing::error!("control socket unusable: {e}"),
+    };
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let allowed = match stream.peer_cred() {
+            Ok(c) if access.allows(c.uid(), c.gid()) => true,
+            Ok(c) => {
+                tracing::warn!(
+                    pid = c.pid(),
+                    uid = c.uid(),
+                    gid = c.gid(),
+                    "control socket: peer not allowed"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!("control socket: cannot read peer credentials: {e}");
+                false
+            }
+        };
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| route(req, allowed, handle.clone()));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = conn.await;
+        });
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn json(status: StatusCode, body: &impl Serialize) -> Reply {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Reply {
+    json(status, &ErrorBody { error: message.into() })
+}
+
+async fn route(req: Request<Incoming>, allowed: bool, handle: Handle) -> Result<Reply, Infallible> {
+    if !allowed {
+        return Ok(error(StatusCode::FORBIDDEN, "this uid/gid is not in allow_uids/allow_gids"));
+    }
+    let path = req.uri().path().to_owned();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let reply = match (req.method(), parts.as_slice()) {
+        (&Method::GET, ["v1", "status"]) => status(&handle).await,
+        (&Method::GET, ["v1", "services", name]) => service(&handle, name).await,
+        (&Method::POST, ["v1", "services", name, verb]) => match Verb::parse(verb) {
+            Some(verb) => act(&handle, name, verb).await,
+            None => error(StatusCode::NOT_FOUND, format!("no action {verb:?}: start, stop or restart")),
+        },
+        _ if proto::RESERVED.contains(&path.as_str()) => {
+            error(StatusCode::NOT_IMPLEMENTED, format!("{path} comes with release switching"))
+        }
+        _ => error(StatusCode::NOT_FOUND, format!("no endpoint {} {path}", req.method())),
+    };
+    Ok(reply)
+}
+
+async fn status(handle: &Handle) -> Reply {
+    let services = handle.status().await.iter().map(ServiceStatusOwned::from).collect();
+    json(StatusCode::OK, &Status { release: None, services })
+}
+
+async fn service(handle: &Handle, name: &str) -> Reply {
+    match handle.status().await.iter().find(|s| s.name == name) {
+        Some(s) => json(StatusCode::OK, &ServiceStatusOwned::from(s)),
+        None => error(StatusCode::NOT_FOUND, format!("unknown service {name:?}")),
+    }
+}
+
+/// Start, stop or restart, answered once the outcome is known (healthy, stopped, failed...).
+async fn act(handle: &Handle, name: &str, verb: Verb) -> Reply {
+    // subscribed before asking, so no state change can slip by unseen
+    let mut events = handle.subscribe();
+    let outcome = |state: &str, reason: Option<String>| Outcome {
+        service: name.to_owned(),
+        action: verb.as_str().to_owned(),
+        state: state.to_owned(),
+        reason,
+    };
+    match handle.act(name, verb).await {
+        Act::Unknown => error(StatusCode::NOT_FOUND, format!("unknown service {name:?}")),
+        Act::Refused(why) => error(StatusCode::CONFLICT, why),
+        Act::Done(state) => json(StatusCode::OK, &outcome(&state, None)),
+        Act::Pending { limit } => {
+            let ends: &[&str] = match verb {
+                Verb::Stop => &["stopped", "failed", "exited"],
+                Verb::Start | Verb::Restart => &["healthy", "failed", "exited", "stopped"],
+            };
+            let wait = async {
+                loop {
+                    match events.recv().await {
+                        Ok(e) if e.service == name && ends.contains(&e.to) => return Some(e),
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => return None,
+                    }
+                }
+            };
+            match tokio::time::timeout(limit, wait).await {
+                Ok(Some(e)) => json(StatusCode::OK, &outcome(e.to, e.reason)),
+                Ok(None) => error(StatusCode::SERVICE_UNAVAILABLE, "the supervisor is stopping"),
+                Err(_) => {
+                    error(StatusCode::GATEWAY_TIMEOUT, format!("{name} did not settle within {limit:?}"))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The control socket end to end: the CLI talking to a running daemon over its Unix socket,
+//! peers checked by their credentials, the socket file handled like a lock.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::BIN;
+use common::daemon::{Daemon, alive, port, svc, wait_for};
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn cli(d: &Daemon, args: &[&str]) -> Output {
+    let socket = d.path("s.sock");
+    Command::new(BIN).args(args).arg("--socket").arg(&socket).output().expect("run the CLI")
+}
+
+fn two_services() -> String {
+    let p = port();
+    format!(
+        "[services.db]\n{}\nhealth = {{ tcp = \"127.0.0.1:{p}\" }}\n\n[services.api]\ndepends_on = [\"db\"]\n{}\nhealth = {{ log = \"^ready$\" }}\n",
+        svc("db", &format!("\"--listen\", \"127.0.0.1:{p}\"")),
+        svc("api", "")
+    )
+}
+
+#[test]
+fn status_lists_every_service_as_a_table_and_as_json() {
+    let d = Daemon::start(&two_services());
+    d.wait_state("api", "healthy", 10 * SEC);
+    let out = cli(&d, &["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("NAME"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("api ") && l.contains("healthy") && l.contains("log")),
+        "{text}"
+    );
+    let out = cli(&d, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let services = v["services"].as_array().unwrap();
+    assert_eq!(services.len(), 2);
+    let db = services.iter().find(|s| s["name"] == "db").unwrap();
+    assert_eq!(
+        (db["state"].as_str(), db["health"].as_str(), db["kind"].as_str()),
+        (Some("healthy"), Some("tcp"), Some("process"))
+    );
+    assert_eq!(db["pid"].as_i64(), d.service_pid("db").map(i64::from));
+}
+
+#[test]
+fn stop_holds_a_service_until_start_and_restart_goes_through_the_gate() {
+    let d = Daemon::start(&two_services());
+    d.wait_state("api", "healthy", 10 * SEC);
+    let first = d.service_pid("api").unwrap();
+
+    let out = cli(&d, &["stop", "api"]);
+    assert_eq!((out.status.code(), String::from_utf8_lossy(&out.stdout).trim()), (Some(0), "api: stopped"));
+    assert!(!alive(first));
+    std::thread::sleep(Duration::from_millis(300)); // nothing brings it back on its own
+    assert_eq!(d.states("api").last().map(String::as_str), Some("stopped"));
+
+    let out = cli(&d, &["start", "api"]);
+    assert_eq!((out.status.code(), String::from_utf8_lossy(&out.stdout).trim()), (Some(0), "api: healthy"));
+    let second = d.service_pid("api").unwrap();
+    assert!(alive(second) && second != first);
+
+    let out = cli(&d, &["restart", "api"]);
+    assert_eq!((out.status.code(), String::from_utf8_lossy(&out.stdout).trim()), (Some(0), "api: healthy"));
+    let third = wait_for(5 * SEC, || d.service_pid("api").filter(|&p| p != second)).expect("a new process");
+    assert!(alive(third) && !alive(second));
+    assert_eq!(d.states("api").iter().rev().take(3).collect::<Vec<_>>(), ["healthy", "starting", "stopping"]);
+}
+
+#[test]
+fn a_service_cannot_start_while_its_dependency_is_held_stopped() {
+    let d = Daemon::start(&two_services());
+    d.wait_state("api", "healthy", 10 * SEC);
+    assert_eq!(cli(&d, &["stop", "api"]).status.code(), Some(0));
+    assert_eq!(cli(&d, &["stop", "db"]).status.code(), Some(0));
+    let out = cli(&d, &["start", "api"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("api cannot start: held: dependency db is stopped")
+    );
+}
+
+#[test]
+fn unknown_services_and_an_unreachable_daemon_have_their_exit_codes() {
+    let d = Daemon::start(&two_services());
+    d.wait_state("db", "healthy", 10 * SEC);
+    let out = cli(&d, &["restart", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown service \"nope\""));
+    let gone = Command::new(BIN).args(["status", "--socket", "/nonexistent/titan.sock"]).output().unwrap();
+    assert_eq!(gone.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("cannot reach the daemon at /nonexistent/titan.sock")
+    );
+    // the environment variable names the socket too
+    let env =
+        Command::new(BIN).arg("status").env("TITAN_SUPERVISOR_SOCKET", d.path("s.sock")).output().unwrap();
+    assert_eq!(env.status.code(), Some(0));
+}
+
+#[test]
+fn the_socket_has_its_mode_and_peers_outside_the_allow_lists_get_403() {
+    let d = Daemon::start(&two_services());
+    d.wait_state("db", "healthy", 10 * SEC);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(d.path("s.sock")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    drop(d);
+
+    // a socket anyone may connect to: the credentials decide
+    let open = two_services();
+    let d = Daemon::start_with_header(&open, "socket_mode = \"0666\"\nallow_uids = [0]\n");
+    d.wait_state("db", "healthy", 10 * SEC);
+    let socket = d.path("s.sock");
+    let nobody = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", BIN, "status", "--socket"])
+        .arg(&socket)
+        .output()
+        .expect("setpriv (util-linux)");
+    assert_eq!(nobody.status.code(), Some(2), "{}", String::from_utf8_lossy(&nobody.stderr));
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("403"));
+    let logged = wait_for(5 * SEC, || d.log_tail().contains("peer not allowed").then_some(()));
+    assert!(logged.is_some(), "{}", d.log_tail());
+    assert_eq!(cli(&d, &["status"]).status.code(), Some(0), "root is always allowed");
+}
+
+#[test]
+fn a_stale_socket_is_replaced_and_a_live_one_refuses_a_second_daemon() {
+    let d = Daemon::start(&two_services());
+    d.wait_state("db", "healthy", 10 * SEC);
+    // a second supervisor on the same socket: refused, and the first keeps running
+    let second = Command::new(BIN).args(["run", "--config"]).arg(d.path("services.toml")).output().unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("another titan-supervisor is running"));
+    assert!(alive(d.pid));
+    drop(d);
+
+    let stale_dir = tempfile::tempdir().unwrap();
+    let stale = stale_dir.path().join("s.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap()); // the file stays, nobody listens
+    let d = Daemon::start_with_header(&two_services(), &format!("socket = \"{}\"\n", stale.display()));
+    d.wait_state("db", "healthy", 10 * SEC);
+    let out = Command::new(BIN).args(["status", "--socket"]).arg(&stale).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}
