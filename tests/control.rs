@@ -149,3 +149,36 @@ fn a_stale_socket_is_replaced_and_a_live_one_refuses_a_second_daemon() {
     let out = Command::new(BIN).args(["status", "--socket"]).arg(&stale).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[test]
+fn events_stream_every_state_change_as_json_lines() {
+    let d = Daemon::start(&two_services());
+    d.wait_state("api", "healthy", 10 * SEC);
+    let out_path = d.path("events.out");
+    let mut follower = Command::new(BIN)
+        .args(["events", "--socket"])
+        .arg(d.path("s.sock"))
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .spawn()
+        .unwrap();
+    // restart until the follower (connecting meanwhile) has seen a whole restart
+    let lines = wait_for(10 * SEC, || {
+        assert_eq!(cli(&d, &["restart", "api"]).status.code(), Some(0));
+        let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+        // from the first whole restart on (the follower may have joined in the middle of one)
+        let at = text.lines().position(|l| l.contains("\"from\":\"healthy\",\"to\":\"stopping\""))?;
+        let whole: Vec<&str> = text.lines().skip(at).collect();
+        (whole.len() >= 3).then(|| whole.join("\n"))
+    });
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let text = lines.expect("three events");
+    let events: Vec<serde_json::Value> =
+        text.lines().take(3).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let path: Vec<(&str, &str)> =
+        events.iter().map(|e| (e["from"].as_str().unwrap(), e["to"].as_str().unwrap())).collect();
+    assert_eq!(path, [("healthy", "stopping"), ("stopping", "starting"), ("starting", "healthy")]);
+    assert!(events.iter().all(|e| e["service"] == "api"));
+    assert_eq!(events[0]["reason_kind"], "manual");
+    assert!(events[2]["restarts"].as_u64() >= Some(1));
+}

@@ -90,3 +90,19 @@ pub fn act(socket: Option<&Path>, service: &str, verb: Verb) -> Exit {
     };
     if wanted { Exit::Ok } else { Exit::Failed }
 }
+
+pub fn events(socket: Option<&Path>) -> Exit {
+    let socket = socket_path(socket);
+    let mut out = std::io::stdout().lock();
+    match client::follow(&socket, "/v1/events", &mut out) {
+        Ok(StatusCode::OK) => Exit::Ok,
+        Ok(code) => refused(code, b""),
+        Err(e) => {
+            eprintln!("{e}");
+            match e {
+                ClientError::Unreachable { .. } => Exit::Unreachable,
+                ClientError::Protocol { .. } => Exit::Failed,
+            }
+        }
+    }
+}

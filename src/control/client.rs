@@ -28,7 +28,34 @@ pub fn request(socket: &Path, method: Method, path: &str) -> Result<(StatusCode,
     rt.block_on(send(socket, method, path))
 }
 
-async fn send(socket: &Path, method: Method, path: &str) -> Result<(StatusCode, Vec<u8>), ClientError> {
+/// Sends `GET path` and copies the body to `out` as it arrives (event streams, followed
+/// logs) until the daemon ends it; returns the status.
+pub fn follow(socket: &Path, path: &str, out: &mut impl std::io::Write) -> Result<StatusCode, ClientError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ClientError::Unreachable { socket: socket.to_owned(), source: e })?;
+    rt.block_on(async {
+        let broke = |detail: String| ClientError::Protocol { socket: socket.to_owned(), detail };
+        let mut body = open(socket, Method::GET, path).await?;
+        let status = body.status();
+        while let Some(frame) = body.body_mut().frame().await {
+            let frame = frame.map_err(|e| broke(e.to_string()))?;
+            if let Some(data) = frame.data_ref() {
+                if out.write_all(data).and_then(|()| out.flush()).is_err() {
+                    break;
+                }
+            }
+        }
+        Ok(status)
+    })
+}
+
+async fn open(
+    socket: &Path,
+    method: Method,
+    path: &str,
+) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
     let broke = |detail: String| ClientError::Protocol { socket: socket.to_owned(), detail };
     let stream = tokio::net::UnixStream::connect(socket)
         .await
@@ -43,8 +70,17 @@ async fn send(socket: &Path, method: Method, path: &str) -> Result<(StatusCode, 
         .header(hyper::header::HOST, "titan-supervisor")
         .body(Empty::<Bytes>::new())
         .map_err(|e| broke(e.to_string()))?;
-    let resp = sender.send_request(req).await.map_err(|e| broke(e.to_string()))?;
+    sender.send_request(req).await.map_err(|e| broke(e.to_string()))
+}
+
+async fn send(socket: &Path, method: Method, path: &str) -> Result<(StatusCode, Vec<u8>), ClientError> {
+    let resp = open(socket, method, path).await?;
     let status = resp.status();
-    let body = resp.into_body().collect().await.map_err(|e| broke(e.to_string()))?.to_bytes();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| ClientError::Protocol { socket: socket.to_owned(), detail: e.to_string() })?
+        .to_bytes();
     Ok((status, body.to_vec()))
 }

@@ -9,7 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -100,11 +101,11 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, access: Access, h
     }
 }
 
-type Reply = Response<Full<Bytes>>;
+type Reply = Response<BoxBody<Bytes, Infallible>>;
 
 fn json(status: StatusCode, body: &impl Serialize) -> Reply {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    let mut r = Response::new(Full::new(Bytes::from(bytes)).boxed());
     *r.status_mut() = status;
     r.headers_mut()
         .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
@@ -123,6 +124,7 @@ async fn route(req: Request<Incoming>, allowed: bool, handle: Handle) -> Result<
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let reply = match (req.method(), parts.as_slice()) {
         (&Method::GET, ["v1", "status"]) => status(&handle).await,
+        (&Method::GET, ["v1", "events"]) => events(&handle),
         (&Method::GET, ["v1", "services", name]) => service(&handle, name).await,
         (&Method::POST, ["v1", "services", name, verb]) => match Verb::parse(verb) {
             Some(verb) => act(&handle, name, verb).await,
@@ -185,4 +187,57 @@ async fn act(handle: &Handle, name: &str, verb: Verb) -> Reply {
             }
         }
     }
+}
+
+/// How many lines a stream may run ahead of a slow reader before it is cut off.
+const STREAM_BACKLOG: usize = 256;
+
+/// A response body fed line by line from a channel; it ends when the sender goes away.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|line| line.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+fn stream(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Reply {
+    let mut r = Response::new(ChannelBody(rx).boxed());
+    r.headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/x-ndjson"));
+    r
+}
+
+/// `GET /v1/events`: every state change as a JSON line, as it happens. A follower that stops
+/// reading is cut off (with a last line saying so) instead of being buffered without bound.
+fn events(handle: &Handle) -> Reply {
+    let mut events = handle.subscribe();
+    let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BACKLOG);
+    tokio::spawn(async move {
+        loop {
+            let line = match events.recv().await {
+                Ok(e) => serde_json::to_vec(&e).unwrap_or_default(),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let _ = tx.try_send(Bytes::from(format!(
+                        "{{\"error\":\"too slow: {n} events missed; reconnect\"}}\n"
+                    )));
+                    return;
+                }
+                Err(_) => return,
+            };
+            let mut line = line;
+            line.push(b'\n');
+            // a full channel means the reader is not reading: cut it off
+            if tx.try_send(Bytes::from(line)).is_err() {
+                return;
+            }
+        }
+    });
+    stream(rx)
 }
