@@ -182,3 +182,27 @@ fn events_stream_every_state_change_as_json_lines() {
     assert_eq!(events[0]["reason_kind"], "manual");
     assert!(events[2]["restarts"].as_u64() >= Some(1));
 }
+
+#[test]
+fn logs_go_through_the_daemon_and_straight_to_the_files_without_it() {
+    let mut d = Daemon::start(&two_services());
+    d.wait_state("api", "healthy", 10 * SEC);
+    let cfg = d.path("services.toml");
+    let logs = |n: &str| {
+        Command::new(BIN).args(["logs", "api", "-n", n, "--config", cfg.to_str().unwrap()]).output().unwrap()
+    };
+    let via_daemon = logs("2");
+    assert_eq!(via_daemon.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&via_daemon.stdout).into_owned();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.lines().last().is_some_and(|l| l.ends_with(" out ready")), "{text}");
+    let unknown =
+        Command::new(BIN).args(["logs", "nope", "--socket"]).arg(d.path("s.sock")).output().unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+    assert_eq!(d.stop(10 * SEC), Some(0));
+    // no daemon: the same lines from the files (the stop added one more)
+    let from_files = logs("3");
+    let after = String::from_utf8_lossy(&from_files.stdout).into_owned();
+    assert_eq!(from_files.status.code(), Some(0));
+    assert!(after.lines().any(|l| l.ends_with(" out ready")), "{after}");
+}

@@ -1,19 +1,29 @@
-//! `titan-supervisor logs SERVICE [-n N] [-f] [--since DUR]`: a service's log from the files in
-//! `log_dir`, across rotated and compressed files, following across rotations with `-f`.
+//! `titan-supervisor logs SERVICE [-n N] [-f] [--since DUR]`: a service's log through the
+//! daemon when it runs (`/v1/logs`), else straight from the files in `log_dir` — across
+//! rotated and compressed files, following across rotations with `-f`.
 
+use std::path::Path;
 use std::time::{Duration, SystemTime};
+
+use hyper::StatusCode;
 
 use super::{Exit, default_config};
 use crate::cli::LogsArgs;
 use crate::config;
+use crate::control::client::{self, ClientError};
 use crate::logs::read::{self, Select};
 
 /// How often `-f` looks for new lines.
 const POLL: Duration = Duration::from_millis(100);
 
-pub fn run(args: &LogsArgs) -> Exit {
+pub fn run(socket: Option<&Path>, args: &LogsArgs) -> Exit {
     let path = default_config(args.config.as_deref());
-    let (supervisor, services) = match config::load_supervisor(&path) {
+    let found = config::load_supervisor(&path);
+    let daemon = socket.map(Path::to_owned).or_else(|| found.as_ref().ok().map(|(s, _)| s.socket.clone()));
+    if let Some(exit) = daemon.and_then(|socket| through_daemon(&socket, args)) {
+        return exit;
+    }
+    let (supervisor, services) = match found {
         Ok(found) => found,
         Err(e) => {
             eprint!("{e}");
@@ -30,10 +40,49 @@ pub fn run(args: &LogsArgs) -> Exit {
         );
         return Exit::Refused;
     }
-    let last = args.lines.or(args.follow.then_some(10));
-    let select = Select { last, since: args.since.map(|d| SystemTime::now() - d) };
+    from_files(&dir, args)
+}
+
+fn last(args: &LogsArgs) -> Option<usize> {
+    args.lines.or(args.follow.then_some(10))
+}
+
+/// `None` when the daemon is not there (the files are read instead).
+fn through_daemon(socket: &Path, args: &LogsArgs) -> Option<Exit> {
+    let mut query = Vec::new();
+    if let Some(n) = last(args) {
+        query.push(format!("tail={n}"));
+    }
+    if args.follow {
+        query.push("follow=1".into());
+    }
+    if let Some(d) = args.since {
+        query.push(format!("since_s={}", d.as_secs()));
+    }
+    let path = format!("/v1/logs/{}?{}", args.service, query.join("&"));
     let mut out = std::io::stdout().lock();
-    let offset = match read::print(&dir, &args.service, select, &mut out) {
+    match client::follow(socket, &path, &mut out) {
+        Ok(StatusCode::OK) => Some(Exit::Ok),
+        Ok(StatusCode::NOT_FOUND) => {
+            eprintln!("unknown service {:?}", args.service);
+            Some(Exit::Refused)
+        }
+        Ok(code) => {
+            eprintln!("titan-supervisor: the daemon answered {code}");
+            Some(Exit::Refused)
+        }
+        Err(ClientError::Unreachable { .. }) => None,
+        Err(e) => {
+            eprintln!("{e}");
+            Some(Exit::Failed)
+        }
+    }
+}
+
+fn from_files(dir: &Path, args: &LogsArgs) -> Exit {
+    let select = Select { last: last(args), since: args.since.map(|d| SystemTime::now() - d) };
+    let mut out = std::io::stdout().lock();
+    let offset = match read::print(dir, &args.service, select, &mut out) {
         Ok(offset) => offset,
         Err(e) => {
             eprintln!("logs: {e}");
@@ -41,7 +90,7 @@ pub fn run(args: &LogsArgs) -> Exit {
         }
     };
     if args.follow {
-        if let Err(e) = read::follow(&dir, offset, &mut out, POLL) {
+        if let Err(e) = read::follow(dir, offset, &mut out, POLL) {
             eprintln!("logs: {}: {e}", dir.join("current.log").display());
             return Exit::Failed;
         }

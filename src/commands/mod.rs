@@ -43,7 +43,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Graph(args) => graph::run(&args),
         Command::Demo(args) => demo::run(&args),
-        Command::Logs(args) => logs::run(&args),
+        Command::Logs(args) => logs::run(cli.socket.as_deref(), &args),
         Command::Status(args) => ops::status(cli.socket.as_deref(), &args),
         Command::Events => ops::events(cli.socket.as_deref()),
         Command::Start(args) => ops::act(cli.socket.as_deref(), &args.service, Verb::Start),

@@ -75,8 +75,11 @@ pub fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Result<Boo
         eprintln!("titan-supervisor: {e}");
         Exit::Refused
     })?;
-    let access =
-        control::server::Access { uids: sup_cfg.allow_uids.clone(), gids: sup_cfg.allow_gids.clone() };
+    let access = control::server::Access {
+        uids: sup_cfg.allow_uids.clone(),
+        gids: sup_cfg.allow_gids.clone(),
+        log_dir: sup_cfg.log_dir.clone(),
+    };
     let logs = Pipeline::start().map_err(|e| {
         eprintln!("titan-supervisor: cannot start the log threads: {e}");
         Exit::Failed

@@ -39,6 +39,9 @@ pub fn follow(socket: &Path, path: &str, out: &mut impl std::io::Write) -> Resul
         let broke = |detail: String| ClientError::Protocol { socket: socket.to_owned(), detail };
         let mut body = open(socket, Method::GET, path).await?;
         let status = body.status();
+        if status != StatusCode::OK {
+            return Ok(status);
+        }
         while let Some(frame) = body.body_mut().frame().await {
             let frame = frame.map_err(|e| broke(e.to_string()))?;
             if let Some(data) = frame.data_ref() {

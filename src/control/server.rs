@@ -52,11 +52,12 @@ pub fn bind(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixListener, 
     Ok(listener)
 }
 
-/// Who may talk to the daemon.
+/// Who may talk to the daemon, and where the logs are.
 #[derive(Clone, Debug)]
 pub struct Access {
     pub uids: Vec<u32>,
     pub gids: Vec<u32>,
+    pub log_dir: PathBuf,
 }
 
 impl Access {
@@ -89,9 +90,11 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, access: Access, h
                 false
             }
         };
-        let handle = handle.clone();
+        let (handle, access_log_dir) = (handle.clone(), access.log_dir.clone());
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| route(req, allowed, handle.clone()));
+            let log_dir = access_log_dir.clone();
+            let service =
+                hyper::service::service_fn(move |req| route(req, allowed, handle.clone(), log_dir.clone()));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
@@ -116,7 +119,12 @@ fn error(status: StatusCode, message: impl Into<String>) -> Reply {
     json(status, &ErrorBody { error: message.into() })
 }
 
-async fn route(req: Request<Incoming>, allowed: bool, handle: Handle) -> Result<Reply, Infallible> {
+async fn route(
+    req: Request<Incoming>,
+    allowed: bool,
+    handle: Handle,
+    log_dir: PathBuf,
+) -> Result<Reply, Infallible> {
     if !allowed {
         return Ok(error(StatusCode::FORBIDDEN, "this uid/gid is not in allow_uids/allow_gids"));
     }
@@ -125,6 +133,7 @@ async fn route(req: Request<Incoming>, allowed: bool, handle: Handle) -> Result<
     let reply = match (req.method(), parts.as_slice()) {
         (&Method::GET, ["v1", "status"]) => status(&handle).await,
         (&Method::GET, ["v1", "events"]) => events(&handle),
+        (&Method::GET, ["v1", "logs", name]) => logs(&handle, &log_dir, name, req.uri().query()).await,
         (&Method::GET, ["v1", "services", name]) => service(&handle, name).await,
         (&Method::POST, ["v1", "services", name, verb]) => match Verb::parse(verb) {
             Some(verb) => act(&handle, name, verb).await,
@@ -240,4 +249,50 @@ fn events(handle: &Handle) -> Reply {
         }
     });
     stream(rx)
+}
+
+/// `GET /v1/logs/{name}?tail=N&follow=1&since_s=S`: the service's log as stored, across
+/// rotated and compressed files, then followed across rotations. File reading runs on the
+/// blocking pool; a reader that stops reading holds at most `STREAM_BACKLOG` chunks.
+async fn logs(handle: &Handle, log_dir: &Path, name: &str, query: Option<&str>) -> Reply {
+    let known = name == "supervisor" || handle.status().await.iter().any(|s| s.name == name);
+    if !known {
+        return error(StatusCode::NOT_FOUND, format!("unknown service {name:?}"));
+    }
+    let param = |key: &str| {
+        query.unwrap_or_default().split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    };
+    let tail = param("tail").and_then(|v| v.parse().ok());
+    let since = param("since_s")
+        .and_then(|v| v.parse().ok())
+        .map(|s| std::time::SystemTime::now() - Duration::from_secs(s));
+    let follow = param("follow").is_some_and(|v| v == "1" || v == "true");
+    let dir = log_dir.join(name);
+    let service = name.to_owned();
+    let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BACKLOG);
+    tokio::task::spawn_blocking(move || {
+        use crate::logs::read::{self, Select};
+        let mut out = ChannelWriter(tx);
+        let Ok(offset) = read::print(&dir, &service, Select { last: tail, since }, &mut out) else { return };
+        if follow {
+            let _ = read::follow(&dir, offset, &mut out, Duration::from_millis(100));
+        }
+    });
+    stream(rx)
+}
+
+/// `io::Write` into a response stream; fails once the client has gone.
+struct ChannelWriter(tokio::sync::mpsc::Sender<Bytes>);
+
+impl io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .blocking_send(Bytes::copy_from_slice(buf))
+            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.0.is_closed() { Err(io::Error::from(io::ErrorKind::BrokenPipe)) } else { Ok(()) }
+    }
 }
