@@ -206,3 +206,53 @@ fn logs_go_through_the_daemon_and_straight_to_the_files_without_it() {
     assert_eq!(from_files.status.code(), Some(0));
     assert!(after.lines().any(|l| l.ends_with(" out ready")), "{after}");
 }
+
+/// `GET path` over a raw connection to the socket; the status code.
+fn raw_get(socket: &std::path::Path, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    s.set_read_timeout(Some(10 * SEC)).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    reply.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn many_clients_and_stalled_clients_neither_block_the_api_nor_supervision() {
+    let config = format!(
+        "{}\n[services.crasher]\n{}\nmax_restarts = 5\nbackoff = {{ initial = \"20ms\", max = \"40ms\" }}\n",
+        two_services(),
+        svc("crasher", "\"--exit-after\", \"30ms\", \"--exit-code\", \"1\"")
+    );
+    let d = Daemon::start(&config);
+    d.wait_state("api", "healthy", 10 * SEC);
+    let socket = d.path("s.sock");
+    // 20 clients that connect and send nothing, or half a request head, and stall
+    let stalled: Vec<std::os::unix::net::UnixStream> = (0..20)
+        .map(|i| {
+            let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+            if i % 2 == 0 {
+                std::io::Write::write_all(&mut s, b"GET /v1/sta").unwrap();
+            }
+            s
+        })
+        .collect();
+    // 200 clients at once, while the crasher crash-loops
+    let answers: Vec<Option<u16>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..200).map(|_| scope.spawn(|| raw_get(&socket, "/v1/status"))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|a| *a == Some(200)), "{answers:?}");
+    let failed = d.wait_state("crasher", "failed", 20 * SEC);
+    assert!(failed.reason.starts_with("crash loop: 5 restarts"), "{failed:?}");
+    // the stalled clients are dropped once their request head is overdue
+    for mut s in stalled {
+        s.set_read_timeout(Some(15 * SEC)).unwrap();
+        let mut buf = [0u8; 256];
+        let n = std::io::Read::read(&mut s, &mut buf).unwrap_or(0);
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "a stalled client is closed: {text}");
+    }
+    assert_eq!(raw_get(&socket, "/v1/status"), Some(200));
+}
