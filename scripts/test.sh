@@ -32,6 +32,12 @@ if ((${#missing[@]})); then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Python packages the tests use: the official Prometheus parser checks /metrics.
+if ! python3 -c "import prometheus_client" 2>/dev/null; then
+  echo "== installing: prometheus-client (PyPI)"
+  python3 -m pip install -q --disable-pip-version-check prometheus-client 2>&1 | grep -v "^WARNING: Running pip as" || true
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy"

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod graph;
 pub mod health;
 pub mod logs;
+pub mod metrics;
 pub mod notify;
 pub mod runtime;
 pub mod supervisor;

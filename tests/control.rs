@@ -256,3 +256,65 @@ fn many_clients_and_stalled_clients_neither_block_the_api_nor_supervision() {
     }
     assert_eq!(raw_get(&socket, "/v1/status"), Some(200));
 }
+
+/// Parses an OpenMetrics exposition with the official Python parser (prometheus_client) and
+/// returns `name{labels} value` for every sample.
+fn parse_metrics(text: &str) -> Vec<String> {
+    let script = "import sys\nfrom prometheus_client.openmetrics.parser import text_string_to_metric_families as p\n\
+                  for f in p(sys.stdin.read()):\n    for s in f.samples:\n        \
+                  print(s.name + str(sorted(s.labels.items())) + ' ' + repr(s.value))\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the exposition does not parse: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+fn scrape(socket: &std::path::Path) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let body = reply.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    // chunked or not: keep only the exposition lines
+    body.lines().filter(|l| l.starts_with('#') || l.starts_with("titan_")).map(|l| format!("{l}\n")).collect()
+}
+
+/// The value of the sample printed as `name[labels]` by `parse_metrics`.
+fn value(samples: &[String], sample: &str) -> Option<f64> {
+    samples.iter().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn metrics_parse_and_their_counters_move_when_a_service_restarts() {
+    let d = Daemon::start(&two_services());
+    d.wait_state("api", "healthy", 10 * SEC);
+    let before = parse_metrics(&scrape(&d.path("s.sock")));
+    assert_eq!(value(&before, "titan_service_up[('service', 'api')]"), Some(1.0), "{before:#?}");
+    assert_eq!(value(&before, "titan_service_state[('service', 'api'), ('state', 'healthy')]"), Some(1.0));
+    assert_eq!(value(&before, "titan_supervisor_build_info[('version', '0.1.0')]"), Some(1.0));
+    assert!(value(&before, "titan_health_probe_duration_seconds_count[('service', 'db')]") >= Some(1.0));
+    assert!(value(&before, "titan_supervisor_resident_memory_bytes[]") > Some(0.0));
+    let crashes = "titan_service_restarts_total[('reason', 'crash'), ('service', 'api')]";
+    assert_eq!(value(&before, crashes), None);
+    let pid = d.service_pid("api").unwrap();
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    d.wait_state_n("api", "healthy", 2, 10 * SEC);
+    let after = parse_metrics(&scrape(&d.path("s.sock")));
+    assert_eq!(value(&after, crashes), Some(1.0), "{after:#?}");
+    assert_eq!(value(&after, "titan_service_last_exit_code[('service', 'api')]"), Some(137.0));
+    let lines = "titan_log_lines_total[('service', 'api')]";
+    assert!(value(&after, lines) > value(&before, lines), "the log counters move too");
+}

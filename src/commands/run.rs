@@ -84,7 +84,7 @@ pub fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Result<Boo
         eprintln!("titan-supervisor: cannot start the log threads: {e}");
         Exit::Failed
     })?;
-    let own_log = logs.open_writer(&cfg.supervisor.log_dir, OWN_LOG, &own_log_spec());
+    let own_log = logs.open_writer(&cfg.supervisor.log_dir, OWN_LOG, &own_log_spec(), Default::default());
     let flush = init_tracing(style, to_stderr, own_log.as_ref().ok().cloned());
     if let Err(e) = own_log {
         tracing::warn!("cannot write the supervisor's log under {}: {e}", cfg.supervisor.log_dir.display());

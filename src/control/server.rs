@@ -133,6 +133,7 @@ async fn route(
     let reply = match (req.method(), parts.as_slice()) {
         (&Method::GET, ["v1", "status"]) => status(&handle).await,
         (&Method::GET, ["v1", "events"]) => events(&handle),
+        (&Method::GET, ["metrics"]) => metrics(&handle).await,
         (&Method::GET, ["v1", "logs", name]) => logs(&handle, &log_dir, name, req.uri().query()).await,
         (&Method::GET, ["v1", "services", name]) => service(&handle, name).await,
         (&Method::POST, ["v1", "services", name, verb]) => match Verb::parse(verb) {
@@ -145,6 +146,13 @@ async fn route(
         _ => error(StatusCode::NOT_FOUND, format!("no endpoint {} {path}", req.method())),
     };
     Ok(reply)
+}
+
+async fn metrics(handle: &Handle) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(handle.metrics().await)).boxed());
+    let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(kind));
+    r
 }
 
 async fn status(handle: &Handle) -> Reply {

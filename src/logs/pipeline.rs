@@ -13,6 +13,7 @@ use super::capture::{self, Watch};
 use super::compress::{self, Compressor, Job};
 use super::writer::{self, LogWriter, SharedWriter};
 use crate::config::Logs;
+use crate::metrics::LogCounters;
 
 /// How often quiet files are checked for age rotation.
 const MAINTENANCE: Duration = Duration::from_secs(60);
@@ -46,7 +47,13 @@ impl Pipeline {
     }
 
     /// Opens a service's log, first finishing compressions a crash interrupted.
-    pub fn open_writer(&self, log_dir: &Path, service: &str, spec: &Logs) -> io::Result<SharedWriter> {
+    pub fn open_writer(
+        &self,
+        log_dir: &Path,
+        service: &str,
+        spec: &Logs,
+        counters: LogCounters,
+    ) -> io::Result<SharedWriter> {
         let compressor = self.compressor.clone();
         let (name, compress, retain, max_files) =
             (service.to_owned(), spec.compress, spec.retain.0, spec.max_files);
@@ -55,7 +62,7 @@ impl Pipeline {
             compressor.submit(job(path));
         }
         let on_rotate: writer::OnRotate = Arc::new(move |path| compressor.submit(job(path)));
-        let w = LogWriter::open(log_dir, service, spec, Some(on_rotate))?.shared();
+        let w = LogWriter::open(log_dir, service, spec, Some(on_rotate))?.with_counters(counters).shared();
         self.writers.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::clone(&w));
         Ok(w)
     }

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use super::rotated;
 use crate::config::{LogFormat, Logs};
+use crate::metrics::LogCounters;
 
 /// Which pipe a line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +58,7 @@ pub struct LogWriter {
     dropped: u64,
     dropped_why: String,
     on_rotate: Option<OnRotate>,
+    counters: LogCounters,
 }
 
 pub type SharedWriter = Arc<Mutex<LogWriter>>;
@@ -94,9 +96,16 @@ impl LogWriter {
             dropped: 0,
             dropped_why: String::new(),
             on_rotate,
+            counters: LogCounters::default(),
         };
         w.rotate_if_older(SystemTime::now(), MAX_AGE);
         Ok(w)
+    }
+
+    /// Counts what this writer does in `counters` (the `/metrics` families).
+    pub fn with_counters(mut self, counters: LogCounters) -> Self {
+        self.counters = counters;
+        self
     }
 
     pub fn shared(self) -> SharedWriter {
@@ -184,7 +193,9 @@ impl LogWriter {
     }
 
     fn lose_rest(&mut self, ends: &[usize], from: usize) {
-        self.dropped += ends.iter().filter(|&&e| e > from).count() as u64;
+        let lost = ends.iter().filter(|&&e| e > from).count() as u64;
+        self.dropped += lost;
+        self.counters.dropped.inc_by(lost);
     }
 
     /// Appends whole records; on failure rolls the file back to the last whole record.
@@ -195,12 +206,15 @@ impl LogWriter {
         match self.file.write_all(bytes) {
             Ok(()) => {
                 self.size += bytes.len() as u64;
+                self.counters.bytes.inc_by(bytes.len() as u64);
+                self.counters.lines.inc_by(records);
                 self.since.get_or_insert_with(SystemTime::now);
                 true
             }
             Err(e) => {
                 let _ = self.file.set_len(self.size);
                 self.dropped += records;
+                self.counters.dropped.inc_by(records);
                 self.dropped_why = describe(&e);
                 false
             }
@@ -248,6 +262,7 @@ impl LogWriter {
                 tracing::warn!(service = %self.service, "cannot open a new {}: {e}", self.path.display())
             }
         }
+        self.counters.rotations.inc();
         if let Some(f) = &self.on_rotate {
             f(target);
         }

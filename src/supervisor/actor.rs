@@ -41,6 +41,8 @@ pub enum Msg {
         run: Option<u64>,
     },
     Status(oneshot::Sender<Vec<ServiceStatus>>),
+    /// The Prometheus exposition.
+    Metrics(oneshot::Sender<String>),
     /// An operator's start, stop or restart of one service.
     Act {
         name: String,
@@ -87,6 +89,7 @@ pub struct Supervisor {
     pub(super) cgroups: Result<Cgroups, String>,
     /// The log thread.
     pub(super) logs: Pipeline,
+    pub(super) metrics: crate::metrics::Metrics,
     /// The control socket, served once `run` starts.
     control: Option<(std::os::unix::net::UnixListener, crate::control::server::Access)>,
     stop_order: Vec<String>,
@@ -103,6 +106,12 @@ impl Handle {
     pub async fn status(&self) -> Vec<ServiceStatus> {
         let (reply, rx) = oneshot::channel();
         let _ = self.tx.send(Msg::Status(reply));
+        rx.await.unwrap_or_default()
+    }
+
+    pub async fn metrics(&self) -> String {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.tx.send(Msg::Metrics(reply));
         rx.await.unwrap_or_default()
     }
 
@@ -144,6 +153,7 @@ impl Supervisor {
             cgroups,
             logs,
             control: None,
+            metrics: crate::metrics::Metrics::new(),
             stop_order: Vec::new(),
         }
     }
@@ -230,6 +240,9 @@ impl Supervisor {
             Msg::Ready { slot, run } => self.on_ready(slot, run),
             Msg::Status(reply) => {
                 let _ = reply.send(self.status());
+            }
+            Msg::Metrics(reply) => {
+                let _ = reply.send(self.metrics.render(&self.status()));
             }
             Msg::Act { name, verb, reply } => {
                 let _ = reply.send(self.on_act(&name, verb));
@@ -404,6 +417,18 @@ impl Supervisor {
             exit,
             at_ms: self.t0.elapsed().as_millis() as u64,
         };
+        if slot.life.restarts > from.restarts {
+            self.metrics.restarted(&slot.name, restart_reason(&from.state));
+        }
+        if let (Some(exit), true) = (slot.life.last_exit, slot.life.last_exit != from.last_exit) {
+            self.metrics.exited(
+                &slot.name,
+                match exit {
+                    fsm::Exit::Code(c) => i64::from(c),
+                    fsm::Exit::Signal(s) => 128 + i64::from(s),
+                },
+            );
+        }
         tracing::info!(service = %notice.service, from = notice.from, to = notice.to, reason = notice.reason.as_deref().unwrap_or(""), restarts = notice.restarts, "state");
         let _ = self.events.send(notice);
     }
@@ -541,5 +566,16 @@ impl Supervisor {
 
     fn summary(&self) -> Summary {
         Summary { services: self.status(), stop_order: self.stop_order.clone(), ran_for: self.t0.elapsed() }
+    }
+}
+
+/// Why a restart happened, from the state it left: a backoff or a stop that was for a
+/// restart say so; a run that ended and started again at once was a crash.
+fn restart_reason(from: &State) -> &'static str {
+    match from {
+        State::Backoff { reason, .. } | State::Stopping { then: fsm::Then::Restart(reason), .. } => {
+            reason.label()
+        }
+        _ => "crash",
     }
 }

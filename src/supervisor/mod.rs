@@ -70,6 +70,7 @@ impl Supervisor {
         for dir in [&cfg.supervisor.log_dir, &cfg.supervisor.state_dir] {
             create_dir(dir).map_err(|source| BootError::Dir { path: dir.clone(), source })?;
         }
+        let metrics = crate::metrics::Metrics::new();
         let mut slots = Vec::with_capacity(graph.len());
         for (i, name) in graph.names().iter().enumerate() {
             let svc = cfg.services[name].clone();
@@ -77,7 +78,7 @@ impl Supervisor {
                 return Err(BootError::Container { service: name.clone() });
             }
             let log = logs
-                .open_writer(&cfg.supervisor.log_dir, name, &svc.logs)
+                .open_writer(&cfg.supervisor.log_dir, name, &svc.logs, metrics.log_counters(name))
                 .map_err(|source| BootError::Dir { path: cfg.supervisor.log_dir.join(name), source })?;
             let mut slot = Slot::new(svc, log);
             slot.deps = graph.deps(i).to_vec();
@@ -98,6 +99,7 @@ impl Supervisor {
             tracing::warn!(service, pid, "killed a process left running by an earlier supervisor");
         }
         let mut sup = Supervisor::from_parts(cfg, slots, cgroups, logs);
+        sup.metrics = metrics;
         sup.setup_cgroups();
         Ok(sup)
     }

@@ -57,6 +57,7 @@ impl Supervisor {
         let slot = &mut self.slots[i];
         slot.probe.next = None;
         slot.probe.in_flight = true;
+        slot.probe.launched = Some(Instant::now());
         let (run, timeout, tx) = (slot.run, slot.svc.health.timeout.0, self.tx.clone());
         match &slot.svc.health.check {
             Check::Http(uri) => {
@@ -120,6 +121,10 @@ impl Supervisor {
             return;
         }
         slot.probe.in_flight = false;
+        if let Some(at) = slot.probe.launched.take() {
+            self.metrics.probed(&slot.name, at.elapsed().as_secs_f64(), ok);
+        }
+        let slot = &mut self.slots[i];
         let health = &slot.svc.health;
         let every = match slot.life.state {
             State::Starting { .. } => health.start_interval.0,

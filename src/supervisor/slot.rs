@@ -27,6 +27,8 @@ pub struct Probe {
     pub in_flight: bool,
     /// A running exec probe and when it times out.
     pub exec: Option<(Pid, Instant)>,
+    /// When the probe in flight was launched.
+    pub launched: Option<Instant>,
 }
 
 pub struct Slot {

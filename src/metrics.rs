@@ -1,0 +1,193 @@
+//! `/metrics` in Prometheus text format (prometheus-client): per service its state, up,
+//! restarts by reason, last exit code, uptime, memory, health probe durations and failures,
+//! log bytes, lines, rotations and dropped lines; the supervisor's build and own RSS.
+//! Counters move as things happen; gauges are refreshed from the actor's state at scrape.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::supervisor::status::ServiceStatus;
+
+type Labels = Vec<(String, String)>;
+type FloatGauge = Gauge<f64, AtomicU64>;
+type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// SPEC's states, each exported as a 0/1 gauge so a dashboard can pick one.
+const STATES: [&str; 9] =
+    ["pending", "starting", "healthy", "unhealthy", "backoff", "stopping", "stopped", "exited", "failed"];
+
+fn service(name: &str) -> Labels {
+    vec![("service".into(), name.into())]
+}
+
+fn probe_buckets() -> Histogram {
+    // 0.1 ms .. ~3.3 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// Counters of one service's log, shared with its writer on the log thread.
+#[derive(Clone, Debug, Default)]
+pub struct LogCounters {
+    pub bytes: Counter,
+    pub lines: Counter,
+    pub rotations: Counter,
+    pub dropped: Counter,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    up: Family<Labels, Gauge>,
+    state: Family<Labels, Gauge>,
+    restarts: Family<Labels, Counter>,
+    last_exit: Family<Labels, Gauge>,
+    uptime: Family<Labels, FloatGauge>,
+    memory: Family<Labels, Gauge>,
+    probe_seconds: Histograms,
+    probe_failures: Family<Labels, Counter>,
+    log_bytes: Family<Labels, Counter>,
+    log_lines: Family<Labels, Counter>,
+    log_rotations: Family<Labels, Counter>,
+    log_dropped: Family<Labels, Counter>,
+    rss: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut r = Registry::default();
+        let m = Metrics {
+            up: Family::default(),
+            state: Family::default(),
+            restarts: Family::default(),
+            last_exit: Family::default(),
+            uptime: Family::default(),
+            memory: Family::default(),
+            probe_seconds: Family::new_with_constructor(probe_buckets as fn() -> Histogram),
+            probe_failures: Family::default(),
+            log_bytes: Family::default(),
+            log_lines: Family::default(),
+            log_rotations: Family::default(),
+            log_dropped: Family::default(),
+            rss: Gauge::default(),
+            registry: Registry::default(),
+        };
+        r.register(
+            "titan_service_up",
+            "1 when the service is ready (healthy, or a oneshot that exited 0)",
+            m.up.clone(),
+        );
+        r.register("titan_service_state", "1 for the state the service is in", m.state.clone());
+        r.register("titan_service_restarts", "Restarts by reason", m.restarts.clone());
+        r.register(
+            "titan_service_last_exit_code",
+            "Exit code of the last run (128+N for signal N)",
+            m.last_exit.clone(),
+        );
+        r.register("titan_service_uptime_seconds", "Seconds since the current run started", m.uptime.clone());
+        r.register(
+            "titan_service_memory_bytes",
+            "RSS of the service's processes (services with memory_restart)",
+            m.memory.clone(),
+        );
+        r.register("titan_health_probe_duration_seconds", "Health probe durations", m.probe_seconds.clone());
+        r.register("titan_health_probe_failures", "Failed health probes", m.probe_failures.clone());
+        r.register("titan_log_bytes", "Bytes written to the service's log", m.log_bytes.clone());
+        r.register("titan_log_lines", "Records written to the service's log", m.log_lines.clone());
+        r.register("titan_log_rotations", "Log files rotated away", m.log_rotations.clone());
+        r.register("titan_log_dropped_lines", "Log records lost to failed writes", m.log_dropped.clone());
+        let build: Family<Labels, Gauge> = Family::default();
+        build.get_or_create(&vec![("version".into(), env!("CARGO_PKG_VERSION").into())]).set(1);
+        r.register("titan_supervisor_build_info", "The running build", build);
+        r.register("titan_supervisor_resident_memory_bytes", "RSS of the supervisor itself", m.rss.clone());
+        Metrics { registry: r, ..m }
+    }
+
+    /// The counters a service's log writer moves.
+    pub fn log_counters(&self, name: &str) -> LogCounters {
+        let l = service(name);
+        LogCounters {
+            bytes: self.log_bytes.get_or_create(&l).clone(),
+            lines: self.log_lines.get_or_create(&l).clone(),
+            rotations: self.log_rotations.get_or_create(&l).clone(),
+            dropped: self.log_dropped.get_or_create(&l).clone(),
+        }
+    }
+
+    pub fn restarted(&self, name: &str, reason: &str) {
+        self.restarts
+            .get_or_create(&vec![("service".into(), name.into()), ("reason".into(), reason.into())])
+            .inc();
+    }
+
+    pub fn exited(&self, name: &str, code: i64) {
+        self.last_exit.get_or_create(&service(name)).set(code);
+    }
+
+    pub fn probed(&self, name: &str, seconds: f64, ok: bool) {
+        self.probe_seconds.get_or_create(&service(name)).observe(seconds);
+        if !ok {
+            self.probe_failures.get_or_create(&service(name)).inc();
+        }
+    }
+
+    /// The text exposition, gauges refreshed from `services` first.
+    pub fn render(&self, services: &[ServiceStatus]) -> String {
+        for s in services {
+            let l = service(&s.name);
+            self.up.get_or_create(&l).set(i64::from(matches!(s.state, "healthy" | "unhealthy" | "exited")));
+            for state in STATES {
+                let labels = vec![("service".into(), s.name.clone()), ("state".into(), state.into())];
+                self.state.get_or_create(&labels).set(i64::from(s.state == state));
+            }
+            self.uptime.get_or_create(&l).set(s.uptime_s.unwrap_or(0.0));
+            if let Some(m) = s.memory_bytes {
+                self.memory.get_or_create(&l).set(m as i64);
+            }
+        }
+        self.rss.set(own_rss() as i64);
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// This process's VmRSS in bytes.
+fn own_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    kib.unwrap_or(0) * 1024
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_names_every_family_and_counts() {
+        let m = Metrics::new();
+        m.restarted("api", "crash");
+        m.restarted("api", "crash");
+        m.probed("api", 0.002, false);
+        m.log_counters("api").lines.inc_by(3);
+        let text = m.render(&[]);
+        assert!(text.contains("titan_service_restarts_total{service=\"api\",reason=\"crash\"} 2"), "{text}");
+        assert!(text.contains("titan_health_probe_failures_total{service=\"api\"} 1"));
+        assert!(text.contains("titan_log_lines_total{service=\"api\"} 3"));
+        assert!(text.contains("titan_supervisor_build_info{version=\"0.1.0\"} 1"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
