@@ -409,3 +409,14 @@ fn a_new_supervisor_kills_what_a_killed_one_left_running() {
     assert!(wait_for(5 * SEC, || (!alive(old)).then_some(())).is_some());
     assert!(d.log_tail().contains("killed a process left running by an earlier supervisor"));
 }
+
+#[test]
+fn sighup_does_not_kill_the_daemon() {
+    let d = Daemon::start(&format!("[services.web]\n{}\nhealth = {{ log = \"^ready$\" }}\n", svc("web", "")));
+    d.wait_state("web", "healthy", 10 * SEC);
+    d.signal(Signal::SIGHUP);
+    let warned = wait_for(5 * SEC, || d.log_tail().contains("SIGHUP").then_some(()));
+    assert!(warned.is_some(), "{}", d.log_tail());
+    assert!(alive(d.pid));
+    assert_eq!(d.states("web"), ["starting", "healthy"].map(String::from), "services untouched");
+}

@@ -176,6 +176,8 @@ impl Supervisor {
         let mut sigchld = signal(SignalKind::child())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sigint = signal(SignalKind::interrupt())?;
+        // SIGHUP's default would kill the daemon (a `systemctl reload`, a closed terminal)
+        let mut sighup = signal(SignalKind::hangup())?;
         let Some(mut rx) = self.rx.take() else {
             return Ok(self.summary());
         };
@@ -191,6 +193,7 @@ impl Supervisor {
                 _ = sigchld.recv() => self.on_sigchld(),
                 _ = sigterm.recv() => self.on_stop_signal("SIGTERM"),
                 _ = sigint.recv() => self.on_stop_signal("SIGINT"),
+                _ = sighup.recv() => tracing::warn!("SIGHUP: reloading the config is not implemented yet; nothing changed"),
                 Some(msg) = rx.recv() => self.on_msg(msg),
                 () = tokio::time::sleep_until(wake) => self.on_timers(),
             }
