@@ -31,6 +31,8 @@ pub enum Command {
     Stop(ServiceArgs),
     /// Restart a service through its health gate and report the outcome.
     Restart(ServiceArgs),
+    /// Re-read the config and apply only the difference (also SIGHUP to the daemon).
+    Reload,
     /// Follow lifecycle events as JSON lines (one per state change) until interrupted.
     Events,
     /// Print a service's log (`supervisor` for the supervisor's own), from the log files.

@@ -318,3 +318,92 @@ fn metrics_parse_and_their_counters_move_when_a_service_restarts() {
     let lines = "titan_log_lines_total[('service', 'api')]";
     assert!(value(&after, lines) > value(&before, lines), "the log counters move too");
 }
+
+fn status_of(d: &Daemon) -> Vec<(String, String, Option<i64>)> {
+    let out = cli(d, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["services"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    (
+                        s["name"].as_str().unwrap_or("").to_owned(),
+                        s["state"].as_str().unwrap_or("").to_owned(),
+                        s["pid"].as_i64(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn reload_applies_only_the_difference_and_an_invalid_config_changes_nothing() {
+    let ready = "health = { log = \"^ready$\" }";
+    let body = |extra: &str| {
+        format!(
+            "[services.db]\n{}\n{ready}\n\n[services.keep]\n{}\n{ready}\n\n{extra}",
+            svc("db", ""),
+            svc("keep", "")
+        )
+    };
+    let v1 = body(&format!(
+        "[services.api]\ndepends_on = [\"db\"]\n{}\n{ready}\n\n[services.old]\n{}\n{ready}\n",
+        svc("api", ""),
+        svc("old", "")
+    ));
+    let d = Daemon::start(&v1);
+    for name in ["db", "keep", "api", "old"] {
+        d.wait_state(name, "healthy", 10 * SEC);
+    }
+    let pid = |n: &str| d.service_pid(n).unwrap();
+    let (db, keep, api) = (pid("db"), pid("keep"), pid("api"));
+
+    let config = d.path("services.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let header = &text[..text.find("[services.").unwrap()];
+    let v2 = body(&format!(
+        "[services.api]\ndepends_on = [\"db\"]\n{}\n{ready}\nenv = {{ MODE = \"canary\" }}\n\n[services.new]\n{}\n{ready}\n",
+        svc("api", ""),
+        svc("new", "")
+    ));
+    std::fs::write(&config, format!("{header}{v2}").replace("{dir}", &d.dir.path().display().to_string()))
+        .unwrap();
+    let out = cli(&d, &["reload"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "reloaded: added [new], removed [old], changed [api], 2 unchanged"
+    );
+    d.wait_state("new", "healthy", 10 * SEC);
+    d.wait_state_n("api", "healthy", 2, 10 * SEC);
+    d.wait_state("old", "stopped", 10 * SEC);
+    assert_ne!(pid("api"), api, "the changed service runs again");
+    assert_eq!((pid("db"), pid("keep")), (db, keep), "untouched services were not restarted");
+    let names: Vec<String> = status_of(&d).into_iter().map(|s| s.0).collect();
+    assert!(!names.contains(&"old".to_owned()) && names.contains(&"new".to_owned()), "{names:?}");
+
+    // an invalid config: refused with its problems, nothing changes
+    let before = status_of(&d);
+    std::fs::write(&config, format!("{header}[services.db]\ncommand = [\"x\"]\nfrobnicate = 1\n")).unwrap();
+    let out = cli(&d, &["reload"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("services.db.frobnicate: unknown key \"frobnicate\""), "{err}");
+    assert_eq!(status_of(&d), before);
+}
+
+#[test]
+fn sighup_reloads_like_the_reload_command() {
+    let d = Daemon::start(&format!("[services.one]\n{}\nhealth = {{ log = \"^ready$\" }}\n", svc("one", "")));
+    d.wait_state("one", "healthy", 10 * SEC);
+    let config = d.path("services.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += &format!("\n[services.two]\n{}\nhealth = {{ log = \"^ready$\" }}\n", svc("two", ""))
+        .replace("{dir}", &d.dir.path().display().to_string());
+    std::fs::write(&config, text).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_state("two", "healthy", 10 * SEC);
+    assert_eq!(d.states("one"), ["starting", "healthy"].map(String::from), "one untouched");
+}

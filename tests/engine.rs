@@ -411,7 +411,7 @@ fn a_new_supervisor_kills_what_a_killed_one_left_running() {
 }
 
 #[test]
-fn sighup_does_not_kill_the_daemon() {
+fn sighup_does_not_kill_the_daemon_and_an_unchanged_config_changes_nothing() {
     let d = Daemon::start(&format!("[services.web]\n{}\nhealth = {{ log = \"^ready$\" }}\n", svc("web", "")));
     d.wait_state("web", "healthy", 10 * SEC);
     d.signal(Signal::SIGHUP);

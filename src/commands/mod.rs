@@ -46,6 +46,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Logs(args) => logs::run(cli.socket.as_deref(), &args),
         Command::Status(args) => ops::status(cli.socket.as_deref(), &args),
         Command::Events => ops::events(cli.socket.as_deref()),
+        Command::Reload => ops::reload(cli.socket.as_deref()),
         Command::Start(args) => ops::act(cli.socket.as_deref(), &args.service, Verb::Start),
         Command::Stop(args) => ops::act(cli.socket.as_deref(), &args.service, Verb::Stop),
         Command::Restart(args) => ops::act(cli.socket.as_deref(), &args.service, Verb::Restart),

@@ -106,3 +106,31 @@ pub fn events(socket: Option<&Path>) -> Exit {
         }
     }
 }
+
+pub fn reload(socket: Option<&Path>) -> Exit {
+    let socket = socket_path(socket);
+    let (code, body) = match call(&socket, Method::POST, "/v1/reload") {
+        Ok(r) => r,
+        Err(exit) => return exit,
+    };
+    if code != StatusCode::OK {
+        let msg = serde_json::from_slice::<ErrorBody>(&body).map(|e| e.error).unwrap_or_default();
+        eprintln!("{}", msg.trim_end());
+        eprintln!("titan-supervisor: reload refused, nothing changed");
+        return Exit::Refused;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let list = |k: &str| {
+        v[k].as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    };
+    println!(
+        "reloaded: added [{}], removed [{}], changed [{}], {} unchanged",
+        list("added"),
+        list("removed"),
+        list("changed"),
+        v["unchanged"].as_u64().unwrap_or(0)
+    );
+    Exit::Ok
+}

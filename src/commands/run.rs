@@ -25,10 +25,11 @@ pub fn run(args: &RunArgs) -> Exit {
         }
     };
     let (services, shown) = (cfg.services.len(), path.display().to_string());
-    let booted = match boot(cfg, args.log_format, true) {
+    let mut booted = match boot(cfg, args.log_format, true) {
         Ok(booted) => booted,
         Err(exit) => return exit,
     };
+    booted.supervisor.reload_from(path.clone());
     tracing::info!(config = %shown, services, pid = std::process::id(), "titan-supervisor starting");
     match booted.runtime.block_on(booted.supervisor.run()) {
         Ok(summary) => {

@@ -38,7 +38,7 @@ pub struct Nats {
     pub password: Option<Value>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Service {
     pub name: String,
     pub group: Option<String>,
@@ -63,7 +63,7 @@ pub struct Service {
 }
 
 /// What runs: a container image or a native command.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Exec {
     Image {
         image: String,
@@ -96,7 +96,7 @@ pub enum Protocol {
     Udp,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Health {
     pub check: Check,
     /// Probe period after the startup gate.
@@ -116,6 +116,19 @@ pub enum Check {
     Log(regex::Regex),
     /// The service sends `READY=1` to `$NOTIFY_SOCKET`.
     Notify,
+}
+
+impl PartialEq for Check {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Check::None, Check::None) | (Check::Notify, Check::Notify) => true,
+            (Check::Http(a), Check::Http(b)) => a == b,
+            (Check::Tcp(a), Check::Tcp(b)) => a == b,
+            (Check::Exec(a), Check::Exec(b)) => a == b,
+            (Check::Log(a), Check::Log(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

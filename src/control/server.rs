@@ -134,6 +134,10 @@ async fn route(
         (&Method::GET, ["v1", "status"]) => status(&handle).await,
         (&Method::GET, ["v1", "events"]) => events(&handle),
         (&Method::GET, ["metrics"]) => metrics(&handle).await,
+        (&Method::POST, ["v1", "reload"]) => match handle.reload().await {
+            Ok(done) => json(StatusCode::OK, &done),
+            Err(report) => error(StatusCode::UNPROCESSABLE_ENTITY, report),
+        },
         (&Method::GET, ["v1", "logs", name]) => logs(&handle, &log_dir, name, req.uri().query()).await,
         (&Method::GET, ["v1", "services", name]) => service(&handle, name).await,
         (&Method::POST, ["v1", "services", name, verb]) => match Verb::parse(verb) {

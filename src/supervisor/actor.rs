@@ -43,6 +43,8 @@ pub enum Msg {
     Status(oneshot::Sender<Vec<ServiceStatus>>),
     /// The Prometheus exposition.
     Metrics(oneshot::Sender<String>),
+    /// Re-read the config and apply the difference.
+    Reload(oneshot::Sender<Result<super::reload::Reloaded, String>>),
     /// An operator's start, stop or restart of one service.
     Act {
         name: String,
@@ -90,6 +92,8 @@ pub struct Supervisor {
     /// The log thread.
     pub(super) logs: Pipeline,
     pub(super) metrics: crate::metrics::Metrics,
+    /// The file to re-read on reload.
+    config_path: Option<std::path::PathBuf>,
     /// The control socket, served once `run` starts.
     control: Option<(std::os::unix::net::UnixListener, crate::control::server::Access)>,
     stop_order: Vec<String>,
@@ -107,6 +111,12 @@ impl Handle {
         let (reply, rx) = oneshot::channel();
         let _ = self.tx.send(Msg::Status(reply));
         rx.await.unwrap_or_default()
+    }
+
+    pub async fn reload(&self) -> Result<super::reload::Reloaded, String> {
+        let (reply, rx) = oneshot::channel();
+        let _ = self.tx.send(Msg::Reload(reply));
+        rx.await.unwrap_or_else(|_| Err("the supervisor is stopping".into()))
     }
 
     pub async fn metrics(&self) -> String {
@@ -153,6 +163,7 @@ impl Supervisor {
             cgroups,
             logs,
             control: None,
+            config_path: None,
             metrics: crate::metrics::Metrics::new(),
             stop_order: Vec::new(),
         }
@@ -165,6 +176,28 @@ impl Supervisor {
         access: crate::control::server::Access,
     ) {
         self.control = Some((listener, access));
+    }
+
+    /// Reloads re-read `path`.
+    pub fn reload_from(&mut self, path: std::path::PathBuf) {
+        self.config_path = Some(path);
+    }
+
+    fn on_reload(&mut self, why: &str) -> Result<super::reload::Reloaded, String> {
+        let Some(path) = self.config_path.clone() else {
+            return Err("this supervisor was not started from a config file".into());
+        };
+        if self.shutdown != Shutdown::No {
+            return Err("the supervisor is stopping".into());
+        }
+        let result = self.reload(&path);
+        match &result {
+            Ok(r) => {
+                tracing::info!(added = ?r.added, removed = ?r.removed, changed = ?r.changed, unchanged = r.unchanged, "{why}: reloaded {}", path.display())
+            }
+            Err(report) => tracing::warn!("{why}: reload refused, nothing changed:\n{report}"),
+        }
+        result
     }
 
     pub fn handle(&self) -> Handle {
@@ -193,7 +226,7 @@ impl Supervisor {
                 _ = sigchld.recv() => self.on_sigchld(),
                 _ = sigterm.recv() => self.on_stop_signal("SIGTERM"),
                 _ = sigint.recv() => self.on_stop_signal("SIGINT"),
-                _ = sighup.recv() => tracing::warn!("SIGHUP: reloading the config is not implemented yet; nothing changed"),
+                _ = sighup.recv() => drop(self.on_reload("SIGHUP")),
                 Some(msg) = rx.recv() => self.on_msg(msg),
                 () = tokio::time::sleep_until(wake) => self.on_timers(),
             }
@@ -246,6 +279,9 @@ impl Supervisor {
             }
             Msg::Metrics(reply) => {
                 let _ = reply.send(self.metrics.render(&self.status()));
+            }
+            Msg::Reload(reply) => {
+                let _ = reply.send(self.on_reload("request"));
             }
             Msg::Act { name, verb, reply } => {
                 let _ = reply.send(self.on_act(&name, verb));
@@ -390,6 +426,7 @@ impl Supervisor {
         if to.is_ready() != from.state.is_ready() || to.is_at_rest() {
             self.start_ready();
         }
+        self.after_requeue(i);
         self.announce_when_settled();
         if self.shutdown != Shutdown::No {
             if matches!(self.slots[i].life.state, State::Stopped) {
@@ -494,7 +531,7 @@ impl Supervisor {
     }
 
     /// Starts every pending service whose dependencies are all ready.
-    fn start_ready(&mut self) {
+    pub(super) fn start_ready(&mut self) {
         if self.shutdown != Shutdown::No {
             return;
         }
@@ -538,7 +575,7 @@ impl Supervisor {
     }
 
     fn status(&self) -> Vec<ServiceStatus> {
-        self.slots.iter().map(|s| ServiceStatus::of(s, self.waiting_on(s))).collect()
+        self.slots.iter().filter(|s| !s.retired).map(|s| ServiceStatus::of(s, self.waiting_on(s))).collect()
     }
 
     /// Why a pending service has not started: the dependencies it still waits for, naming a

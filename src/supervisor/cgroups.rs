@@ -16,28 +16,37 @@ use crate::runtime::cgroup::Limits;
 impl Supervisor {
     /// Creates every native service's cgroup; failures are kept and reported at spawn.
     pub(super) fn setup_cgroups(&mut self) {
-        let root = &self.cgroups;
+        for i in 0..self.slots.len() {
+            self.setup_cgroup(i);
+        }
+    }
+
+    /// Creates (or re-creates, after a reload changed its caps) one service's cgroup.
+    pub(super) fn setup_cgroup(&mut self, i: usize) {
         let prefix = self.cfg.supervisor.project.clone();
-        for slot in &mut self.slots {
-            let limits =
-                Limits { memory_max: slot.svc.memory.map(|m| m.bytes()), pids_max: slot.svc.max_pids };
-            if limits.memory_max.is_none() && limits.pids_max.is_none() {
-                continue;
-            }
-            let made = match root {
-                Ok(root) => {
-                    if let Ok(Some(old)) = root.existing(&prefix, &slot.name) {
-                        let _ = old.kill_all();
-                        let _ = old.remove();
-                    }
-                    root.create(&prefix, &slot.name, &limits).map_err(|e| e.to_string())
+        let slot = &mut self.slots[i];
+        let limits = Limits { memory_max: slot.svc.memory.map(|m| m.bytes()), pids_max: slot.svc.max_pids };
+        slot.cgroup_error = None;
+        if let Some(old) = slot.cgroup.take() {
+            let _ = old.kill_all();
+            let _ = old.remove();
+        }
+        if limits.memory_max.is_none() && limits.pids_max.is_none() {
+            return;
+        }
+        let made = match &self.cgroups {
+            Ok(root) => {
+                if let Ok(Some(old)) = root.existing(&prefix, &slot.name) {
+                    let _ = old.kill_all();
+                    let _ = old.remove();
                 }
-                Err(e) => Err(format!("cgroups unavailable: {e}")),
-            };
-            match made {
-                Ok(cg) => slot.cgroup = Some(cg),
-                Err(e) => slot.cgroup_error = Some(format!("cannot apply memory/pids caps: {e}")),
+                root.create(&prefix, &slot.name, &limits).map_err(|e| e.to_string())
             }
+            Err(e) => Err(format!("cgroups unavailable: {e}")),
+        };
+        match made {
+            Ok(cg) => slot.cgroup = Some(cg),
+            Err(e) => slot.cgroup_error = Some(format!("cannot apply memory/pids caps: {e}")),
         }
     }
 

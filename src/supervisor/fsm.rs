@@ -198,6 +198,8 @@ pub enum Event {
     MemoryOver,
     /// An operator asked for a restart.
     Restart,
+    /// A reload changed the service: back to pending, to start again in dependency order.
+    Requeue,
 }
 
 /// Side effects for the actor.
@@ -239,6 +241,11 @@ pub fn next(life: &Lifecycle, spec: &Spec, event: Event, now: Instant) -> Option
             start(&mut l, spec, now)
         }
         (State::Backoff { .. }, Event::BackoffElapsed) => start(&mut l, spec, now),
+        (State::Stopped | State::Exited { .. } | State::Failed { .. }, Event::Requeue) => {
+            l.state = State::Pending;
+            l.history.reset();
+            vec![]
+        }
         (
             State::Pending | State::Backoff { .. } | State::Exited { .. } | State::Failed { .. },
             Event::Stop | Event::Kill,

@@ -59,6 +59,7 @@ fn events() -> Vec<Event> {
         Event::KillDue,
         Event::MemoryOver,
         Event::Restart,
+        Event::Requeue,
     ]
 }
 

@@ -9,6 +9,7 @@ pub mod fsm;
 mod leftovers;
 mod memory;
 mod probes;
+mod reload;
 pub mod restart;
 pub mod slot;
 pub mod status;
@@ -73,24 +74,9 @@ impl Supervisor {
         let metrics = crate::metrics::Metrics::new();
         let mut slots = Vec::with_capacity(graph.len());
         for (i, name) in graph.names().iter().enumerate() {
-            let svc = cfg.services[name].clone();
-            if matches!(svc.exec, Exec::Image { .. }) {
-                return Err(BootError::Container { service: name.clone() });
-            }
-            let log = logs
-                .open_writer(&cfg.supervisor.log_dir, name, &svc.logs, metrics.log_counters(name))
-                .map_err(|source| BootError::Dir { path: cfg.supervisor.log_dir.join(name), source })?;
-            let mut slot = Slot::new(svc, log);
+            let mut slot = slot_for(&cfg, name, &logs, &metrics)?;
             slot.deps = graph.deps(i).to_vec();
             slot.dependents = graph.direct_dependents(i).to_vec();
-            if let Some(user) = &slot.svc.user {
-                let creds = spawn::credentials(user)
-                    .map_err(|source| BootError::User { service: name.clone(), source })?;
-                slot.credentials = Some(creds);
-            }
-            if let Check::Log(re) = &slot.svc.health.check {
-                slot.log_pattern = regex::bytes::Regex::new(re.as_str()).ok();
-            }
             slots.push(slot);
         }
         let pids = cfg.supervisor.state_dir.join("pids");
@@ -103,4 +89,31 @@ impl Supervisor {
         sup.setup_cgroups();
         Ok(sup)
     }
+}
+
+/// A slot for service `name` of `cfg`: its log opened, its user resolved, its log pattern
+/// compiled. Dependencies are filled in by the caller, who knows the indices.
+pub(super) fn slot_for(
+    cfg: &Config,
+    name: &str,
+    logs: &Pipeline,
+    metrics: &crate::metrics::Metrics,
+) -> Result<Slot, BootError> {
+    let svc = cfg.services[name].clone();
+    if matches!(svc.exec, Exec::Image { .. }) {
+        return Err(BootError::Container { service: name.to_owned() });
+    }
+    let log = logs
+        .open_writer(&cfg.supervisor.log_dir, name, &svc.logs, metrics.log_counters(name))
+        .map_err(|source| BootError::Dir { path: cfg.supervisor.log_dir.join(name), source })?;
+    let mut slot = Slot::new(svc, log);
+    if let Some(user) = &slot.svc.user {
+        let creds = spawn::credentials(user)
+            .map_err(|source| BootError::User { service: name.to_owned(), source })?;
+        slot.credentials = Some(creds);
+    }
+    if let Check::Log(re) = &slot.svc.health.check {
+        slot.log_pattern = regex::bytes::Regex::new(re.as_str()).ok();
+    }
+    Ok(slot)
 }

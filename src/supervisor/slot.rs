@@ -59,6 +59,10 @@ pub struct Slot {
     pub cgroup_error: Option<String>,
     /// The cgroup's OOM-kill counter when the current run started.
     pub oom_base: u64,
+    /// Removed from the config by a reload: stopped, and no longer shown.
+    pub retired: bool,
+    /// Changed by a reload: once stopped, back to pending with the new definition.
+    pub requeue: bool,
 }
 
 impl Slot {
@@ -84,6 +88,8 @@ impl Slot {
             cgroup: None,
             cgroup_error: None,
             oom_base: 0,
+            retired: false,
+            requeue: false,
         }
     }
 
