@@ -66,6 +66,20 @@ impl Access {
     }
 }
 
+/// Serves the API on a thread and runtime of its own, so parsing and answering requests —
+/// a hundred clients at once — never takes the actor's thread; only the questions reach it.
+pub fn spawn_thread(
+    listener: std::os::unix::net::UnixListener,
+    access: Access,
+    handle: Handle,
+) -> io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new()
+        .name("titan-control".into())
+        .spawn(move || rt.block_on(serve(listener, access, handle)))?;
+    Ok(())
+}
+
 /// Accepts connections until the runtime ends.
 pub async fn serve(listener: std::os::unix::net::UnixListener, access: Access, handle: Handle) {
     let listener = match tokio::net::UnixListener::from_std(listener) {

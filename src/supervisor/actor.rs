@@ -216,7 +216,7 @@ impl Supervisor {
         };
         self.bind_notify_sockets()?;
         if let Some((listener, access)) = self.control.take() {
-            tokio::spawn(crate::control::server::serve(listener, access, self.handle()));
+            crate::control::server::spawn_thread(listener, access, self.handle())?;
         }
         self.start_ready();
         while !self.finished() {
