@@ -26,13 +26,16 @@ pub fn socket_path(given: Option<&Path>) -> PathBuf {
 }
 
 fn call(socket: &Path, method: Method, path: &str) -> Result<(StatusCode, Vec<u8>), Exit> {
-    client::request(socket, method, path).map_err(|e| {
-        eprintln!("{e}");
-        match e {
-            ClientError::Unreachable { .. } => Exit::Unreachable,
-            ClientError::Protocol { .. } => Exit::Failed,
-        }
-    })
+    client::request(socket, method, path).map_err(failed)
+}
+
+/// Reports a client error and gives its exit code: 3 when the daemon cannot be reached.
+fn failed(e: ClientError) -> Exit {
+    eprintln!("{e}");
+    match e {
+        ClientError::Unreachable { .. } => Exit::Unreachable,
+        ClientError::Protocol { .. } => Exit::Failed,
+    }
 }
 
 /// Prints the daemon's error body and maps its status to an exit code.
@@ -97,13 +100,7 @@ pub fn events(socket: Option<&Path>) -> Exit {
     match client::follow(&socket, "/v1/events", &mut out) {
         Ok(StatusCode::OK) => Exit::Ok,
         Ok(code) => refused(code, b""),
-        Err(e) => {
-            eprintln!("{e}");
-            match e {
-                ClientError::Unreachable { .. } => Exit::Unreachable,
-                ClientError::Protocol { .. } => Exit::Failed,
-            }
-        }
+        Err(e) => failed(e),
     }
 }
 

@@ -21,21 +21,21 @@ pub enum ClientError {
 
 /// Sends `method path` and returns the status and the body.
 pub fn request(socket: &Path, method: Method, path: &str) -> Result<(StatusCode, Vec<u8>), ClientError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    runtime(socket)?.block_on(send(socket, method, path))
+}
+
+/// The single-threaded runtime one CLI request runs on.
+fn runtime(socket: &Path) -> Result<tokio::runtime::Runtime, ClientError> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| ClientError::Unreachable { socket: socket.to_owned(), source: e })?;
-    rt.block_on(send(socket, method, path))
+        .map_err(|e| ClientError::Unreachable { socket: socket.to_owned(), source: e })
 }
 
 /// Sends `GET path` and copies the body to `out` as it arrives (event streams, followed
 /// logs) until the daemon ends it; returns the status.
 pub fn follow(socket: &Path, path: &str, out: &mut impl std::io::Write) -> Result<StatusCode, ClientError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| ClientError::Unreachable { socket: socket.to_owned(), source: e })?;
-    rt.block_on(async {
+    runtime(socket)?.block_on(async {
         let broke = |detail: String| ClientError::Protocol { socket: socket.to_owned(), detail };
         let mut body = open(socket, Method::GET, path).await?;
         let status = body.status();

@@ -120,13 +120,17 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, access: Access, h
 
 type Reply = Response<BoxBody<Bytes, Infallible>>;
 
+/// A response of `status` with `body` of the given content type.
+fn reply(status: StatusCode, kind: &'static str, body: BoxBody<Bytes, Infallible>) -> Reply {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(kind));
+    r
+}
+
 fn json(status: StatusCode, body: &impl Serialize) -> Reply {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut r = Response::new(Full::new(Bytes::from(bytes)).boxed());
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
-    r
+    reply(status, "application/json", Full::new(Bytes::from(bytes)).boxed())
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Reply {
@@ -144,7 +148,7 @@ async fn route(
     }
     let path = req.uri().path().to_owned();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let reply = match (req.method(), parts.as_slice()) {
+    let answer = match (req.method(), parts.as_slice()) {
         (&Method::GET, ["v1", "status"]) => status(&handle).await,
         (&Method::GET, ["v1", "events"]) => events(&handle),
         (&Method::GET, ["metrics"]) => metrics(&handle).await,
@@ -163,14 +167,12 @@ async fn route(
         }
         _ => error(StatusCode::NOT_FOUND, format!("no endpoint {} {path}", req.method())),
     };
-    Ok(reply)
+    Ok(answer)
 }
 
 async fn metrics(handle: &Handle) -> Reply {
-    let mut r = Response::new(Full::new(Bytes::from(handle.metrics().await)).boxed());
     let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(kind));
-    r
+    reply(StatusCode::OK, kind, Full::new(Bytes::from(handle.metrics().await)).boxed())
 }
 
 async fn status(handle: &Handle) -> Reply {
@@ -243,10 +245,7 @@ impl hyper::body::Body for ChannelBody {
 }
 
 fn stream(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Reply {
-    let mut r = Response::new(ChannelBody(rx).boxed());
-    r.headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/x-ndjson"));
-    r
+    reply(StatusCode::OK, "application/x-ndjson", ChannelBody(rx).boxed())
 }
 
 /// `GET /v1/events`: every state change as a JSON line, as it happens. A follower that stops

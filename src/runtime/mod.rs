@@ -2,5 +2,6 @@
 //! confined in cgroups (`cgroup`). Containers join here later behind the same boundary.
 
 pub mod cgroup;
+pub mod procfs;
 pub mod reaper;
 pub mod spawn;

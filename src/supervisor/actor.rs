@@ -99,6 +99,9 @@ pub struct Supervisor {
     stop_order: Vec<String>,
 }
 
+/// What a request gets once the actor has stopped.
+const STOPPING: &str = "the supervisor is stopping";
+
 /// A way to talk to a running supervisor from other tasks (the demo, the control API).
 #[derive(Clone)]
 pub struct Handle {
@@ -107,22 +110,30 @@ pub struct Handle {
 }
 
 impl Handle {
-    pub async fn status(&self) -> Vec<ServiceStatus> {
+    /// Sends the actor a question and waits for its answer; `None` once it has stopped.
+    async fn ask<T>(&self, question: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Option<T> {
         let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(Msg::Status(reply));
-        rx.await.unwrap_or_default()
+        self.tx.send(question(reply)).ok()?;
+        rx.await.ok()
+    }
+
+    pub async fn status(&self) -> Vec<ServiceStatus> {
+        self.ask(Msg::Status).await.unwrap_or_default()
     }
 
     pub async fn reload(&self) -> Result<super::reload::Reloaded, String> {
-        let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(Msg::Reload(reply));
-        rx.await.unwrap_or_else(|_| Err("the supervisor is stopping".into()))
+        self.ask(Msg::Reload).await.unwrap_or_else(|| Err(STOPPING.into()))
     }
 
     pub async fn metrics(&self) -> String {
-        let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(Msg::Metrics(reply));
-        rx.await.unwrap_or_default()
+        self.ask(Msg::Metrics).await.unwrap_or_default()
+    }
+
+    pub async fn act(&self, name: &str, verb: Verb) -> Act {
+        let name = name.to_owned();
+        self.ask(|reply| Msg::Act { name, verb, reply })
+            .await
+            .unwrap_or_else(|| Act::Refused(STOPPING.into()))
     }
 
     pub fn subscribe(&self) -> events::Receiver {
@@ -131,12 +142,6 @@ impl Handle {
 
     pub fn shutdown(&self) {
         let _ = self.tx.send(Msg::Shutdown);
-    }
-
-    pub async fn act(&self, name: &str, verb: Verb) -> Act {
-        let (reply, rx) = oneshot::channel();
-        let _ = self.tx.send(Msg::Act { name: name.to_owned(), verb, reply });
-        rx.await.unwrap_or_else(|_| Act::Refused("the supervisor is stopping".into()))
     }
 }
 
@@ -188,7 +193,7 @@ impl Supervisor {
             return Err("this supervisor was not started from a config file".into());
         };
         if self.shutdown != Shutdown::No {
-            return Err("the supervisor is stopping".into());
+            return Err(STOPPING.into());
         }
         let result = self.reload(&path);
         match &result {
@@ -477,7 +482,7 @@ impl Supervisor {
     fn on_act(&mut self, name: &str, verb: Verb) -> Act {
         let Some(i) = self.slots.iter().position(|s| s.name == name) else { return Act::Unknown };
         if self.shutdown != Shutdown::No {
-            return Act::Refused("the supervisor is stopping".into());
+            return Act::Refused(STOPPING.into());
         }
         let spec = &self.slots[i].spec;
         let pending =

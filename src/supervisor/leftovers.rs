@@ -48,9 +48,7 @@ pub fn kill_leftovers<'a>(dir: &Path, services: impl IntoIterator<Item = &'a str
 
 /// Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat).
 fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
+    crate::runtime::procfs::stat_field(&crate::runtime::procfs::stat(pid)?, 22)?.parse().ok()
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::actor::Supervisor;
 use super::fsm::Event;
+use crate::runtime::procfs;
 
 /// How often capped services are measured.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -86,14 +87,8 @@ impl Supervisor {
 
 /// Session id and resident pages from /proc/PID/stat (fields 6 and 24).
 fn session_and_rss(pid: i32) -> Option<(i32, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses: split after its last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    // rest starts at field 3 (state): session is field 6, rss is field 24.
-    let session = fields.get(3)?.parse().ok()?;
-    let rss = fields.get(21)?.parse().ok()?;
-    Some((session, rss))
+    let stat = procfs::stat(pid)?;
+    Some((procfs::stat_field(&stat, 6)?.parse().ok()?, procfs::stat_field(&stat, 24)?.parse().ok()?))
 }
 
 fn page_size() -> u64 {
