@@ -120,7 +120,7 @@ impl LogWriter {
     /// a longer line whose rest follows.
     pub fn push(&mut self, stream: Stream, line: &[u8], stamp: &str, continues: bool) {
         let start = self.buf.len();
-        self.format_record(stream, line, stamp, continues);
+        format_record(&mut self.buf, self.format, stream, line, stamp, continues);
         let len = (self.buf.len() - start) as u64;
         if len > self.max_size && line.len() > 1 {
             // too long for any file: split the line and try each half again
@@ -131,31 +131,6 @@ impl LogWriter {
             return;
         }
         self.ends.push(self.buf.len());
-    }
-
-    fn format_record(&mut self, stream: Stream, line: &[u8], stamp: &str, continues: bool) {
-        match self.format {
-            LogFormat::Text => {
-                self.buf.extend_from_slice(stamp.as_bytes());
-                self.buf.push(b' ');
-                self.buf.extend_from_slice(stream.as_str().as_bytes());
-                if continues {
-                    self.buf.push(b'+');
-                }
-                self.buf.push(b' ');
-                self.buf.extend_from_slice(line);
-                self.buf.push(b'\n');
-            }
-            LogFormat::Json => {
-                let text = String::from_utf8_lossy(line);
-                let mut v = serde_json::json!({ "ts": stamp, "stream": stream.as_str(), "line": text });
-                if continues {
-                    v["partial"] = serde_json::Value::Bool(true);
-                }
-                self.buf.extend_from_slice(v.to_string().as_bytes());
-                self.buf.push(b'\n');
-            }
-        }
     }
 
     /// Writes the pending records in as few writes as possible, rotating before any record
@@ -226,19 +201,21 @@ impl LogWriter {
         if self.dropped == 0 {
             return;
         }
-        let mut marker = Vec::new();
         let text = format!("[titan-supervisor] dropped {} lines: {}", self.dropped, self.dropped_why);
-        std::mem::swap(&mut self.buf, &mut marker);
-        let ends = std::mem::take(&mut self.ends);
-        self.format_record(Stream::Err, text.as_bytes(), &timestamp(SystemTime::now()), false);
-        std::mem::swap(&mut self.buf, &mut marker);
-        self.ends = ends;
+        let mut marker = Vec::new();
+        format_record(
+            &mut marker,
+            self.format,
+            Stream::Err,
+            text.as_bytes(),
+            &timestamp(SystemTime::now()),
+            false,
+        );
         if self.size + marker.len() as u64 > self.max_size && self.size > 0 {
             self.rotate();
         }
-        let lost = self.dropped;
         if self.write_run(&marker, 0) {
-            self.dropped -= lost.min(self.dropped);
+            self.dropped = 0;
         }
     }
 
@@ -314,6 +291,39 @@ impl Write for LogWriter {
     fn flush(&mut self) -> io::Result<()> {
         LogWriter::flush(self);
         Ok(())
+    }
+}
+
+/// Appends one record (with its newline) to `buf`.
+fn format_record(
+    buf: &mut Vec<u8>,
+    format: LogFormat,
+    stream: Stream,
+    line: &[u8],
+    stamp: &str,
+    continues: bool,
+) {
+    match format {
+        LogFormat::Text => {
+            buf.extend_from_slice(stamp.as_bytes());
+            buf.push(b' ');
+            buf.extend_from_slice(stream.as_str().as_bytes());
+            if continues {
+                buf.push(b'+');
+            }
+            buf.push(b' ');
+            buf.extend_from_slice(line);
+            buf.push(b'\n');
+        }
+        LogFormat::Json => {
+            let text = String::from_utf8_lossy(line);
+            let mut v = serde_json::json!({ "ts": stamp, "stream": stream.as_str(), "line": text });
+            if continues {
+                v["partial"] = serde_json::Value::Bool(true);
+            }
+            buf.extend_from_slice(v.to_string().as_bytes());
+            buf.push(b'\n');
+        }
     }
 }
 
