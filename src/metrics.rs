@@ -150,7 +150,7 @@ impl Metrics {
                 let labels = vec![("service".into(), s.name.clone()), ("state".into(), state.into())];
                 self.state.get_or_create(&labels).set(i64::from(s.state == state));
             }
-            self.uptime.get_or_create(&l).set(s.uptime_s.unwrap_or(0.0));
+            self.uptime.get_or_create(&l).set(s.uptime_s.secs().unwrap_or(0.0));
             if let Some(m) = s.memory_bytes {
                 self.memory.get_or_create(&l).set(m as i64);
             }

@@ -131,6 +131,49 @@ fn the_socket_has_its_mode_and_peers_outside_the_allow_lists_get_403() {
 }
 
 #[test]
+fn a_group_in_allow_gids_owns_the_socket_and_its_members_get_in() {
+    let d = Daemon::start_with_header(&two_services(), "allow_gids = [65534]\n");
+    d.wait_state("db", "healthy", 10 * SEC);
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(d.path("s.sock")).unwrap();
+    assert_eq!((meta.gid(), meta.mode() & 0o777), (65534, 0o660));
+    // nobody:nogroup reaches a 0660 socket only through its group, and is let in by allow_gids
+    let member = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", BIN, "status", "--socket"])
+        .arg(d.path("s.sock"))
+        .output()
+        .expect("setpriv (util-linux)");
+    assert_eq!(member.status.code(), Some(0), "{}", String::from_utf8_lossy(&member.stderr));
+    assert!(String::from_utf8_lossy(&member.stdout).contains("db"));
+}
+
+/// Sends `request` raw and returns what comes back before the server closes or 10 s pass.
+fn raw(socket: &std::path::Path, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(10 * SEC)).unwrap();
+    let _ = s.write_all(request);
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+#[test]
+fn request_bodies_are_bounded_in_size_and_in_time() {
+    let d = Daemon::start(&two_services());
+    d.wait_state("db", "healthy", 10 * SEC);
+    let socket = d.path("s.sock");
+    let mut huge = b"POST /v1/reload HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n".to_vec();
+    huge.extend(std::iter::repeat_n(b'x', 100_000));
+    assert!(raw(&socket, &huge).starts_with("HTTP/1.1 413"), "an oversized body is refused");
+    let trickle = b"POST /v1/reload HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{\"rel";
+    assert!(raw(&socket, trickle).starts_with("HTTP/1.1 408"), "a body that never completes times out");
+    // neither disturbed anything: no reload happened, the services kept their runs
+    assert!(!d.log_tail().contains("reloaded"), "{}", d.log_tail());
+    assert_eq!(d.wait_state("db", "healthy", SEC).restarts, 0);
+}
+
+#[test]
 fn a_stale_socket_is_replaced_and_a_live_one_refuses_a_second_daemon() {
     let d = Daemon::start(&two_services());
     d.wait_state("db", "healthy", 10 * SEC);

@@ -29,7 +29,7 @@ fn a_memory_cap_that_cannot_be_applied_fails_the_start_and_nothing_runs_uncapped
             let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
             let mut seen = Vec::new();
             while tokio::time::Instant::now() < deadline {
-                seen = handle.status().await;
+                seen = handle.status().to_vec();
                 let state = |n: &str| seen.iter().find(|s| s.name == n).map(|s| s.state);
                 if state("capped") == Some("failed") && state("plain") == Some("healthy") {
                     break;

@@ -95,7 +95,7 @@ async fn narrate(handle: Handle, mut events: crate::supervisor::events::Receiver
                 Ok(e) => {
                     say!("{}", line(&e));
                     if !killed && kill_at.is_none() && e.to == "healthy" && all_up(&handle).await {
-                        say!("\nAll services are up:\n\n{}", table::render(&owned(&handle.status().await), color));
+                        say!("\nAll services are up:\n\n{}", table::render(&owned(&handle.status()), color));
                         kill_at = Some(tokio::time::Instant::now() + KILL_AFTER);
                     }
                 }
@@ -118,11 +118,11 @@ fn owned(
 }
 
 async fn all_up(handle: &Handle) -> bool {
-    handle.status().await.iter().all(|s| matches!(s.state, "healthy" | "exited"))
+    handle.status().iter().all(|s| matches!(s.state, "healthy" | "exited"))
 }
 
 async fn kill_victim(handle: &Handle) {
-    let status = handle.status().await;
+    let status = handle.status();
     let Some(pid) = status.iter().find(|s| s.name == VICTIM).and_then(|s| s.pid) else {
         return;
     };

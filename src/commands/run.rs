@@ -72,10 +72,12 @@ pub struct Booted {
 pub fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Result<Booted, Exit> {
     one_malloc_arena();
     let sup_cfg = &cfg.supervisor;
-    let listener = control::server::bind(&sup_cfg.socket, sup_cfg.socket_mode.0).map_err(|e| {
-        eprintln!("titan-supervisor: {e}");
-        Exit::Refused
-    })?;
+    let listener =
+        control::server::bind(&sup_cfg.socket, sup_cfg.socket_mode.0, sup_cfg.allow_gids.first().copied())
+            .map_err(|e| {
+                eprintln!("titan-supervisor: {e}");
+                Exit::Refused
+            })?;
     let access = control::server::Access {
         uids: sup_cfg.allow_uids.clone(),
         gids: sup_cfg.allow_gids.clone(),

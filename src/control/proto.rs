@@ -38,7 +38,7 @@ impl From<&ServiceStatus> for ServiceStatusOwned {
             state: s.state.to_owned(),
             pid: s.pid,
             restarts: s.restarts,
-            uptime_s: s.uptime_s,
+            uptime_s: s.uptime_s.secs(),
             memory_bytes: s.memory_bytes,
             health: s.health.to_owned(),
             reason: s.reason.clone(),

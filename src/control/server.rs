@@ -16,11 +16,16 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 
-use super::proto::{self, ErrorBody, Outcome, ServiceStatusOwned, Status, Verb};
+use super::proto::{self, ErrorBody, Outcome, Verb};
 use crate::supervisor::actor::{Act, Handle};
+use crate::supervisor::status::ServiceStatus;
 
 /// A client that has not sent its request head within this is dropped.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Request bodies (`{"release": ...}`) are small; anything larger is refused with 413.
+const MAX_BODY: usize = 64 * 1024;
+/// A body must arrive within this once its head has.
+const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -34,8 +39,14 @@ pub enum BindError {
     },
 }
 
-/// Binds the socket (mode `mode`), replacing a stale file but never a live socket.
-pub fn bind(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixListener, BindError> {
+/// Binds the socket (mode `mode`, owned by `group` when given — the first of `allow_gids`, so
+/// that group's members can reach a 0660 socket at all), replacing a stale file but never a
+/// live socket.
+pub fn bind(
+    path: &Path,
+    mode: u32,
+    group: Option<u32>,
+) -> Result<std::os::unix::net::UnixListener, BindError> {
     let io_err = |source| BindError::Io { path: path.to_owned(), source };
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -47,6 +58,9 @@ pub fn bind(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixListener, 
         std::fs::create_dir_all(dir).map_err(io_err)?;
     }
     let listener = std::os::unix::net::UnixListener::bind(path).map_err(io_err)?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(io_err)?;
+    }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err)?;
     listener.set_nonblocking(true).map_err(io_err)?;
     Ok(listener)
@@ -147,17 +161,23 @@ async fn route(
         return Ok(error(StatusCode::FORBIDDEN, "this uid/gid is not in allow_uids/allow_gids"));
     }
     let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let query = req.uri().query().map(str::to_owned);
+    let _body = match read_body(req).await {
+        Ok(body) => body,
+        Err(refusal) => return Ok(refusal),
+    };
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let answer = match (req.method(), parts.as_slice()) {
-        (&Method::GET, ["v1", "status"]) => status(&handle).await,
+    let answer = match (&method, parts.as_slice()) {
+        (&Method::GET, ["v1", "status"]) => status(&handle),
         (&Method::GET, ["v1", "events"]) => events(&handle),
         (&Method::GET, ["metrics"]) => metrics(&handle).await,
         (&Method::POST, ["v1", "reload"]) => match handle.reload().await {
             Ok(done) => json(StatusCode::OK, &done),
             Err(report) => error(StatusCode::UNPROCESSABLE_ENTITY, report),
         },
-        (&Method::GET, ["v1", "logs", name]) => logs(&handle, &log_dir, name, req.uri().query()).await,
-        (&Method::GET, ["v1", "services", name]) => service(&handle, name).await,
+        (&Method::GET, ["v1", "logs", name]) => logs(&handle, &log_dir, name, query.as_deref()).await,
+        (&Method::GET, ["v1", "services", name]) => service(&handle, name),
         (&Method::POST, ["v1", "services", name, verb]) => match Verb::parse(verb) {
             Some(verb) => act(&handle, name, verb).await,
             None => error(StatusCode::NOT_FOUND, format!("no action {verb:?}: start, stop or restart")),
@@ -165,9 +185,25 @@ async fn route(
         _ if proto::RESERVED.contains(&path.as_str()) => {
             error(StatusCode::NOT_IMPLEMENTED, format!("{path} comes with release switching"))
         }
-        _ => error(StatusCode::NOT_FOUND, format!("no endpoint {} {path}", req.method())),
+        _ => error(StatusCode::NOT_FOUND, format!("no endpoint {method} {path}")),
     };
     Ok(answer)
+}
+
+/// The request's body, bounded in size and time: a client cannot make us hold more than
+/// `MAX_BODY` bytes of it, nor wait on it for longer than `BODY_TIMEOUT`.
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Reply> {
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
+    match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
+        Ok(Ok(body)) => Ok(body.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(error(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {MAX_BODY} bytes")))
+        }
+        Ok(Err(e)) => Err(error(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"))),
+        Err(_) => {
+            Err(error(StatusCode::REQUEST_TIMEOUT, format!("request body not sent within {BODY_TIMEOUT:?}")))
+        }
+    }
 }
 
 async fn metrics(handle: &Handle) -> Reply {
@@ -175,14 +211,19 @@ async fn metrics(handle: &Handle) -> Reply {
     reply(StatusCode::OK, kind, Full::new(Bytes::from(handle.metrics().await)).boxed())
 }
 
-async fn status(handle: &Handle) -> Reply {
-    let services = handle.status().await.iter().map(ServiceStatusOwned::from).collect();
-    json(StatusCode::OK, &Status { release: None, services })
+/// `GET /v1/status`, serialized straight from the actor's board: no question reaches the actor.
+fn status(handle: &Handle) -> Reply {
+    #[derive(Serialize)]
+    struct View<'a> {
+        release: Option<&'a str>,
+        services: &'a [ServiceStatus],
+    }
+    json(StatusCode::OK, &View { release: None, services: &handle.status() })
 }
 
-async fn service(handle: &Handle, name: &str) -> Reply {
-    match handle.status().await.iter().find(|s| s.name == name) {
-        Some(s) => json(StatusCode::OK, &ServiceStatusOwned::from(s)),
+fn service(handle: &Handle, name: &str) -> Reply {
+    match handle.status().iter().find(|s| s.name == name) {
+        Some(s) => json(StatusCode::OK, s),
         None => error(StatusCode::NOT_FOUND, format!("unknown service {name:?}")),
     }
 }
@@ -280,7 +321,7 @@ fn events(handle: &Handle) -> Reply {
 /// rotated and compressed files, then followed across rotations. File reading runs on the
 /// blocking pool; a reader that stops reading holds at most `STREAM_BACKLOG` chunks.
 async fn logs(handle: &Handle, log_dir: &Path, name: &str, query: Option<&str>) -> Reply {
-    let known = name == "supervisor" || handle.status().await.iter().any(|s| s.name == name);
+    let known = name == "supervisor" || handle.status().iter().any(|s| s.name == name);
     if !known {
         return error(StatusCode::NOT_FOUND, format!("unknown service {name:?}"));
     }

@@ -40,7 +40,6 @@ pub enum Msg {
         slot: usize,
         run: Option<u64>,
     },
-    Status(oneshot::Sender<Vec<ServiceStatus>>),
     /// The Prometheus exposition.
     Metrics(oneshot::Sender<String>),
     /// Re-read the config and apply the difference.
@@ -97,7 +96,14 @@ pub struct Supervisor {
     /// The control socket, served once `run` starts.
     control: Option<(std::os::unix::net::UnixListener, crate::control::server::Access)>,
     stop_order: Vec<String>,
+    /// The status board readers see without asking the actor; rebuilt when `dirty`.
+    board: tokio::sync::watch::Sender<Board>,
+    /// Something `status` shows has changed since the board was last rebuilt.
+    dirty: bool,
 }
+
+/// Every service's status as of its last change; readers refresh the uptimes.
+pub type Board = std::sync::Arc<Vec<ServiceStatus>>;
 
 /// What a request gets once the actor has stopped.
 const STOPPING: &str = "the supervisor is stopping";
@@ -107,6 +113,7 @@ const STOPPING: &str = "the supervisor is stopping";
 pub struct Handle {
     tx: mpsc::UnboundedSender<Msg>,
     events: events::Sender,
+    board: tokio::sync::watch::Receiver<Board>,
 }
 
 impl Handle {
@@ -117,8 +124,10 @@ impl Handle {
         rx.await.ok()
     }
 
-    pub async fn status(&self) -> Vec<ServiceStatus> {
-        self.ask(Msg::Status).await.unwrap_or_default()
+    /// Every service's status, read from the board: a hundred readers never queue at the
+    /// actor, and the answer is as fresh as the last state change (uptimes as of reading).
+    pub fn status(&self) -> Board {
+        self.board.borrow().clone()
     }
 
     pub async fn reload(&self) -> Result<super::reload::Reloaded, String> {
@@ -154,6 +163,7 @@ impl Supervisor {
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let (events, _) = tokio::sync::broadcast::channel(events::BACKLOG);
+        let (board, _) = tokio::sync::watch::channel(Board::default());
         Supervisor {
             cfg,
             slots,
@@ -171,6 +181,8 @@ impl Supervisor {
             config_path: None,
             metrics: crate::metrics::Metrics::new(),
             stop_order: Vec::new(),
+            board,
+            dirty: true,
         }
     }
 
@@ -196,6 +208,7 @@ impl Supervisor {
             return Err(STOPPING.into());
         }
         let result = self.reload(&path);
+        self.dirty = true;
         match &result {
             Ok(r) => {
                 tracing::info!(added = ?r.added, removed = ?r.removed, changed = ?r.changed, unchanged = r.unchanged, "{why}: reloaded {}", path.display())
@@ -206,7 +219,7 @@ impl Supervisor {
     }
 
     pub fn handle(&self) -> Handle {
-        Handle { tx: self.tx.clone(), events: self.events.clone() }
+        Handle { tx: self.tx.clone(), events: self.events.clone(), board: self.board.subscribe() }
     }
 
     /// Runs until every service is at rest after a SIGTERM/SIGINT (or `Handle::shutdown`).
@@ -225,6 +238,7 @@ impl Supervisor {
         }
         self.start_ready();
         while !self.finished() {
+            self.post_board();
             let wake = tokio::time::Instant::from_std(self.next_wake());
             tokio::select! {
                 biased;
@@ -279,17 +293,18 @@ impl Supervisor {
         match msg {
             Msg::Probe { slot, run, ok } => self.on_probe(slot, run, ok),
             Msg::Ready { slot, run } => self.on_ready(slot, run),
-            Msg::Status(reply) => {
-                let _ = reply.send(self.status());
-            }
             Msg::Metrics(reply) => {
                 let _ = reply.send(self.metrics.render(&self.status()));
             }
             Msg::Reload(reply) => {
-                let _ = reply.send(self.on_reload("request"));
+                let reloaded = self.on_reload("request");
+                self.post_board();
+                let _ = reply.send(reloaded);
             }
             Msg::Act { name, verb, reply } => {
-                let _ = reply.send(self.on_act(&name, verb));
+                let act = self.on_act(&name, verb);
+                self.post_board();
+                let _ = reply.send(act);
             }
             Msg::Shutdown => self.on_stop_signal("request"),
         }
@@ -340,6 +355,7 @@ impl Supervisor {
     /// Feeds `event` to service `i`'s state machine and performs the resulting actions; an
     /// action that fails feeds its own event back in.
     pub(super) fn apply(&mut self, i: usize, event: Event) {
+        self.dirty = true;
         let mut pending = Some(event);
         while let Some(event) = pending.take() {
             let now = Instant::now();
@@ -475,7 +491,11 @@ impl Supervisor {
             );
         }
         tracing::info!(service = %notice.service, from = notice.from, to = notice.to, reason = notice.reason.as_deref().unwrap_or(""), restarts = notice.restarts, "state");
-        let _ = self.events.send(notice);
+        if self.events.receiver_count() > 0 {
+            // whoever hears of the change and then asks for status sees it on the board
+            self.post_board();
+            let _ = self.events.send(notice);
+        }
     }
 
     /// An operator's start, stop or restart. A stop holds the service stopped until a start.
@@ -577,6 +597,17 @@ impl Supervisor {
                 self.apply(i, event);
             }
         }
+    }
+
+    /// Rebuilds the status board if anything on it changed.
+    fn post_board(&mut self) {
+        if std::mem::take(&mut self.dirty) {
+            self.board.send_replace(Board::new(self.status()));
+        }
+    }
+
+    pub(super) fn mark_dirty(&mut self) {
+        self.dirty = true;
     }
 
     fn status(&self) -> Vec<ServiceStatus> {

@@ -36,6 +36,7 @@ impl Supervisor {
             return;
         }
         let rss = self.tree_rss(&capped);
+        self.mark_dirty(); // new readings for the status board
         for i in capped {
             let slot = &mut self.slots[i];
             let (Some(limit), Some(used)) = (slot.svc.memory_restart, rss.get(&i).copied()) else {

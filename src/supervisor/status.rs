@@ -17,7 +17,7 @@ pub struct ServiceStatus {
     pub state: &'static str,
     pub pid: Option<i32>,
     pub restarts: u32,
-    pub uptime_s: Option<f64>,
+    pub uptime_s: Uptime,
     pub memory_bytes: Option<u64>,
     pub health: &'static str,
     /// Why it is failed, backing off, or still pending.
@@ -47,12 +47,29 @@ impl ServiceStatus {
             state: s.life.state.name(),
             pid: s.pid.map(|p| p.as_raw()),
             restarts: s.life.restarts,
-            uptime_s: s.life.state.running_since().map(|t| t.elapsed().as_secs_f64()),
+            uptime_s: Uptime(s.life.state.running_since()),
             memory_bytes: s.last_rss,
             health: check_name(&s.svc.health.check),
             reason,
             ready_after_ms: s.ready_after.map(|d| d.as_millis() as u64),
         }
+    }
+}
+
+/// Since when a service runs; it reads (and serializes) as the seconds up to that moment, so
+/// a status taken once stays right however late it is shown.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Uptime(pub Option<std::time::Instant>);
+
+impl Uptime {
+    pub fn secs(&self) -> Option<f64> {
+        self.0.map(|t| t.elapsed().as_secs_f64())
+    }
+}
+
+impl Serialize for Uptime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.secs().serialize(s)
     }
 }
 
