@@ -371,11 +371,28 @@ fn children_of(pid: i32) -> Vec<i32> {
 }
 
 #[test]
-fn a_container_service_is_refused_by_this_build_naming_it() {
+fn a_container_service_waits_for_an_unreachable_dockerd_while_native_services_run() {
     let digest = "0".repeat(64);
-    let mut d = Daemon::start(&format!("[services.nats]\nimage = \"nats@sha256:{digest}\"\n"));
-    assert_eq!(d.wait_exit(10 * SEC), Some(2));
-    assert!(d.log_tail().contains("service \\\"nats\\\" is a container"), "{}", d.log_tail());
+    let config = format!(
+        "[services.nats]\nimage = \"nats@sha256:{digest}\"\n\n[services.native]\n{}\n",
+        svc("native", "")
+    );
+    let d = Daemon::start_with_header(&config, "docker_host = \"unix:///nonexistent/docker.sock\"\n");
+    d.wait_state("native", "healthy", 10 * SEC);
+    let said = wait_for(10 * SEC, || {
+        let log = d.log_tail();
+        (log.contains("cannot reach dockerd at unix:///nonexistent/docker.sock")
+            && log.contains("retrying in"))
+        .then_some(())
+    });
+    assert!(said.is_some(), "{}", d.log_tail());
+    let status = std::process::Command::new(common::BIN)
+        .args(["status", "--json", "--socket"])
+        .arg(d.path("s.sock"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("\"state\":\"pending\"") && text.contains("waiting for dockerd"), "{text}");
 }
 
 #[test]

@@ -21,6 +21,8 @@ pub struct ServiceStatusOwned {
     pub kind: String,
     pub state: String,
     pub pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
     pub restarts: u32,
     pub uptime_s: Option<f64>,
     pub memory_bytes: Option<u64>,
@@ -37,6 +39,7 @@ impl From<&ServiceStatus> for ServiceStatusOwned {
             kind: s.kind.to_owned(),
             state: s.state.to_owned(),
             pid: s.pid,
+            container_id: s.container_id.clone(),
             restarts: s.restarts,
             uptime_s: s.uptime_s.secs(),
             memory_bytes: s.memory_bytes,

@@ -49,7 +49,7 @@ pub struct Watch {
 }
 
 impl Watch {
-    fn check(&self, line: &[u8]) {
+    pub fn check(&self, line: &[u8]) {
         if self.armed.load(Ordering::Relaxed)
             && self.pattern.is_match(line)
             && self.armed.swap(false, Ordering::AcqRel)

@@ -70,16 +70,25 @@ impl Pipeline {
     /// Reads one run's stdout and stderr into `writer` on the log thread.
     pub fn capture(&self, out: OwnedFd, err: OwnedFd, writer: SharedWriter, watch: Option<Watch>) {
         for (fd, stream) in [(out, writer::Stream::Out), (err, writer::Stream::Err)] {
-            let (writer, watch, readers) = (writer.clone(), watch.clone(), Arc::clone(&self.readers));
-            readers.fetch_add(1, Ordering::AcqRel);
-            self.handle.spawn(async move {
+            let (writer, watch) = (writer.clone(), watch.clone());
+            self.spawn_reader(async move {
                 match capture::Reader::new(fd, stream, writer, watch) {
                     Ok(reader) => reader.run().await,
                     Err(e) => tracing::warn!("cannot read a service's output: {e}"),
                 }
-                readers.fetch_sub(1, Ordering::AcqRel);
             });
         }
+    }
+
+    /// Runs a reader of a service's output (a pipe, a container's log stream) on the log
+    /// thread; `drain` waits for it.
+    pub fn spawn_reader(&self, reader: impl Future<Output = ()> + Send + 'static) {
+        let readers = Arc::clone(&self.readers);
+        readers.fetch_add(1, Ordering::AcqRel);
+        self.handle.spawn(async move {
+            reader.await;
+            readers.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     /// Writes a `[titan-supervisor]` line into a service's log, on the log thread.

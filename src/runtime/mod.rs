@@ -1,7 +1,8 @@
 //! Where services run: native processes (fork/exec in `spawn`, one reaper in `reaper`),
-//! confined in cgroups (`cgroup`). Containers join here later behind the same boundary.
+//! confined in cgroups (`cgroup`); containers through the Docker Engine API (`docker`).
 
 pub mod cgroup;
+pub mod docker;
 pub mod procfs;
 pub mod reaper;
 pub mod spawn;

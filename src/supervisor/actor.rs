@@ -51,6 +51,8 @@ pub enum Msg {
         reply: oneshot::Sender<Act>,
     },
     Shutdown,
+    /// What Docker did for a container service.
+    Docker(super::containers::Report),
 }
 
 /// How the actor took an operator's request.
@@ -100,6 +102,8 @@ pub struct Supervisor {
     board: tokio::sync::watch::Sender<Board>,
     /// Something `status` shows has changed since the board was last rebuilt.
     dirty: bool,
+    /// The Docker daemon, once connected (only when some service is a container).
+    pub(super) engine: Option<crate::runtime::docker::Engine>,
 }
 
 /// Every service's status as of its last change; readers refresh the uptimes.
@@ -183,6 +187,7 @@ impl Supervisor {
             stop_order: Vec::new(),
             board,
             dirty: true,
+            engine: None,
         }
     }
 
@@ -233,6 +238,7 @@ impl Supervisor {
             return Ok(self.summary());
         };
         self.bind_notify_sockets()?;
+        self.connect_docker();
         if let Some((listener, access)) = self.control.take() {
             crate::control::server::spawn_thread(listener, access, self.handle())?;
         }
@@ -307,6 +313,7 @@ impl Supervisor {
                 let _ = reply.send(act);
             }
             Msg::Shutdown => self.on_stop_signal("request"),
+            Msg::Docker(report) => self.on_docker(report),
         }
     }
 
@@ -373,6 +380,9 @@ impl Supervisor {
 
     fn perform(&mut self, i: usize, action: Action) -> Option<Event> {
         match action {
+            Action::Spawn if self.slots[i].container.is_some() => {
+                self.container_spawn(i).err().map(Event::SpawnFailed)
+            }
             Action::Spawn => self.spawn(i).err().map(Event::SpawnFailed),
             Action::Term => {
                 self.signal_group(i, self.slots[i].svc.stop_signal.0);
@@ -391,6 +401,9 @@ impl Supervisor {
     }
 
     fn signal_group(&self, i: usize, sig: Signal) {
+        if self.slots[i].container.is_some() {
+            return self.container_signal(i, sig);
+        }
         if let Some(pid) = self.slots[i].pid {
             let _ = kill(Pid::from_raw(-pid.as_raw()), sig);
         }
@@ -563,7 +576,10 @@ impl Supervisor {
         for i in 0..self.slots.len() {
             let slot = &self.slots[i];
             let deps_ready = slot.deps.iter().all(|&d| self.slots[d].life.state.is_ready());
-            if matches!(slot.life.state, State::Pending) && deps_ready {
+            if matches!(slot.life.state, State::Pending)
+                && deps_ready
+                && self.container_blocker(slot).is_none()
+            {
                 self.apply(i, Event::Start);
             }
         }
@@ -627,7 +643,10 @@ impl Supervisor {
             .filter(|d| !d.life.state.is_ready())
             .map(|d| d.name.as_str())
             .collect();
-        (!waiting.is_empty()).then(|| format!("waiting for {}", waiting.join(", ")))
+        if waiting.is_empty() {
+            return self.container_blocker(s);
+        }
+        Some(format!("waiting for {}", waiting.join(", ")))
     }
 
     /// A dependency that has failed or was stopped, directly or further down, which keeps `s`

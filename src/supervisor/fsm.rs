@@ -401,6 +401,15 @@ fn stopping(life: &Lifecycle, spec: &Spec, event: Event, now: Instant) -> Option
             l.state = State::Stopping { since: *since, kill_at: *kill_at, then: Then::Hold };
             vec![]
         }
+        // a start that was still under way (a container's) failed: nothing is left to stop
+        Event::SpawnFailed(e) => {
+            l.state = match then.clone() {
+                Then::Hold => State::Stopped,
+                Then::Fail(reason) => State::Failed { reason },
+                Then::Restart(_) => State::Failed { reason: Reason::Spawn(e) },
+            };
+            vec![]
+        }
         Event::Exited { exit, .. } => {
             l.last_exit = Some(exit);
             match then.clone() {

@@ -18,7 +18,13 @@ impl Supervisor {
     /// Services with a soft cap and a live process.
     fn capped(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.slots.len())
-            .filter(|&i| self.slots[i].svc.memory_restart.is_some() && self.slots[i].pid.is_some())
+            .filter(|&i| self.slots[i].svc.memory_restart.is_some() && self.main_pid(i).is_some())
+    }
+
+    /// The process a service's memory is counted from: its own, or its container's main one
+    /// (each leads a session of its own, which `tree_rss` sums).
+    fn main_pid(&self, i: usize) -> Option<nix::unistd::Pid> {
+        self.slots[i].pid.or_else(|| self.container_pid(i))
     }
 
     /// When the next measurement is due, if any service needs one.
@@ -64,7 +70,7 @@ impl Supervisor {
     /// service runs in its own, so double-forked children count too).
     fn tree_rss(&self, slots: &[usize]) -> HashMap<usize, u64> {
         let by_session: HashMap<i32, usize> =
-            slots.iter().filter_map(|&i| self.slots[i].pid.map(|p| (p.as_raw(), i))).collect();
+            slots.iter().filter_map(|&i| self.main_pid(i).map(|p| (p.as_raw(), i))).collect();
         let mut rss = HashMap::new();
         let page = page_size();
         let Ok(dir) = std::fs::read_dir("/proc") else {

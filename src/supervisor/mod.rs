@@ -4,6 +4,7 @@
 
 pub mod actor;
 mod cgroups;
+pub mod containers;
 pub mod events;
 pub mod fsm;
 mod leftovers;
@@ -18,11 +19,12 @@ use std::path::PathBuf;
 
 pub use actor::{Handle, Supervisor};
 
-use crate::config::{Check, Config, Exec};
+use crate::config::{Check, Config};
 use crate::graph::{Graph, GraphError};
 use crate::logs::pipeline::Pipeline;
 use crate::logs::writer::create_dir;
 use crate::runtime::cgroup::Cgroups;
+use crate::runtime::docker::ContainerSpec;
 use crate::runtime::spawn::{self, SpawnError};
 use slot::Slot;
 
@@ -45,8 +47,6 @@ pub enum BootError {
     },
     #[error("cannot start the log threads: {0}")]
     Logs(#[source] std::io::Error),
-    #[error("service {service:?} is a container (image); this build runs native processes only")]
-    Container { service: String },
 }
 
 impl Supervisor {
@@ -100,13 +100,13 @@ pub(super) fn slot_for(
     metrics: &crate::metrics::Metrics,
 ) -> Result<Slot, BootError> {
     let svc = cfg.services[name].clone();
-    if matches!(svc.exec, Exec::Image { .. }) {
-        return Err(BootError::Container { service: name.to_owned() });
-    }
     let log = logs
         .open_writer(&cfg.supervisor.log_dir, name, &svc.logs, metrics.log_counters(name))
         .map_err(|source| BootError::Dir { path: cfg.supervisor.log_dir.join(name), source })?;
     let mut slot = Slot::new(svc, log);
+    if let Some(spec) = ContainerSpec::of(&cfg.supervisor.project, &slot.svc) {
+        slot.container = Some(containers::ContainerSlot::new(spec, &cfg.supervisor.log_dir));
+    }
     if let Some(user) = &slot.svc.user {
         let creds = spawn::credentials(user)
             .map_err(|source| BootError::User { service: name.to_owned(), source })?;

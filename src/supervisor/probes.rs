@@ -74,6 +74,19 @@ impl Supervisor {
                     let _ = tx.send(Msg::Probe { slot: i, run, ok });
                 });
             }
+            Check::Exec(argv) if slot.container.is_some() => {
+                let (argv, id, engine) = (argv.clone(), self.container_id(i), self.engine.clone());
+                tokio::spawn(async move {
+                    let ok = match (engine, id) {
+                        (Some(engine), Some(id)) => {
+                            crate::runtime::docker::exec::probe(engine.docker(), &id, &argv, timeout).await
+                                == Ok(true)
+                        }
+                        _ => false,
+                    };
+                    let _ = tx.send(Msg::Probe { slot: i, run, ok });
+                });
+            }
             Check::Exec(argv) => {
                 let argv = argv.clone();
                 self.launch_exec_probe(i, &argv);

@@ -12,6 +12,7 @@ use super::actor::Supervisor;
 use super::fsm::{Event, Spec, State};
 use crate::config::{self, Config};
 use crate::graph::Graph;
+use crate::runtime::docker::ContainerSpec;
 
 /// What a reload did.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -57,6 +58,7 @@ impl Supervisor {
                 self.slots[i].retired = true;
                 self.slots[i].requeue = false;
                 self.apply(i, Event::Stop);
+                self.remove_container(i);
             }
             Some(new) if *new != self.slots[i].svc => {
                 done.changed.push(name);
@@ -67,6 +69,7 @@ impl Supervisor {
                     _ => None,
                 };
                 self.requeue(i);
+                self.recontain(i, &cfg.supervisor.project);
             }
             Some(_) => done.unchanged += 1,
         }
@@ -105,12 +108,32 @@ impl Supervisor {
             slot.svc = new.clone();
             slot.spec = Spec::of(new);
             self.requeue(i);
+            self.recontain(i, &cfg.supervisor.project);
             return Ok(());
         }
         let slot = super::slot_for(cfg, name, &self.logs, &self.metrics)?;
         self.slots.push(slot);
-        self.setup_cgroup(self.slots.len() - 1);
+        let i = self.slots.len() - 1;
+        self.setup_cgroup(i);
+        self.start_worker(i);
         Ok(())
+    }
+
+    /// A changed definition for a service's container: prepared again (recreated) once the
+    /// old one is stopped; a service that became or stopped being a container switches too.
+    fn recontain(&mut self, i: usize, project: &str) {
+        let log_dir = self.cfg.supervisor.log_dir.clone();
+        match ContainerSpec::of(project, &self.slots[i].svc) {
+            Some(spec) if self.slots[i].container.is_some() => self.reprepare(i, spec),
+            Some(spec) => {
+                self.slots[i].container = Some(super::containers::ContainerSlot::new(spec, &log_dir));
+                self.start_worker(i);
+            }
+            None => {
+                self.remove_container(i);
+                self.slots[i].container = None;
+            }
+        }
     }
 
     /// Dependencies and dependents as indices, from the (new) config.

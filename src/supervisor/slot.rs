@@ -63,6 +63,8 @@ pub struct Slot {
     pub retired: bool,
     /// Changed by a reload: once stopped, back to pending with the new definition.
     pub requeue: bool,
+    /// A container service's container; `None` for a native service.
+    pub container: Option<super::containers::ContainerSlot>,
 }
 
 impl Slot {
@@ -90,6 +92,7 @@ impl Slot {
             oom_base: 0,
             retired: false,
             requeue: false,
+            container: None,
         }
     }
 

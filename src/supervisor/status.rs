@@ -16,6 +16,8 @@ pub struct ServiceStatus {
     pub kind: &'static str,
     pub state: &'static str,
     pub pid: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
     pub restarts: u32,
     pub uptime_s: Uptime,
     pub memory_bytes: Option<u64>,
@@ -46,6 +48,7 @@ impl ServiceStatus {
             },
             state: s.life.state.name(),
             pid: s.pid.map(|p| p.as_raw()),
+            container_id: s.container.as_ref().and_then(|c| Some(c.running.as_ref()?.id.clone())),
             restarts: s.life.restarts,
             uptime_s: Uptime(s.life.state.running_since()),
             memory_bytes: s.last_rss,

@@ -1,0 +1,272 @@
+//! One project's containers on one daemon: images ensured (pulled by digest and verified),
+//! networks and volumes created and labelled when missing, containers prepared ahead (adopted
+//! when running with the same spec hash, recreated when it changed, created when absent) so
+//! that a start is only `docker start`, and signals delivered.
+
+use std::collections::HashMap;
+
+use bollard::Docker;
+use bollard::errors::Error as ApiError;
+use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
+    RemoveContainerOptions, StopContainerOptions,
+};
+use futures_util::StreamExt;
+
+use super::spec::{self, ContainerSpec};
+
+/// A running container as the supervisor tracks it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Running {
+    pub id: String,
+    /// Its main process as the host sees it (for memory readings).
+    pub pid: Option<i32>,
+    /// `State.StartedAt` in nanoseconds: a `die` event from before it belongs to an earlier run.
+    pub started_nanos: i64,
+}
+
+/// What `prepare` left in place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Prepared {
+    /// Created (or found stopped with the same spec): a start runs it.
+    Created,
+    /// Already running with the same spec: adopted, no restart.
+    Adopted(Running),
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+    project: String,
+}
+
+fn not_found(e: &ApiError) -> bool {
+    matches!(e, ApiError::DockerResponseServerError { status_code: 404, .. })
+}
+
+fn labels(project: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (spec::LABEL_PROJECT.to_owned(), project.to_owned()),
+        (spec::COMPOSE_PROJECT.to_owned(), project.to_owned()),
+    ])
+}
+
+impl Engine {
+    pub fn new(docker: Docker, project: &str) -> Self {
+        Engine { docker, project: project.to_owned() }
+    }
+
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Makes sure `image` is present: pulled when absent (progress in the supervisor's log),
+    /// and a `name@sha256:…` reference must then be among the image's RepoDigests exactly.
+    pub async fn ensure_image(&self, image: &str) -> Result<(), String> {
+        let present = match self.docker.inspect_image(image).await {
+            Ok(_) => true,
+            Err(e) if not_found(&e) => false,
+            Err(e) => return Err(format!("cannot inspect image {image}: {e}")),
+        };
+        if !present {
+            self.pull(image).await?;
+        }
+        let Some((_, digest)) = image.split_once('@') else { return Ok(()) };
+        let inspected = self
+            .docker
+            .inspect_image(image)
+            .await
+            .map_err(|e| format!("cannot inspect image {image}: {e}"))?;
+        let digests = inspected.repo_digests.unwrap_or_default();
+        if digests.iter().any(|d| d.rsplit_once('@').is_some_and(|(_, d)| d == digest)) {
+            Ok(())
+        } else {
+            Err(format!("image {image}: pulled, but its digests are {digests:?}, not {digest}"))
+        }
+    }
+
+    async fn pull(&self, image: &str) -> Result<(), String> {
+        tracing::info!(image, "pulling");
+        let options = CreateImageOptions { from_image: Some(image.to_owned()), ..Default::default() };
+        let mut progress = self.docker.create_image(Some(options), None, None);
+        let mut last = String::new();
+        while let Some(step) = progress.next().await {
+            let step = step.map_err(|e| format!("cannot pull {image}: {e}"))?;
+            if let Some(detail) = step.error_detail.and_then(|d| d.message) {
+                return Err(format!("cannot pull {image}: {detail}"));
+            }
+            let status = step.status.unwrap_or_default();
+            if status != last {
+                tracing::info!(image, layer = step.id.as_deref().unwrap_or(""), "pull: {status}");
+                last = status;
+            }
+        }
+        tracing::info!(image, "pulled");
+        Ok(())
+    }
+
+    /// Creates the network, labelled with the project, unless it exists.
+    pub async fn ensure_network(&self, name: &str) -> Result<(), String> {
+        match self.docker.inspect_network(name, None).await {
+            Ok(_) => return Ok(()),
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(format!("cannot inspect network {name}: {e}")),
+        }
+        let mut labels = labels(&self.project);
+        labels.insert("com.docker.compose.network".into(), name.to_owned());
+        let request = NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: Some("bridge".into()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        match self.docker.create_network(request).await {
+            Ok(_) => Ok(()),
+            // created meanwhile by another service's preparation
+            Err(ApiError::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+            Err(e) => Err(format!("cannot create network {name}: {e}")),
+        }
+    }
+
+    /// Creates the named volume, labelled with the project, unless it exists.
+    pub async fn ensure_volume(&self, name: &str) -> Result<(), String> {
+        match self.docker.inspect_volume(name).await {
+            Ok(_) => return Ok(()),
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(format!("cannot inspect volume {name}: {e}")),
+        }
+        let mut labels = labels(&self.project);
+        labels.insert("com.docker.compose.volume".into(), name.to_owned());
+        let request =
+            VolumeCreateRequest { name: Some(name.to_owned()), labels: Some(labels), ..Default::default() };
+        self.docker
+            .create_volume(request)
+            .await
+            .map(drop)
+            .map_err(|e| format!("cannot create volume {name}: {e}"))
+    }
+
+    /// Everything a start needs, done ahead: image, network, volumes, and the container itself
+    /// — adopted when it runs with this spec, recreated when its spec changed.
+    pub async fn prepare(&self, spec: &ContainerSpec) -> Result<Prepared, String> {
+        self.ensure_image(&spec.image).await?;
+        self.ensure_network(&spec.network).await?;
+        for volume in &spec.volumes {
+            self.ensure_volume(volume).await?;
+        }
+        match self.docker.inspect_container(&spec.name, None).await {
+            Ok(found) => {
+                let labels = found.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+                if labels.get(spec::LABEL_HASH) == Some(&spec.hash) {
+                    let state = found.state.unwrap_or_default();
+                    if state.running == Some(true) {
+                        let running = Running {
+                            id: found.id.unwrap_or_default(),
+                            pid: state.pid.map(|p| p as i32),
+                            started_nanos: state.started_at.as_deref().and_then(super::nanos_of).unwrap_or(0),
+                        };
+                        return Ok(Prepared::Adopted(running));
+                    }
+                    return Ok(Prepared::Created);
+                }
+                tracing::info!(container = %spec.name, "its definition changed: recreating");
+                self.remove(&spec.name, spec.body.stop_timeout.unwrap_or(10)).await?;
+            }
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(format!("cannot inspect container {}: {e}", spec.name)),
+        }
+        let options = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
+        self.docker
+            .create_container(Some(options), spec.body.clone())
+            .await
+            .map_err(|e| format!("cannot create container {}: {e}", spec.name))?;
+        Ok(Prepared::Created)
+    }
+
+    /// Starts the prepared container and reads back its main pid and start time.
+    pub async fn start(&self, name: &str) -> Result<Running, String> {
+        self.docker
+            .start_container(name, None)
+            .await
+            .map_err(|e| format!("cannot start container {name}: {e}"))?;
+        let found = self
+            .docker
+            .inspect_container(name, None)
+            .await
+            .map_err(|e| format!("cannot inspect container {name}: {e}"))?;
+        let state = found.state.unwrap_or_default();
+        Ok(Running {
+            id: found.id.unwrap_or_default(),
+            pid: state.pid.filter(|&p| p > 0).map(|p| p as i32),
+            started_nanos: state.started_at.as_deref().and_then(super::nanos_of).unwrap_or(0),
+        })
+    }
+
+    /// Sends `signal` to the container's main process; one that is not running is no error.
+    pub async fn signal(&self, name: &str, signal: &str) -> Result<(), String> {
+        let options = KillContainerOptions { signal: signal.to_owned() };
+        match self.docker.kill_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(ApiError::DockerResponseServerError { status_code: 404 | 409, .. }) => Ok(()),
+            Err(e) => Err(format!("cannot signal container {name}: {e}")),
+        }
+    }
+
+    /// Exit code and OOM kill of a container that stopped; `None` while it runs.
+    pub async fn exit_of(&self, name: &str) -> Result<Option<(i64, bool)>, String> {
+        let found = self
+            .docker
+            .inspect_container(name, None)
+            .await
+            .map_err(|e| format!("cannot inspect container {name}: {e}"))?;
+        let state = found.state.unwrap_or_default();
+        if state.running == Some(true) {
+            return Ok(None);
+        }
+        Ok(Some((state.exit_code.unwrap_or(-1), state.oom_killed == Some(true))))
+    }
+
+    /// Stops (within `grace` seconds) and removes a container.
+    pub async fn remove(&self, name: &str, grace: i64) -> Result<(), String> {
+        let stop = StopContainerOptions { t: Some(grace as i32), signal: None };
+        match self.docker.stop_container(name, Some(stop)).await {
+            Ok(()) | Err(ApiError::DockerResponseServerError { status_code: 304 | 404, .. }) => {}
+            Err(e) => return Err(format!("cannot stop container {name}: {e}")),
+        }
+        let options = RemoveContainerOptions { force: true, ..Default::default() };
+        match self.docker.remove_container(name, Some(options)).await {
+            Ok(()) | Err(ApiError::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(format!("cannot remove container {name}: {e}")),
+        }
+    }
+
+    /// Stops and removes the project's containers whose service is not in `keep`.
+    pub async fn remove_orphans(&self, keep: &[String]) -> Result<Vec<String>, String> {
+        let filter = format!("{}={}", spec::LABEL_PROJECT, self.project);
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([("label".to_owned(), vec![filter])])),
+            ..Default::default()
+        };
+        let found = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| format!("cannot list containers: {e}"))?;
+        let mut removed = Vec::new();
+        for c in found {
+            let service =
+                c.labels.as_ref().and_then(|l| l.get(spec::LABEL_SERVICE)).cloned().unwrap_or_default();
+            if keep.contains(&service) {
+                continue;
+            }
+            let name = c.names.and_then(|n| n.into_iter().next()).unwrap_or_default();
+            let name = name.trim_start_matches('/').to_owned();
+            tracing::info!(container = %name, service = %service, "not in the config: stopping and removing it");
+            self.remove(&name, 10).await?;
+            removed.push(name);
+        }
+        Ok(removed)
+    }
+}

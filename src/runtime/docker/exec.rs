@@ -1,0 +1,31 @@
+//! `exec` health checks of containers: the command runs inside the container through the
+//! exec API; it passes when it exits 0 within the probe's timeout.
+
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use futures_util::StreamExt;
+
+/// Runs `argv` in container `id`; `Ok(true)` when it exited 0 within `timeout`.
+pub async fn probe(docker: &Docker, id: &str, argv: &[String], timeout: Duration) -> Result<bool, String> {
+    let run = async {
+        let options = CreateExecOptions {
+            cmd: Some(argv.to_vec()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let exec = docker.create_exec(id, options).await.map_err(|e| format!("cannot create exec: {e}"))?;
+        let start = StartExecOptions { detach: false, tty: false, output_capacity: None };
+        if let StartExecResults::Attached { mut output, .. } =
+            docker.start_exec(&exec.id, Some(start)).await.map_err(|e| format!("cannot start exec: {e}"))?
+        {
+            // the output ends when the command does
+            while output.next().await.is_some() {}
+        }
+        let done = docker.inspect_exec(&exec.id).await.map_err(|e| format!("cannot inspect exec: {e}"))?;
+        Ok(done.exit_code == Some(0))
+    };
+    tokio::time::timeout(timeout, run).await.unwrap_or(Ok(false))
+}

@@ -1,0 +1,197 @@
+//! What defines a service's container: its create request (image, args, env, ports, volumes,
+//! network, memory cap, stop signal, labels) and the spec hash over all of it, which decides
+//! between adopting a running container and recreating it.
+
+use std::collections::HashMap;
+
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+use sha2::{Digest, Sha256};
+
+use crate::config::{self, Exec, Protocol};
+
+pub const LABEL_PROJECT: &str = "titan.project";
+pub const LABEL_SERVICE: &str = "titan.service";
+pub const LABEL_HASH: &str = "titan.spec-hash";
+pub const COMPOSE_PROJECT: &str = "com.docker.compose.project";
+pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";
+
+/// A container service as the Engine API will create it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerSpec {
+    pub service: String,
+    /// `<project>-<service>`.
+    pub name: String,
+    pub image: String,
+    /// The network it joins (its own `network`, else `<project>_default`).
+    pub network: String,
+    /// Named volumes it mounts (created when missing).
+    pub volumes: Vec<String>,
+    pub body: ContainerCreateBody,
+    /// Hex SHA-256 over everything that defines the container.
+    pub hash: String,
+}
+
+impl ContainerSpec {
+    /// The spec of `svc` in `project`; `None` for a native service.
+    pub fn of(project: &str, svc: &config::Service) -> Option<Self> {
+        let Exec::Image { image, args, cwd, ports, volumes, network } = &svc.exec else {
+            return None;
+        };
+        let name = format!("{project}-{}", svc.name);
+        let network = network.clone().unwrap_or_else(|| format!("{project}_default"));
+        let env: Vec<String> = svc.env.iter().map(|(k, v)| format!("{k}={}", v.expose())).collect();
+        let memory = svc.memory.map(|m| m.bytes() as i64);
+        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        for p in ports {
+            let proto = if p.protocol == Protocol::Udp { "udp" } else { "tcp" };
+            let binding = PortBinding {
+                host_ip: Some(p.host_ip.map_or_else(|| "0.0.0.0".into(), |ip| ip.to_string())),
+                host_port: Some(p.host.to_string()),
+            };
+            bindings
+                .entry(format!("{}/{proto}", p.container))
+                .or_default()
+                .get_or_insert_default()
+                .push(binding);
+        }
+        let mut exposed: Vec<String> = bindings.keys().cloned().collect();
+        exposed.sort();
+        let host_config = HostConfig {
+            memory,
+            // equal to the memory limit: no swap on top of it
+            memory_swap: memory,
+            pids_limit: svc.max_pids.map(i64::from),
+            port_bindings: (!bindings.is_empty()).then_some(bindings),
+            binds: (!volumes.is_empty()).then(|| volumes.clone()),
+            network_mode: Some(network.clone()),
+            // the supervisor decides restarts
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::NO),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        };
+        let endpoint = EndpointSettings { aliases: Some(vec![svc.name.clone()]), ..Default::default() };
+        let body = ContainerCreateBody {
+            image: Some(image.clone()),
+            cmd: (!args.is_empty()).then(|| args.iter().map(|a| a.expose().to_owned()).collect()),
+            env: Some(env),
+            working_dir: cwd.as_ref().map(|c| c.display().to_string()),
+            exposed_ports: (!exposed.is_empty()).then_some(exposed),
+            stop_signal: Some(svc.stop_signal.to_string()),
+            stop_timeout: Some(svc.stop_timeout.0.as_secs_f64().ceil() as i64),
+            host_config: Some(host_config),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(network.clone(), endpoint)])),
+            }),
+            ..Default::default()
+        };
+        let hash = hash_of(&body);
+        let mut body = body;
+        body.labels = Some(HashMap::from([
+            (LABEL_PROJECT.to_owned(), project.to_owned()),
+            (LABEL_SERVICE.to_owned(), svc.name.clone()),
+            (LABEL_HASH.to_owned(), hash.clone()),
+            (COMPOSE_PROJECT.to_owned(), project.to_owned()),
+            (COMPOSE_SERVICE.to_owned(), svc.name.clone()),
+        ]));
+        let named = volumes.iter().filter_map(|v| named_volume(v)).map(str::to_owned).collect();
+        Some(ContainerSpec {
+            service: svc.name.clone(),
+            name,
+            image: image.clone(),
+            network,
+            volumes: named,
+            body,
+            hash,
+        })
+    }
+}
+
+/// The volume name of a `name:/path[:mode]` mount; host paths (`/…`, `./…`) are not volumes.
+fn named_volume(mount: &str) -> Option<&str> {
+    let source = mount.split(':').next()?;
+    (!source.is_empty() && !source.starts_with(['/', '.', '~']) && mount.contains(':')).then_some(source)
+}
+
+/// SHA-256 of the request as JSON with every map's keys in order, so the same definition
+/// hashes the same in every build of the supervisor (a changed hash recreates the container).
+fn hash_of(body: &ContainerCreateBody) -> String {
+    let value = serde_json::to_value(body).unwrap_or_default();
+    let canonical = serde_json::to_string(&sorted(value)).unwrap_or_default();
+    Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sorted(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(toml: &str) -> config::Service {
+        let text =
+            format!("[supervisor]\nproject = \"t\"\nrequire_digests = false\n\n[services.api]\n{toml}\n");
+        let src = config::Source { name: "services.toml", text: &text, base_dir: std::path::Path::new("/") };
+        let cfg = config::parse(&src, &|_| None).unwrap();
+        cfg.services["api"].clone()
+    }
+
+    #[test]
+    fn the_create_request_carries_the_definition_and_compose_labels() {
+        let svc = service(
+            "image = \"reg/api@sha256:aa\"\nargs = [\"-js\"]\nports = [\"127.0.0.1:3100:3100\"]\n\
+             memory = \"256MiB\"\nvolumes = [\"ipc:/tmp/ipc\", \"/etc/x:/x:ro\"]\nenv = { A = \"1\" }",
+        );
+        let spec = ContainerSpec::of("titan", &svc).unwrap();
+        assert_eq!((spec.name.as_str(), spec.network.as_str()), ("titan-api", "titan_default"));
+        assert_eq!(spec.volumes, vec!["ipc".to_owned()]);
+        let host = spec.body.host_config.as_ref().unwrap();
+        assert_eq!((host.memory, host.memory_swap), (Some(256 << 20), Some(256 << 20)));
+        let binding = &host.port_bindings.as_ref().unwrap()["3100/tcp"].as_ref().unwrap()[0];
+        assert_eq!(
+            (binding.host_ip.as_deref(), binding.host_port.as_deref()),
+            (Some("127.0.0.1"), Some("3100"))
+        );
+        assert_eq!(spec.body.cmd, Some(vec!["-js".to_owned()]));
+        assert_eq!(spec.body.env, Some(vec!["A=1".to_owned()]));
+        let labels = spec.body.labels.as_ref().unwrap();
+        assert_eq!(labels[COMPOSE_SERVICE], "api");
+        assert_eq!(labels[LABEL_HASH], spec.hash);
+    }
+
+    #[test]
+    fn the_hash_is_stable_and_moves_with_any_defining_change() {
+        let a =
+            ContainerSpec::of("t", &service("image = \"reg/api@sha256:aa\"\nenv = { A = \"1\", B = \"2\" }"))
+                .unwrap();
+        let again =
+            ContainerSpec::of("t", &service("image = \"reg/api@sha256:aa\"\nenv = { B = \"2\", A = \"1\" }"))
+                .unwrap();
+        assert_eq!(a.hash, again.hash);
+        assert_eq!(a.hash.len(), 64);
+        for changed in [
+            "image = \"reg/api@sha256:bb\"\nenv = { A = \"1\", B = \"2\" }",
+            "image = \"reg/api@sha256:aa\"\nenv = { A = \"1\", B = \"3\" }",
+            "image = \"reg/api@sha256:aa\"\nenv = { A = \"1\", B = \"2\" }\nmemory = \"64MiB\"",
+        ] {
+            assert_ne!(ContainerSpec::of("t", &service(changed)).unwrap().hash, a.hash, "{changed}");
+        }
+        // a health check or restart policy does not define the container
+        let probe = "image = \"reg/api@sha256:aa\"\nenv = { A = \"1\", B = \"2\" }\nhealth = { tcp = \"127.0.0.1:1\" }";
+        assert_eq!(ContainerSpec::of("t", &service(probe)).unwrap().hash, a.hash);
+    }
+}

@@ -1,0 +1,410 @@
+//! Container services in the actor: the same state machine, gates and restarts as native
+//! ones, with Docker calls done by one worker task per service (so a start, its signals and a
+//! recreate happen in order) and every outcome coming back as a message. Containers are
+//! prepared ahead — pulled, created, or adopted when already running with the same spec — so
+//! a start is only `docker start`; deaths come from the events stream.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::actor::{Msg, Supervisor};
+use super::fsm::{Event, Exit, State};
+use crate::runtime::docker::engine::Prepared;
+use crate::runtime::docker::events::Notice;
+use crate::runtime::docker::logs::{self as clogs, Cursor, SharedCursor};
+use crate::runtime::docker::{self, ContainerSpec, Engine, Running};
+
+/// A container service's side of its slot.
+pub struct ContainerSlot {
+    pub spec: ContainerSpec,
+    pub prep: Prep,
+    /// The container of the current run, once started (or adopted).
+    pub running: Option<Running>,
+    /// Where its log stands, shared with the log stream of the current run.
+    pub cursor: SharedCursor,
+    worker: Option<mpsc::UnboundedSender<Op>>,
+}
+
+/// How far ahead the container is prepared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Prep {
+    /// Waiting for dockerd, or being pulled and created.
+    Waiting,
+    /// Created: a start is `docker start`.
+    Ready,
+    /// Found running with the same spec: the next start adopts it.
+    Adopt(Running),
+    Failed(String),
+}
+
+impl ContainerSlot {
+    pub fn new(spec: ContainerSpec, log_dir: &std::path::Path) -> Self {
+        let cursor = Cursor::of_log(&log_dir.join(&spec.service), &spec.service);
+        ContainerSlot {
+            spec,
+            prep: Prep::Waiting,
+            running: None,
+            cursor: SharedCursor::new(cursor.into()),
+            worker: None,
+        }
+    }
+
+    fn send(&self, op: Op) {
+        if let Some(w) = &self.worker {
+            let _ = w.send(op);
+        }
+    }
+}
+
+/// What a worker does for its service, in order.
+enum Op {
+    Prepare(Box<ContainerSpec>),
+    Start {
+        run: u64,
+        adopt: Option<Running>,
+    },
+    Signal(String),
+    /// The container died with `code`: tell the actor, with the OOM flag read when it may apply.
+    Died {
+        run: u64,
+        code: i64,
+    },
+    /// dockerd came back: is the container of `run` still running?
+    Check {
+        run: u64,
+        id: String,
+    },
+    Remove,
+}
+
+/// What reaches the actor from Docker.
+pub enum Report {
+    Connected(Engine),
+    Prepared { slot: usize, result: Result<Prepared, String> },
+    Started { slot: usize, run: u64, result: Result<Running, String> },
+    Exited { slot: usize, run: u64, exit: Exit, oom: bool },
+    Stream(Notice),
+}
+
+fn tell(tx: &mpsc::UnboundedSender<Msg>, report: Report) -> bool {
+    tx.send(Msg::Docker(report)).is_ok()
+}
+
+impl Supervisor {
+    fn has_containers(&self) -> bool {
+        self.slots.iter().any(|s| s.container.is_some())
+    }
+
+    /// Connects to dockerd in the background (retrying while it is away) when any service is
+    /// a container.
+    pub(super) fn connect_docker(&mut self) {
+        if !self.has_containers() {
+            return;
+        }
+        let (host, project, tx) =
+            (self.cfg.supervisor.docker_host.clone(), self.cfg.supervisor.project.clone(), self.tx.clone());
+        tokio::spawn(async move {
+            let docker = docker::connect_with_retry(&host).await;
+            tracing::info!(host, version = %docker.client_version(), "connected to dockerd");
+            tell(&tx, Report::Connected(Engine::new(docker, &project)));
+        });
+    }
+
+    pub(super) fn on_docker(&mut self, report: Report) {
+        match report {
+            Report::Connected(engine) => self.on_connected(engine),
+            Report::Prepared { slot, result } => self.on_prepared(slot, result),
+            Report::Started { slot, run, result } => self.on_started(slot, run, result),
+            Report::Exited { slot, run, exit, oom } => {
+                if self.slots[slot].run == run && self.container_of(slot).is_some_and(|c| c.running.is_some())
+                {
+                    if let Some(c) = self.slots[slot].container.as_mut() {
+                        c.running = None;
+                    }
+                    self.logs.note(&self.slots[slot].log, format!("container ended: {exit}"));
+                    self.apply(slot, Event::Exited { exit, oom });
+                }
+            }
+            Report::Stream(notice) => self.on_stream(notice),
+        }
+        self.mark_dirty();
+    }
+
+    fn container_of(&self, i: usize) -> Option<&ContainerSlot> {
+        self.slots[i].container.as_ref()
+    }
+
+    /// dockerd answers: follow its events, remove orphans, and prepare every container.
+    fn on_connected(&mut self, engine: Engine) {
+        let (host, project, tx) =
+            (self.cfg.supervisor.docker_host.clone(), self.cfg.supervisor.project.clone(), self.tx.clone());
+        let events_docker = engine.docker().clone();
+        tokio::spawn(docker::events::follow(host, events_docker, project, move |n| {
+            tell(&tx, Report::Stream(n))
+        }));
+        let keep: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|s| s.container.is_some() && !s.retired)
+            .map(|s| s.name.clone())
+            .collect();
+        let orphans = engine.clone();
+        tokio::spawn(async move {
+            if let Err(e) = orphans.remove_orphans(&keep).await {
+                tracing::warn!("cannot remove containers no longer in the config: {e}");
+            }
+        });
+        self.engine = Some(engine);
+        for i in 0..self.slots.len() {
+            if self.slots[i].container.is_some() && !self.slots[i].retired {
+                self.start_worker(i);
+            }
+        }
+    }
+
+    /// A worker for slot `i`, preparing its container first.
+    pub(super) fn start_worker(&mut self, i: usize) {
+        let Some(engine) = self.engine.clone() else { return };
+        let gate = self.slots[i].svc.startup_timeout.0;
+        let Some(c) = self.slots[i].container.as_mut() else { return };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = tx.send(Op::Prepare(Box::new(c.spec.clone())));
+        c.worker = Some(tx);
+        c.prep = Prep::Waiting;
+        tokio::spawn(worker(engine, i, c.spec.clone(), gate, rx, self.tx.clone()));
+    }
+
+    /// Prepares the container again with a new definition (a reload changed it).
+    pub(super) fn reprepare(&mut self, i: usize, spec: ContainerSpec) {
+        if let Some(c) = self.slots[i].container.as_mut() {
+            c.spec = spec.clone();
+            c.prep = Prep::Waiting;
+            c.send(Op::Prepare(Box::new(spec)));
+        }
+    }
+
+    /// Stops and removes the container of a service a reload removed.
+    pub(super) fn remove_container(&mut self, i: usize) {
+        if let Some(c) = self.slots[i].container.as_ref() {
+            c.send(Op::Remove);
+        }
+    }
+
+    fn on_prepared(&mut self, i: usize, result: Result<Prepared, String>) {
+        let slot = &mut self.slots[i];
+        let Some(c) = slot.container.as_mut() else { return };
+        c.prep = match result {
+            Ok(Prepared::Created) => Prep::Ready,
+            Ok(Prepared::Adopted(running)) => {
+                tracing::info!(service = %slot.name, id = %short(&running.id), "adopting its running container");
+                Prep::Adopt(running)
+            }
+            Err(e) => {
+                tracing::error!(service = %slot.name, "cannot prepare its container: {e}");
+                Prep::Failed(e)
+            }
+        };
+        self.start_ready();
+    }
+
+    /// Whether a container service may start now (prepared), and why not.
+    pub(super) fn container_blocker(&self, s: &super::slot::Slot) -> Option<String> {
+        match &s.container.as_ref()?.prep {
+            Prep::Ready | Prep::Adopt(_) => None,
+            Prep::Waiting if self.engine.is_none() => Some("waiting for dockerd".into()),
+            Prep::Waiting => Some("preparing its container (pull, create)".into()),
+            Prep::Failed(e) => Some(format!("cannot prepare its container: {e}")),
+        }
+    }
+
+    /// The Spawn action for a container: its worker starts (or adopts) it.
+    pub(super) fn container_spawn(&mut self, i: usize) -> Result<(), String> {
+        let slot = &mut self.slots[i];
+        slot.run += 1;
+        let run = slot.run;
+        let Some(c) = slot.container.as_mut() else { return Err("not a container".into()) };
+        let adopt = match std::mem::replace(&mut c.prep, Prep::Ready) {
+            Prep::Adopt(running) => Some(running),
+            Prep::Failed(e) => {
+                c.prep = Prep::Failed(e.clone());
+                return Err(e);
+            }
+            _ => None,
+        };
+        c.send(Op::Start { run, adopt });
+        Ok(())
+    }
+
+    fn on_started(&mut self, i: usize, run: u64, result: Result<Running, String>) {
+        if self.slots[i].run != run {
+            return;
+        }
+        let running = match result {
+            Ok(running) => running,
+            Err(e) => return self.apply(i, Event::SpawnFailed(e)),
+        };
+        let watch = self.log_watch(i);
+        let slot = &mut self.slots[i];
+        let Some(c) = slot.container.as_mut() else { return };
+        self.logs
+            .note(&slot.log, format!("container {} running (pid {:?})", short(&running.id), running.pid));
+        c.running = Some(running.clone());
+        let Some(engine) = &self.engine else { return };
+        let follow = clogs::follow(
+            engine.docker().clone(),
+            running.id.clone(),
+            slot.log.clone(),
+            c.cursor.clone(),
+            watch,
+        );
+        self.logs.spawn_reader(follow);
+        // stopped meanwhile: the stop signal went out before the container ran
+        if matches!(self.slots[i].life.state, State::Stopping { .. }) {
+            self.container_signal(i, self.slots[i].svc.stop_signal.0);
+        }
+    }
+
+    /// The stop signal or SIGKILL for a container service.
+    pub(super) fn container_signal(&self, i: usize, sig: nix::sys::signal::Signal) {
+        if let Some(c) = self.container_of(i) {
+            c.send(Op::Signal(sig.as_str().to_owned()));
+        }
+    }
+
+    fn on_stream(&mut self, notice: Notice) {
+        match notice {
+            Notice::Died { id, at_nanos, exit_code } => {
+                let found = self.slots.iter().enumerate().find_map(|(i, s)| {
+                    let r = s.container.as_ref()?.running.as_ref()?;
+                    (r.id == id && at_nanos >= r.started_nanos).then_some(i)
+                });
+                if let Some(i) = found {
+                    let run = self.slots[i].run;
+                    if let Some(c) = self.container_of(i) {
+                        c.send(Op::Died { run, code: exit_code.unwrap_or(-1) });
+                    }
+                }
+            }
+            Notice::Lost(e) => tracing::warn!("lost dockerd ({e}); reconnecting"),
+            Notice::Back => {
+                tracing::info!("dockerd is back: checking every container");
+                for i in 0..self.slots.len() {
+                    let run = self.slots[i].run;
+                    if let Some(c) = self.container_of(i)
+                        && let Some(r) = &c.running
+                    {
+                        c.send(Op::Check { run, id: r.id.clone() });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The host pid of a container service's main process (memory readings).
+    pub(super) fn container_pid(&self, i: usize) -> Option<nix::unistd::Pid> {
+        self.container_of(i)?.running.as_ref()?.pid.map(nix::unistd::Pid::from_raw)
+    }
+
+    /// The id of a container service's running container.
+    pub(super) fn container_id(&self, i: usize) -> Option<String> {
+        self.container_of(i)?.running.as_ref().map(|r| r.id.clone())
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// Docker's exit code as the state machine knows exits: above 128, a signal.
+fn exit_of(code: i64) -> Exit {
+    match code {
+        129..=192 => Exit::Signal((code - 128) as i32),
+        c => Exit::Code(c as i32),
+    }
+}
+
+/// One service's Docker calls, in the order the actor asked for them.
+async fn worker(
+    engine: Engine,
+    slot: usize,
+    mut spec: ContainerSpec,
+    gate: Duration,
+    mut ops: mpsc::UnboundedReceiver<Op>,
+    tx: mpsc::UnboundedSender<Msg>,
+) {
+    while let Some(op) = ops.recv().await {
+        let report = match op {
+            Op::Prepare(new) => {
+                spec = *new;
+                let result = until_reachable(&engine, gate, || engine.prepare(&spec)).await;
+                Report::Prepared { slot, result }
+            }
+            Op::Start { run, adopt: Some(running) } => Report::Started { slot, run, result: Ok(running) },
+            Op::Start { run, adopt: None } => {
+                let result = until_reachable(&engine, gate, || start(&engine, &spec)).await;
+                Report::Started { slot, run, result }
+            }
+            Op::Signal(sig) => match engine.signal(&spec.name, &sig).await {
+                Ok(()) => continue,
+                Err(e) => {
+                    tracing::warn!(service = %spec.service, "{e}");
+                    continue;
+                }
+            },
+            Op::Died { run, code } => {
+                // an OOM kill shows as SIGKILL; only then is the flag worth a round trip
+                let oom = code == 137 && matches!(engine.exit_of(&spec.name).await, Ok(Some((_, true))));
+                Report::Exited { slot, run, exit: exit_of(code), oom }
+            }
+            Op::Check { run, id } => match engine.exit_of(&id).await {
+                Ok(Some((code, oom))) => Report::Exited { slot, run, exit: exit_of(code), oom },
+                Ok(None) => continue,
+                // gone altogether (removed while dockerd was down)
+                Err(_) => Report::Exited { slot, run, exit: Exit::Code(-1), oom: false },
+            },
+            Op::Remove => {
+                if let Err(e) = engine.remove(&spec.name, spec.body.stop_timeout.unwrap_or(10)).await {
+                    tracing::warn!(service = %spec.service, "{e}");
+                }
+                return;
+            }
+        };
+        if !tell(&tx, report) {
+            return;
+        }
+    }
+}
+
+/// A start; a container removed behind our back is created again first.
+async fn start(engine: &Engine, spec: &ContainerSpec) -> Result<Running, String> {
+    match engine.start(&spec.name).await {
+        Err(e) if e.contains("No such container") => {
+            engine.prepare(spec).await?;
+            engine.start(&spec.name).await
+        }
+        other => other,
+    }
+}
+
+/// Runs `call`, and while dockerd does not answer at all (restarting), tries again for up to
+/// `limit`: only errors from a reachable daemon are final.
+async fn until_reachable<T, F, Fut>(engine: &Engine, limit: Duration, call: F) -> Result<T, String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + limit;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() < deadline && engine.docker().ping().await.is_err() => {
+                tracing::debug!("dockerd unreachable ({e}); retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
