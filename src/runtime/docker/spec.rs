@@ -143,6 +143,7 @@ mod tests {
     use super::*;
 
     fn service(toml: &str) -> config::Service {
+        let toml = toml.replace("{A}", &"a".repeat(64)).replace("{B}", &"b".repeat(64));
         let text =
             format!("[supervisor]\nproject = \"t\"\nrequire_digests = false\n\n[services.api]\n{toml}\n");
         let src = config::Source { name: "services.toml", text: &text, base_dir: std::path::Path::new("/") };
@@ -153,7 +154,7 @@ mod tests {
     #[test]
     fn the_create_request_carries_the_definition_and_compose_labels() {
         let svc = service(
-            "image = \"reg/api@sha256:aa\"\nargs = [\"-js\"]\nports = [\"127.0.0.1:3100:3100\"]\n\
+            "image = \"reg/api@sha256:{A}\"\nargs = [\"-js\"]\nports = [\"127.0.0.1:3100:3100\"]\n\
              memory = \"256MiB\"\nvolumes = [\"ipc:/tmp/ipc\", \"/etc/x:/x:ro\"]\nenv = { A = \"1\" }",
         );
         let spec = ContainerSpec::of("titan", &svc).unwrap();
@@ -175,23 +176,27 @@ mod tests {
 
     #[test]
     fn the_hash_is_stable_and_moves_with_any_defining_change() {
-        let a =
-            ContainerSpec::of("t", &service("image = \"reg/api@sha256:aa\"\nenv = { A = \"1\", B = \"2\" }"))
-                .unwrap();
-        let again =
-            ContainerSpec::of("t", &service("image = \"reg/api@sha256:aa\"\nenv = { B = \"2\", A = \"1\" }"))
-                .unwrap();
+        let a = ContainerSpec::of(
+            "t",
+            &service("image = \"reg/api@sha256:{A}\"\nenv = { A = \"1\", B = \"2\" }"),
+        )
+        .unwrap();
+        let again = ContainerSpec::of(
+            "t",
+            &service("image = \"reg/api@sha256:{A}\"\nenv = { B = \"2\", A = \"1\" }"),
+        )
+        .unwrap();
         assert_eq!(a.hash, again.hash);
         assert_eq!(a.hash.len(), 64);
         for changed in [
-            "image = \"reg/api@sha256:bb\"\nenv = { A = \"1\", B = \"2\" }",
-            "image = \"reg/api@sha256:aa\"\nenv = { A = \"1\", B = \"3\" }",
-            "image = \"reg/api@sha256:aa\"\nenv = { A = \"1\", B = \"2\" }\nmemory = \"64MiB\"",
+            "image = \"reg/api@sha256:{B}\"\nenv = { A = \"1\", B = \"2\" }",
+            "image = \"reg/api@sha256:{A}\"\nenv = { A = \"1\", B = \"3\" }",
+            "image = \"reg/api@sha256:{A}\"\nenv = { A = \"1\", B = \"2\" }\nmemory = \"64MiB\"",
         ] {
             assert_ne!(ContainerSpec::of("t", &service(changed)).unwrap().hash, a.hash, "{changed}");
         }
         // a health check or restart policy does not define the container
-        let probe = "image = \"reg/api@sha256:aa\"\nenv = { A = \"1\", B = \"2\" }\nhealth = { tcp = \"127.0.0.1:1\" }";
+        let probe = "image = \"reg/api@sha256:{A}\"\nenv = { A = \"1\", B = \"2\" }\nhealth = { tcp = \"127.0.0.1:1\" }";
         assert_eq!(ContainerSpec::of("t", &service(probe)).unwrap().hash, a.hash);
     }
 }
