@@ -247,8 +247,14 @@ impl Supervisor {
         let watch = self.log_watch(i);
         let slot = &mut self.slots[i];
         let Some(c) = slot.container.as_mut() else { return };
-        self.logs
-            .note(&slot.log, format!("container {} running (pid {:?})", short(&running.id), running.pid));
+        self.logs.note(
+            &slot.log,
+            format!(
+                "container {} running (host pid {})",
+                short(&running.id),
+                running.pid.map_or("?".into(), |p| p.to_string())
+            ),
+        );
         c.running = Some(running.clone());
         let Some(engine) = &self.engine else { return };
         let follow = clogs::follow(
@@ -304,6 +310,25 @@ impl Supervisor {
     /// The host pid of a container service's main process (memory readings).
     pub(super) fn container_pid(&self, i: usize) -> Option<nix::unistd::Pid> {
         self.container_of(i)?.running.as_ref()?.pid.map(nix::unistd::Pid::from_raw)
+    }
+
+    /// Where a probe aimed at `host:port` reaches a container service directly: a port the
+    /// service publishes is probed at the container's own address and port (docker-proxy
+    /// accepts before the container listens and holds such a probe for a second).
+    pub(super) fn direct_probe_addr(&self, i: usize, host: &str, port: u16) -> Option<std::net::SocketAddr> {
+        let ip = self.container_of(i)?.running.as_ref()?.ip?;
+        let crate::config::Exec::Image { ports, .. } = &self.slots[i].svc.exec else { return None };
+        let local = matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]" | "0.0.0.0");
+        let published = ports.iter().find(|p| {
+            p.host == port
+                && (local || p.host_ip.is_some_and(|h| h.to_string() == host.trim_matches(['[', ']'])))
+        })?;
+        Some(std::net::SocketAddr::new(ip, published.container))
+    }
+
+    /// A container service whose container has not been reported running yet.
+    pub(super) fn container_starting(&self, i: usize) -> bool {
+        self.container_of(i).is_some_and(|c| c.running.is_none())
     }
 
     /// The id of a container service's running container.

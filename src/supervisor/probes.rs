@@ -49,8 +49,22 @@ impl Supervisor {
         }
         let probe = &self.slots[i].probe;
         if probe.next.is_some_and(|at| at <= now) && !probe.in_flight {
+            if self.container_starting(i) {
+                // nothing to probe before the container runs (and its port is docker-proxy's)
+                let slot = &mut self.slots[i];
+                slot.probe.next = Some(now + slot.svc.health.start_interval.0);
+                return;
+            }
             self.launch_probe(i);
         }
+    }
+
+    /// An http check of a container aimed at a published port, aimed at the container itself.
+    fn direct_uri(&self, i: usize, uri: &http::Uri) -> Option<http::Uri> {
+        let port = uri.port_u16().unwrap_or(80);
+        let direct = self.direct_probe_addr(i, uri.host()?, port)?;
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        format!("{}://{direct}{path}", uri.scheme_str().unwrap_or("http")).parse().ok()
     }
 
     fn launch_probe(&mut self, i: usize) {
@@ -59,16 +73,21 @@ impl Supervisor {
         slot.probe.in_flight = true;
         slot.probe.launched = Some(Instant::now());
         let (run, timeout, tx) = (slot.run, slot.svc.health.timeout.0, self.tx.clone());
+        let slot = &self.slots[i];
         match &slot.svc.health.check {
             Check::Http(uri) => {
-                let uri = uri.clone();
+                let uri = self.direct_uri(i, uri).unwrap_or_else(|| uri.clone());
                 tokio::spawn(async move {
                     let ok = health::http::probe(&uri, timeout).await.is_ok();
                     let _ = tx.send(Msg::Probe { slot: i, run, ok });
                 });
             }
             Check::Tcp(addr) => {
-                let addr = addr.clone();
+                let direct = addr
+                    .rsplit_once(':')
+                    .and_then(|(h, p)| self.direct_probe_addr(i, h, p.parse().ok()?))
+                    .map(|a| a.to_string());
+                let addr = direct.unwrap_or_else(|| addr.clone());
                 tokio::spawn(async move {
                     let ok = health::tcp::probe(&addr, timeout).await.is_ok();
                     let _ = tx.send(Msg::Probe { slot: i, run, ok });
@@ -91,7 +110,7 @@ impl Supervisor {
                 let argv = argv.clone();
                 self.launch_exec_probe(i, &argv);
             }
-            Check::None | Check::Log(_) | Check::Notify => slot.probe.in_flight = false,
+            Check::None | Check::Log(_) | Check::Notify => self.slots[i].probe.in_flight = false,
         }
     }
 

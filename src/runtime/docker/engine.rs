@@ -24,6 +24,26 @@ pub struct Running {
     pub pid: Option<i32>,
     /// `State.StartedAt` in nanoseconds: a `die` event from before it belongs to an earlier run.
     pub started_nanos: i64,
+    /// Its address on its network: probes go there rather than through docker-proxy, which
+    /// accepts before the container listens and then holds the connection for a second.
+    pub ip: Option<std::net::IpAddr>,
+}
+
+impl Running {
+    fn of(found: bollard::models::ContainerInspectResponse) -> Running {
+        let state = found.state.unwrap_or_default();
+        let ip = found
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|nets| nets.into_values().find_map(|e| e.ip_address.filter(|ip| !ip.is_empty())))
+            .and_then(|ip| ip.parse().ok());
+        Running {
+            id: found.id.unwrap_or_default(),
+            pid: state.pid.filter(|&p| p > 0).map(|p| p as i32),
+            started_nanos: state.started_at.as_deref().and_then(super::nanos_of).unwrap_or(0),
+            ip,
+        }
+    }
 }
 
 /// What `prepare` left in place.
@@ -39,6 +59,9 @@ pub enum Prepared {
 pub struct Engine {
     docker: Docker,
     project: String,
+    /// Held while networks and volumes are looked up and created: Docker accepts two
+    /// networks of one name, so two services preparing at once must not both create it.
+    creating: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 fn not_found(e: &ApiError) -> bool {
@@ -54,7 +77,7 @@ fn labels(project: &str) -> HashMap<String, String> {
 
 impl Engine {
     pub fn new(docker: Docker, project: &str) -> Self {
-        Engine { docker, project: project.to_owned() }
+        Engine { docker, project: project.to_owned(), creating: Default::default() }
     }
 
     pub fn docker(&self) -> &Docker {
@@ -108,6 +131,7 @@ impl Engine {
 
     /// Creates the network, labelled with the project, unless it exists.
     pub async fn ensure_network(&self, name: &str) -> Result<(), String> {
+        let _one_at_a_time = self.creating.lock().await;
         match self.docker.inspect_network(name, None).await {
             Ok(_) => return Ok(()),
             Err(e) if not_found(&e) => {}
@@ -131,6 +155,7 @@ impl Engine {
 
     /// Creates the named volume, labelled with the project, unless it exists.
     pub async fn ensure_volume(&self, name: &str) -> Result<(), String> {
+        let _one_at_a_time = self.creating.lock().await;
         match self.docker.inspect_volume(name).await {
             Ok(_) => return Ok(()),
             Err(e) if not_found(&e) => {}
@@ -159,16 +184,12 @@ impl Engine {
             Ok(found) => {
                 let labels = found.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
                 if labels.get(spec::LABEL_HASH) == Some(&spec.hash) {
-                    let state = found.state.unwrap_or_default();
-                    if state.running == Some(true) {
-                        let running = Running {
-                            id: found.id.unwrap_or_default(),
-                            pid: state.pid.map(|p| p as i32),
-                            started_nanos: state.started_at.as_deref().and_then(super::nanos_of).unwrap_or(0),
-                        };
-                        return Ok(Prepared::Adopted(running));
-                    }
-                    return Ok(Prepared::Created);
+                    let running = found.state.as_ref().and_then(|s| s.running) == Some(true);
+                    return Ok(if running {
+                        Prepared::Adopted(Running::of(found))
+                    } else {
+                        Prepared::Created
+                    });
                 }
                 tracing::info!(container = %spec.name, "its definition changed: recreating");
                 self.remove(&spec.name, spec.body.stop_timeout.unwrap_or(10)).await?;
@@ -195,12 +216,7 @@ impl Engine {
             .inspect_container(name, None)
             .await
             .map_err(|e| format!("cannot inspect container {name}: {e}"))?;
-        let state = found.state.unwrap_or_default();
-        Ok(Running {
-            id: found.id.unwrap_or_default(),
-            pid: state.pid.filter(|&p| p > 0).map(|p| p as i32),
-            started_nanos: state.started_at.as_deref().and_then(super::nanos_of).unwrap_or(0),
-        })
+        Ok(Running::of(found))
     }
 
     /// Sends `signal` to the container's main process; one that is not running is no error.
