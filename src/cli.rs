@@ -35,6 +35,10 @@ pub enum Command {
     Reload,
     /// Follow lifecycle events as JSON lines (one per state change) until interrupted.
     Events,
+    /// Re-execute the daemon's binary (a new version in its place) without stopping
+    /// containers: native services are stopped in order, containers are adopted by the new
+    /// process. Also SIGUSR2 to the daemon.
+    Upgrade,
     /// Print a service's log (`supervisor` for the supervisor's own), from the log files.
     Logs(LogsArgs),
     /// The built-in six-tier demo on native processes.

@@ -47,6 +47,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Status(args) => ops::status(cli.socket.as_deref(), &args),
         Command::Events => ops::events(cli.socket.as_deref()),
         Command::Reload => ops::reload(cli.socket.as_deref()),
+        Command::Upgrade => ops::upgrade(cli.socket.as_deref()),
         Command::Start(args) => ops::act(cli.socket.as_deref(), &args.service, Verb::Start),
         Command::Stop(args) => ops::act(cli.socket.as_deref(), &args.service, Verb::Stop),
         Command::Restart(args) => ops::act(cli.socket.as_deref(), &args.service, Verb::Restart),

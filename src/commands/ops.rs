@@ -131,3 +131,39 @@ pub fn reload(socket: Option<&Path>) -> Exit {
     );
     Exit::Ok
 }
+
+/// Asks the daemon to re-execute itself, then waits until the new process answers with every
+/// service settled.
+pub fn upgrade(socket: Option<&Path>) -> Exit {
+    let socket = socket_path(socket);
+    let (code, body) = match call(&socket, Method::POST, "/v1/upgrade") {
+        Ok(r) => r,
+        Err(exit) => return exit,
+    };
+    if code != StatusCode::ACCEPTED {
+        let msg = serde_json::from_slice::<ErrorBody>(&body).map(|e| e.error).unwrap_or_default();
+        eprintln!("titan-supervisor: upgrade refused: {msg}");
+        return Exit::Refused;
+    }
+    eprintln!("upgrading: native services stop, containers keep running");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    // the old process goes away, then the new one answers: wait for a status with nothing
+    // pending or starting
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    while std::time::Instant::now() < deadline {
+        if let Ok((StatusCode::OK, body)) =
+            crate::control::client::request(&socket, Method::GET, "/v1/status")
+        {
+            let settled = serde_json::from_slice::<Status>(&body).is_ok_and(|s| {
+                s.services.iter().all(|s| !matches!(s.state.as_str(), "pending" | "starting"))
+            });
+            if settled {
+                println!("upgraded: the daemon runs its new binary and every service is settled");
+                return Exit::Ok;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    eprintln!("titan-supervisor: the upgraded daemon did not settle within 120s");
+    Exit::Failed
+}

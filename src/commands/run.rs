@@ -16,6 +16,8 @@ use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::Layer;
 
 pub fn run(args: &RunArgs) -> Exit {
+    // the path, not /proc/self/exe: an upgrade runs whatever binary is there by then
+    let exe = std::env::current_exe().ok().map(|p| strip_deleted(&p));
     let path = default_config(args.config.as_deref());
     let cfg = match config::load(&path) {
         Ok(cfg) => cfg,
@@ -32,6 +34,7 @@ pub fn run(args: &RunArgs) -> Exit {
     booted.supervisor.reload_from(path.clone());
     tracing::info!(config = %shown, services, pid = std::process::id(), "titan-supervisor starting");
     match booted.runtime.block_on(booted.supervisor.run()) {
+        Ok(summary) if summary.upgrade => reexec(exe, booted._flush),
         Ok(summary) => {
             tracing::info!(stopped = ?summary.stop_order, "all services stopped");
             Exit::Ok
@@ -41,6 +44,28 @@ pub fn run(args: &RunArgs) -> Exit {
             Exit::Failed
         }
     }
+}
+
+/// Replaces this process with `exe` and the same arguments: same pid (systemd keeps tracking
+/// it), containers left running for the new binary to adopt.
+fn reexec(exe: Option<std::path::PathBuf>, log: Option<WorkerGuard>) -> Exit {
+    use std::os::unix::process::CommandExt;
+    let Some(exe) = exe else {
+        eprintln!("titan-supervisor: upgrade: cannot tell which binary to run");
+        return Exit::Failed;
+    };
+    tracing::info!(binary = %exe.display(), "upgrade: executing the new binary");
+    drop(log); // flushed: the new process appends to the same file
+    let error = std::process::Command::new(&exe).args(std::env::args_os().skip(1)).exec();
+    eprintln!("titan-supervisor: upgrade: cannot execute {}: {error}", exe.display());
+    Exit::Failed
+}
+
+/// `/usr/bin/titan-supervisor` from `/usr/bin/titan-supervisor (deleted)`: once the binary was
+/// replaced, the path names the new one.
+fn strip_deleted(p: &std::path::Path) -> std::path::PathBuf {
+    let text = p.to_string_lossy();
+    std::path::PathBuf::from(text.strip_suffix(" (deleted)").unwrap_or(&text))
 }
 
 /// The name under `log_dir` of the supervisor's own log (`titan-supervisor logs supervisor`).

@@ -176,6 +176,13 @@ async fn route(
             Ok(done) => json(StatusCode::OK, &done),
             Err(report) => error(StatusCode::UNPROCESSABLE_ENTITY, report),
         },
+        (&Method::POST, ["v1", "upgrade"]) => match handle.upgrade() {
+            true => json(
+                StatusCode::ACCEPTED,
+                &serde_json::json!({ "upgrading": true, "pid": std::process::id() }),
+            ),
+            false => error(StatusCode::SERVICE_UNAVAILABLE, "the supervisor is stopping"),
+        },
         (&Method::GET, ["v1", "logs", name]) => logs(&handle, &log_dir, name, query.as_deref()).await,
         (&Method::GET, ["v1", "services", name]) => service(&handle, name),
         (&Method::POST, ["v1", "services", name, verb]) => match Verb::parse(verb) {

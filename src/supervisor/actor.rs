@@ -51,6 +51,9 @@ pub enum Msg {
         reply: oneshot::Sender<Act>,
     },
     Shutdown,
+    /// Stop the native services, leave containers running, and hand over to a new process
+    /// (`titan-supervisor upgrade`, SIGUSR2).
+    Upgrade,
     /// What Docker did for a container service.
     Docker(super::containers::Report),
 }
@@ -104,6 +107,8 @@ pub struct Supervisor {
     dirty: bool,
     /// The Docker daemon, once connected (only when some service is a container).
     pub(super) engine: Option<crate::runtime::docker::Engine>,
+    /// Stopping for an upgrade: containers keep running for the next process to adopt.
+    upgrading: bool,
 }
 
 /// Every service's status as of its last change; readers refresh the uptimes.
@@ -156,6 +161,11 @@ impl Handle {
     pub fn shutdown(&self) {
         let _ = self.tx.send(Msg::Shutdown);
     }
+
+    /// Starts an upgrade; false once the supervisor is stopping.
+    pub fn upgrade(&self) -> bool {
+        self.tx.send(Msg::Upgrade).is_ok()
+    }
 }
 
 impl Supervisor {
@@ -188,6 +198,7 @@ impl Supervisor {
             board,
             dirty: true,
             engine: None,
+            upgrading: false,
         }
     }
 
@@ -234,6 +245,7 @@ impl Supervisor {
         let mut sigint = signal(SignalKind::interrupt())?;
         // SIGHUP's default would kill the daemon (a `systemctl reload`, a closed terminal)
         let mut sighup = signal(SignalKind::hangup())?;
+        let mut sigusr2 = signal(SignalKind::user_defined2())?;
         let Some(mut rx) = self.rx.take() else {
             return Ok(self.summary());
         };
@@ -252,19 +264,40 @@ impl Supervisor {
                 _ = sigterm.recv() => self.on_stop_signal("SIGTERM"),
                 _ = sigint.recv() => self.on_stop_signal("SIGINT"),
                 _ = sighup.recv() => drop(self.on_reload("SIGHUP")),
+                _ = sigusr2.recv() => self.on_upgrade("SIGUSR2"),
                 Some(msg) = rx.recv() => self.on_msg(msg),
                 () = tokio::time::sleep_until(wake) => self.on_timers(),
             }
         }
         self.remove_cgroups();
         let _ = std::fs::remove_file(&self.cfg.supervisor.socket);
-        // the services are gone: let their last lines reach the files
-        self.logs.drain(Duration::from_secs(1));
+        // the services are gone: let their last lines reach the files (a container's log
+        // stream only ends with it, and the next process takes it up where the file ends)
+        self.logs.drain(if self.upgrading { Duration::from_millis(100) } else { Duration::from_secs(1) });
         Ok(self.summary())
     }
 
     fn finished(&self) -> bool {
-        self.shutdown != Shutdown::No && self.slots.iter().all(|s| s.life.state.is_at_rest())
+        self.shutdown != Shutdown::No && (0..self.slots.len()).all(|i| self.done_with(i))
+    }
+
+    /// Whether service `i` needs nothing more before the supervisor exits: at rest, or a
+    /// container left running for the process an upgrade hands over to.
+    fn done_with(&self, i: usize) -> bool {
+        self.slots[i].life.state.is_at_rest() || (self.upgrading && self.slots[i].container.is_some())
+    }
+
+    fn on_upgrade(&mut self, what: &str) {
+        if self.shutdown != Shutdown::No {
+            return tracing::warn!("{what}: upgrade ignored, the supervisor is stopping");
+        }
+        tracing::info!(
+            "{what}: upgrading: stopping native services, leaving containers running for the new process"
+        );
+        crate::notify::send("RELOADING=1");
+        self.upgrading = true;
+        self.shutdown = Shutdown::Graceful;
+        self.progress_shutdown();
     }
 
     /// The earliest moment any service needs the actor's attention.
@@ -313,6 +346,7 @@ impl Supervisor {
                 let _ = reply.send(act);
             }
             Msg::Shutdown => self.on_stop_signal("request"),
+            Msg::Upgrade => self.on_upgrade("request"),
             Msg::Docker(report) => self.on_docker(report),
         }
     }
@@ -590,8 +624,10 @@ impl Supervisor {
     fn progress_shutdown(&mut self) {
         for i in 0..self.slots.len() {
             let state = &self.slots[i].life.state;
-            let dependents_at_rest =
-                self.slots[i].dependents.iter().all(|&d| self.slots[d].life.state.is_at_rest());
+            if self.upgrading && self.slots[i].container.is_some() {
+                continue;
+            }
+            let dependents_at_rest = self.slots[i].dependents.iter().all(|&d| self.done_with(d));
             let event = match state {
                 State::Pending | State::Backoff { .. } => Some(Event::Stop),
                 State::Stopping { kill_at: Some(_), .. } if self.shutdown == Shutdown::Fast => {
@@ -660,7 +696,12 @@ impl Supervisor {
     }
 
     fn summary(&self) -> Summary {
-        Summary { services: self.status(), stop_order: self.stop_order.clone(), ran_for: self.t0.elapsed() }
+        Summary {
+            services: self.status(),
+            stop_order: self.stop_order.clone(),
+            ran_for: self.t0.elapsed(),
+            upgrade: self.upgrading,
+        }
     }
 }
 

@@ -50,13 +50,22 @@ impl ServiceStatus {
             pid: s.pid.map(|p| p.as_raw()),
             container_id: s.container.as_ref().and_then(|c| Some(c.running.as_ref()?.id.clone())),
             restarts: s.life.restarts,
-            uptime_s: Uptime(s.life.state.running_since()),
+            uptime_s: Uptime(s.life.state.running_since().map(|since| container_since(s).unwrap_or(since))),
             memory_bytes: s.last_rss,
             health: check_name(&s.svc.health.check),
             reason,
             ready_after_ms: s.ready_after.map(|d| d.as_millis() as u64),
         }
     }
+}
+
+/// When an adopted (or any) container really started, as an `Instant`: its run began before
+/// this supervisor did.
+fn container_since(s: &Slot) -> Option<std::time::Instant> {
+    let nanos = s.container.as_ref()?.running.as_ref()?.started_nanos;
+    let started = std::time::UNIX_EPOCH + Duration::from_nanos(u64::try_from(nanos).ok().filter(|&n| n > 0)?);
+    let ago = std::time::SystemTime::now().duration_since(started).ok()?;
+    std::time::Instant::now().checked_sub(ago)
 }
 
 /// Since when a service runs; it reads (and serializes) as the seconds up to that moment, so
@@ -94,4 +103,6 @@ pub struct Summary {
     /// Services in the order they stopped during shutdown.
     pub stop_order: Vec<String>,
     pub ran_for: Duration,
+    /// Stopped for an upgrade: the caller execs the (new) binary, which adopts the containers.
+    pub upgrade: bool,
 }
