@@ -437,3 +437,41 @@ fn sighup_does_not_kill_the_daemon_and_an_unchanged_config_changes_nothing() {
     assert!(alive(d.pid));
     assert_eq!(d.states("web"), ["starting", "healthy"].map(String::from), "services untouched");
 }
+
+/// Regression: a probe still in flight when its run ended was never marked done (its result
+/// is dropped as stale), so the next run was never probed and failed at its startup timeout.
+/// Seen when the demo's SIGKILL landed while titan-hunter's periodic probe was in flight.
+#[test]
+fn a_probe_in_flight_when_the_service_dies_does_not_stall_the_next_runs_probes() {
+    use std::io::{Read, Write};
+    // the health endpoint is ours: it holds the first request until told, answers 200 after
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let mut incoming = listener.incoming().flatten();
+        let first = incoming.next();
+        let _ = held_tx.send(());
+        let _ = release_rx.recv(); // then `first` closes: the probe in flight fails
+        drop(first);
+        for mut stream in incoming {
+            let _ = stream.read(&mut [0; 1024]);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let config = format!(
+        "[services.probed]\n{}\nrestart = \"always\"\nstartup_timeout = \"3s\"\n\
+         backoff = {{ initial = \"50ms\", max = \"50ms\" }}\n\
+         health = {{ http = \"http://{addr}/health\", timeout = \"5s\", start_interval = \"10ms\" }}\n",
+        svc("probed", "")
+    );
+    let d = Daemon::start(&config);
+    held_rx.recv_timeout(10 * SEC).expect("a first probe");
+    let first = wait_for(5 * SEC, || d.service_pid("probed")).expect("a pid");
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), Signal::SIGKILL);
+    d.wait_state_n("probed", "starting", 2, 10 * SEC);
+    release_tx.send(()).unwrap();
+    let healthy = d.wait_state("probed", "healthy", 10 * SEC);
+    assert_eq!(healthy.restarts, 1, "{:?}", d.states("probed"));
+}

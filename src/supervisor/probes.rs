@@ -149,11 +149,15 @@ impl Supervisor {
     /// A probe result: schedules the next probe and tells the state machine.
     pub(super) fn on_probe(&mut self, i: usize, run: u64, ok: bool) {
         let slot = &mut self.slots[i];
+        // At most one probe is in flight, so this result is that one's even when it is from an
+        // earlier run: clear the flag before dropping a stale result, or the new run is never
+        // probed again.
+        slot.probe.in_flight = false;
+        let launched = slot.probe.launched.take();
         if run != slot.run {
             return;
         }
-        slot.probe.in_flight = false;
-        if let Some(at) = slot.probe.launched.take() {
+        if let Some(at) = launched {
             self.metrics.probed(&slot.name, at.elapsed().as_secs_f64(), ok);
         }
         let slot = &mut self.slots[i];

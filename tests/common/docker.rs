@@ -1,0 +1,161 @@
+//! The private Docker environment that scripts/test.sh starts (scripts/docker-env.sh): its
+//! daemon, its registry and the test images pushed there, read from the environment; the
+//! Debian docker CLI pointed at that daemon only; cleanup by project label.
+
+use std::io::{Read, Write};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Debian's docker CLI (20.10, legacy builder): the one on PATH may be a newer CLI without
+/// buildx, and must not be the one that decides which daemon is used.
+pub const CLI: &str = "/usr/bin/docker";
+/// The label every container and network a test creates carries, for `rm_f_project`.
+pub const PROJECT_LABEL: &str = "titan.project";
+/// How long one docker command may take before the test fails.
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run scripts/test.sh: it starts the private dockerd and registry")
+    })
+}
+
+/// `unix:///.../docker.sock` of the private daemon (`TITAN_TEST_DOCKER_HOST`).
+pub fn host() -> String {
+    var("TITAN_TEST_DOCKER_HOST")
+}
+
+/// `127.0.0.1:PORT` of the private registry (`TITAN_TEST_REGISTRY`).
+pub fn registry() -> String {
+    var("TITAN_TEST_REGISTRY")
+}
+
+/// The test service image, pinned: `127.0.0.1:PORT/titan-testsvc@sha256:...`
+/// (`TITAN_TEST_IMAGE`). Its entrypoint is `titan-testsvc`: pass the service's options.
+pub fn image() -> String {
+    var("TITAN_TEST_IMAGE")
+}
+
+/// The supervisor as PID 1 running the demo, pinned: `127.0.0.1:PORT/titan-pid1@sha256:...`
+/// (`TITAN_TEST_PID1_IMAGE`).
+pub fn pid1_image() -> String {
+    var("TITAN_TEST_PID1_IMAGE")
+}
+
+/// The `sha256:...` part of a pinned reference.
+pub fn digest_of(reference: &str) -> &str {
+    reference.rsplit_once('@').map(|(_, d)| d).unwrap_or_else(|| panic!("{reference} is not pinned"))
+}
+
+/// Runs `docker ARGS` against the private daemon; panics if it outlives a minute.
+pub fn docker(args: &[&str]) -> Output {
+    docker_with_input(args, None)
+}
+
+/// Runs `docker ARGS`, panics unless it succeeds, and returns its stdout, trimmed.
+pub fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(out.status.success(), "docker {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn docker_with_input(args: &[&str], input: Option<&str>) -> Output {
+    let mut child = Command::new(CLI)
+        .args(args)
+        .env("DOCKER_HOST", host())
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{CLI}: {e} (Debian's docker.io: scripts/test.sh installs it)"));
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin.write_all(text.as_bytes()).expect("docker stdin");
+    }
+    let readers = [child.stdout.take().map(drain), child.stderr.take().map(drain)];
+    let deadline = Instant::now() + LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for docker") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("docker {args:?} did not finish within {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let [stdout, stderr] = readers.map(|r| r.map(|h| h.join().expect("reader")).unwrap_or_default());
+    Output { status, stdout, stderr }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+/// Removes every container, then every network, labelled `titan.project=<project>`.
+pub fn rm_f_project(project: &str) {
+    let filter = format!("label={PROJECT_LABEL}={project}");
+    let containers = docker_ok(&["ps", "-aq", "--filter", &filter]);
+    let ids: Vec<&str> = containers.split_whitespace().collect();
+    if !ids.is_empty() {
+        docker(&[&["rm", "-f"][..], &ids].concat());
+    }
+    let networks = docker_ok(&["network", "ls", "-q", "--filter", &filter]);
+    let ids: Vec<&str> = networks.split_whitespace().collect();
+    if !ids.is_empty() {
+        docker(&[&["network", "rm"][..], &ids].concat());
+    }
+}
+
+/// A project name no other test in this run uses; its containers and networks are removed on
+/// drop, whatever the test did.
+pub struct Project(pub String);
+
+impl Project {
+    pub fn new(what: &str) -> Project {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        Project(format!("t-{what}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    /// `--label titan.project=<name>`, for `docker run`, `create` and `network create`.
+    pub fn label(&self) -> String {
+        format!("{PROJECT_LABEL}={}", self.0)
+    }
+
+    /// Creates a user-defined bridge network named after the project and returns its name: the
+    /// private daemon has no default bridge, so a container without one has no network at all.
+    pub fn network(&self) -> String {
+        docker_ok(&["network", "create", "--label", &self.label(), &self.0]);
+        self.0.clone()
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        rm_f_project(&self.0);
+    }
+}
+
+/// Another pinned image of the same test service, with a distinct digest: the test image plus
+/// `LABEL titan.variant=<variant>`, tagged `titan-testsvc:<variant>` and pushed. For "the spec
+/// changed" tests; each call builds and pushes anew, so give each test its own `variant`.
+pub fn variant_image(variant: &str) -> String {
+    let base = image();
+    let reference = format!("{}/titan-testsvc:{variant}", registry());
+    let dockerfile = format!("FROM {base}\nLABEL titan.variant={variant}\n");
+    let out = docker_with_input(&["build", "-q", "-t", &reference, "-"], Some(&dockerfile));
+    assert!(out.status.success(), "docker build {reference}: {}", String::from_utf8_lossy(&out.stderr));
+    let pushed = docker_ok(&["push", &reference]);
+    let digest = pushed
+        .split_whitespace()
+        .skip_while(|w| *w != "digest:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no digest in the output of docker push {reference}:\n{pushed}"));
+    format!("{}/titan-testsvc@{digest}", registry())
+}
