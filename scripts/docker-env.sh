@@ -8,6 +8,8 @@
 #   scripts/docker-env.sh images DIR BINDIR    build the FROM-scratch images from the static
 #                                              binaries in BINDIR, push them, add their
 #                                              digests to DIR/env
+#   scripts/docker-env.sh restart-daemon DIR   stop dockerd (its containers stop) and start it
+#                                              again on the same directories
 #   scripts/docker-env.sh stop DIR             remove everything started under DIR
 #
 # `stop` is idempotent and safe after a partial `start`: it acts only on what DIR records.
@@ -104,6 +106,7 @@ start_dockerd() {
     --storage-driver "$driver" --iptables=false --ip-masq=false --bridge=none \
     >>"$dir/dockerd.log" 2>&1 </dev/null &
   echo $! >"$dir/dockerd.launched"
+  echo "$driver" >"$dir/driver"
   wait_up $! curl -fsS --unix-socket "$dir/docker.sock" http://d/_ping
 }
 
@@ -256,9 +259,18 @@ cmd_stop() {
   rm -rf "$dir"
 }
 
+# dockerd stopped (as a package upgrade or `systemctl restart docker` would: its containers
+# stop with it) and started again on the same directories; the registry keeps running.
+cmd_restart_daemon() {
+  [[ -e "$dir/$MARKER" && -s "$dir/driver" ]] || die "$dir holds no running environment"
+  exec_root=$(cat "$dir/exec-root")
+  stop_daemon
+  start_dockerd "$(cat "$dir/driver")" || die "dockerd did not come back: $(tail -5 "$dir/dockerd.log")"
+}
+
 main() {
   local cmd=${1:-} arg=${2:-}
-  [[ -n "$cmd" && -n "$arg" ]] || die "usage: docker-env.sh start|images|stop DIR [BINDIR]"
+  [[ -n "$cmd" && -n "$arg" ]] || die "usage: docker-env.sh start|images|restart-daemon|stop DIR [BINDIR]"
   [[ "$arg" = /* ]] || arg="$PWD/$arg"
   dir=$arg
   shift 2
@@ -266,7 +278,8 @@ main() {
     start) cmd_start ;;
     images) cmd_images "$@" ;;
     stop) cmd_stop ;;
-    *) die "unknown command $cmd (start, images, stop)" ;;
+    restart-daemon) cmd_restart_daemon ;;
+    *) die "unknown command $cmd (start, images, stop, restart-daemon)" ;;
   esac
 }
 

@@ -109,6 +109,9 @@ pub struct Supervisor {
     pub(super) engine: Option<crate::runtime::docker::Engine>,
     /// Stopping for an upgrade: containers keep running for the next process to adopt.
     upgrading: bool,
+    /// When the Docker events stream last broke, and when it was last back.
+    pub(super) docker_lost_at: Option<Instant>,
+    pub(super) docker_back_since: Option<Instant>,
 }
 
 /// Every service's status as of its last change; readers refresh the uptimes.
@@ -199,6 +202,8 @@ impl Supervisor {
             dirty: true,
             engine: None,
             upgrading: false,
+            docker_lost_at: None,
+            docker_back_since: None,
         }
     }
 
@@ -275,6 +280,10 @@ impl Supervisor {
         // stream only ends with it, and the next process takes it up where the file ends)
         self.logs.drain(if self.upgrading { Duration::from_millis(100) } else { Duration::from_secs(1) });
         Ok(self.summary())
+    }
+
+    pub(super) fn is_stopping(&self) -> bool {
+        self.shutdown != Shutdown::No
     }
 
     fn finished(&self) -> bool {

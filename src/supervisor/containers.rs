@@ -15,6 +15,10 @@ use crate::runtime::docker::events::Notice;
 use crate::runtime::docker::logs::{self as clogs, Cursor, SharedCursor};
 use crate::runtime::docker::{self, ContainerSpec, Engine, Running};
 
+/// How close to dockerd going away (or coming back) a container's end must be to count as
+/// caused by it.
+const DOCKERD_WINDOW: Duration = Duration::from_secs(30);
+
 /// A container service's side of its slot.
 pub struct ContainerSlot {
     pub spec: ContainerSpec,
@@ -24,6 +28,9 @@ pub struct ContainerSlot {
     /// Where its log stands, shared with the log stream of the current run.
     pub cursor: SharedCursor,
     worker: Option<mpsc::UnboundedSender<Op>>,
+    /// When its last container ended: one that ended as dockerd went away is started again
+    /// once dockerd is back, whatever its exit code.
+    ended_at: Option<Instant>,
 }
 
 /// How far ahead the container is prepared.
@@ -47,6 +54,7 @@ impl ContainerSlot {
             running: None,
             cursor: SharedCursor::new(cursor.into()),
             worker: None,
+            ended_at: None,
         }
     }
 
@@ -121,9 +129,13 @@ impl Supervisor {
                 {
                     if let Some(c) = self.slots[slot].container.as_mut() {
                         c.running = None;
+                        c.ended_at = Some(Instant::now());
                     }
                     self.logs.note(&self.slots[slot].log, format!("container ended: {exit}"));
                     self.apply(slot, Event::Exited { exit, oom });
+                    if self.docker_back_since.is_some_and(|at| at.elapsed() < DOCKERD_WINDOW) {
+                        self.resume(slot);
+                    }
                 }
             }
             Report::Stream(notice) => self.on_stream(notice),
@@ -292,9 +304,21 @@ impl Supervisor {
                     }
                 }
             }
-            Notice::Lost(e) => tracing::warn!("lost dockerd ({e}); reconnecting"),
+            Notice::Lost(e) => {
+                tracing::warn!("lost dockerd ({e}); reconnecting");
+                self.docker_lost_at = Some(Instant::now());
+            }
             Notice::Back => {
                 tracing::info!("dockerd is back: checking every container");
+                self.docker_back_since = Some(Instant::now());
+                // what dockerd stopped on its way down is started again
+                let lost = self.docker_lost_at.unwrap_or_else(Instant::now);
+                for i in 0..self.slots.len() {
+                    let ended = self.container_of(i).and_then(|c| c.ended_at);
+                    if ended.is_some_and(|t| t + DOCKERD_WINDOW > lost) {
+                        self.resume(i);
+                    }
+                }
                 for i in 0..self.slots.len() {
                     let run = self.slots[i].run;
                     if let Some(c) = self.container_of(i)
@@ -305,6 +329,17 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// Starts again a container service that ended with dockerd (not by its own decision),
+    /// unless it is held stopped or already on its way back.
+    fn resume(&mut self, i: usize) {
+        let ended = matches!(self.slots[i].life.state, State::Exited { .. } | State::Failed { .. });
+        if self.is_stopping() || !ended {
+            return;
+        }
+        tracing::info!(service = %self.slots[i].name, "its container stopped with dockerd: starting it again");
+        self.apply(i, Event::Start);
     }
 
     /// The host pid of a container service's main process (memory readings).

@@ -159,3 +159,56 @@ pub fn variant_image(variant: &str) -> String {
         .unwrap_or_else(|| panic!("no digest in the output of docker push {reference}:\n{pushed}"));
     format!("{}/titan-testsvc@{digest}", registry())
 }
+
+/// A private dockerd of one test's own (scripts/docker-env.sh under a short temp dir), for
+/// tests that restart the daemon and must not disturb the shared one. Stopped on drop.
+pub struct OwnDaemon {
+    dir: std::path::PathBuf,
+}
+
+impl OwnDaemon {
+    fn script(args: &[&str]) -> Output {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/docker-env.sh");
+        Command::new(script).args(args).stdin(Stdio::null()).output().expect("scripts/docker-env.sh")
+    }
+
+    pub fn start() -> OwnDaemon {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let dir = std::path::PathBuf::from(format!(
+            "/tmp/tsd-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let own = OwnDaemon { dir };
+        let out = Self::script(&["start", &own.dir.display().to_string()]);
+        assert!(out.status.success(), "docker-env.sh start: {}", String::from_utf8_lossy(&out.stderr));
+        own
+    }
+
+    /// `unix://…/docker.sock`
+    pub fn host(&self) -> String {
+        format!("unix://{}/docker.sock", self.dir.display())
+    }
+
+    /// Stops dockerd (its containers stop with it) and starts it again.
+    pub fn restart(&self) {
+        let out = Self::script(&["restart-daemon", &self.dir.display().to_string()]);
+        assert!(
+            out.status.success(),
+            "docker-env.sh restart-daemon: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The docker CLI against this daemon.
+    pub fn docker(&self, args: &[&str]) -> String {
+        let out = Command::new(CLI).args(args).env("DOCKER_HOST", self.host()).output().expect("docker");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for OwnDaemon {
+    fn drop(&mut self) {
+        let _ = Self::script(&["stop", &self.dir.display().to_string()]);
+    }
+}
