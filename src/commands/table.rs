@@ -11,13 +11,18 @@ pub fn render(services: &[ServiceStatusOwned], color: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:name_w$}  {:group_w$}  {:9}  {:>7}  {:>8}  {:>8}  {:>9}  HEALTH",
-        "NAME", "GROUP", "STATE", "PID", "UPTIME", "RESTARTS", "MEMORY"
+        "{:name_w$}  {:group_w$}  {:9}  {:>12}  {:>8}  {:>8}  {:>9}  HEALTH",
+        "NAME", "GROUP", "STATE", "PID/CONTAINER", "UPTIME", "RESTARTS", "MEMORY"
     );
     for s in services {
         let state = paint(&s.state, color);
         let pad = " ".repeat(9usize.saturating_sub(s.state.len()));
-        let pid = s.pid.map_or("-".into(), |p| p.to_string());
+        // a container shows its short id, as `docker ps` does
+        let pid = match (&s.pid, &s.container_id) {
+            (Some(p), _) => p.to_string(),
+            (None, Some(id)) => id.chars().take(12).collect(),
+            (None, None) => "-".into(),
+        };
         let uptime = s.uptime_s.map_or("-".into(), |u| {
             humantime::format_duration(std::time::Duration::from_secs(u as u64)).to_string()
         });
@@ -25,7 +30,7 @@ pub fn render(services: &[ServiceStatusOwned], color: bool) -> String {
         let group = s.group.as_deref().unwrap_or("-");
         let _ = writeln!(
             out,
-            "{:name_w$}  {group:group_w$}  {state}{pad}  {pid:>7}  {uptime:>8}  {:>8}  {memory:>9}  {}",
+            "{:name_w$}  {group:group_w$}  {state}{pad}  {pid:>12}  {uptime:>8}  {:>8}  {memory:>9}  {}",
             s.name, s.restarts, s.health
         );
         if let Some(reason) = &s.reason {
