@@ -4,6 +4,8 @@
 //! prepared ahead — pulled, created, or adopted when already running with the same spec — so
 //! a start is only `docker start`; deaths come from the events stream.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -31,6 +33,8 @@ pub struct ContainerSlot {
     /// When its last container ended: one that ended as dockerd went away is started again
     /// once dockerd is back, whatever its exit code.
     ended_at: Option<Instant>,
+    /// The run whose log stream is open (0: none).
+    following: Arc<AtomicU64>,
 }
 
 /// How far ahead the container is prepared.
@@ -55,6 +59,7 @@ impl ContainerSlot {
             cursor: SharedCursor::new(cursor.into()),
             worker: None,
             ended_at: None,
+            following: Arc::default(),
         }
     }
 
@@ -89,9 +94,26 @@ enum Op {
 /// What reaches the actor from Docker.
 pub enum Report {
     Connected(Engine),
-    Prepared { slot: usize, result: Result<Prepared, String> },
-    Started { slot: usize, run: u64, result: Result<Running, String> },
-    Exited { slot: usize, run: u64, exit: Exit, oom: bool },
+    Prepared {
+        slot: usize,
+        result: Result<Prepared, String>,
+    },
+    Started {
+        slot: usize,
+        run: u64,
+        result: Result<Running, String>,
+    },
+    Exited {
+        slot: usize,
+        run: u64,
+        exit: Exit,
+        oom: bool,
+    },
+    /// Checked after dockerd came back: still running.
+    Alive {
+        slot: usize,
+        run: u64,
+    },
     Stream(Notice),
 }
 
@@ -138,6 +160,8 @@ impl Supervisor {
                     }
                 }
             }
+            Report::Alive { slot, run } if self.slots[slot].run == run => self.follow_logs(slot, None),
+            Report::Alive { .. } => {}
             Report::Stream(notice) => self.on_stream(notice),
         }
         self.mark_dirty();
@@ -259,6 +283,7 @@ impl Supervisor {
         let watch = self.log_watch(i);
         let slot = &mut self.slots[i];
         let Some(c) = slot.container.as_mut() else { return };
+
         self.logs.note(
             &slot.log,
             format!(
@@ -267,20 +292,38 @@ impl Supervisor {
                 running.pid.map_or("?".into(), |p| p.to_string())
             ),
         );
-        c.running = Some(running.clone());
-        let Some(engine) = &self.engine else { return };
-        let follow = clogs::follow(
+        c.running = Some(running);
+        // a new run gets a stream of its own (the last run's ends with its container)
+        c.following.store(0, Ordering::Release);
+        self.follow_logs(i, watch);
+        // stopped meanwhile: the stop signal went out before the container ran
+        if matches!(self.slots[i].life.state, State::Stopping { .. }) {
+            self.container_signal(i, self.slots[i].svc.stop_signal.0);
+        }
+    }
+
+    /// Streams the running container's output into its log from the cursor on, unless a
+    /// stream already does (after dockerd came back, a container that survived it needs one).
+    fn follow_logs(&mut self, i: usize, watch: Option<crate::logs::capture::Watch>) {
+        let slot = &self.slots[i];
+        let (Some(c), Some(engine)) = (slot.container.as_ref(), &self.engine) else { return };
+        let Some(running) = &c.running else { return };
+        let run = slot.run;
+        if c.following.compare_exchange(0, run, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            return;
+        }
+        let following = Arc::clone(&c.following);
+        let stream = clogs::follow(
             engine.docker().clone(),
             running.id.clone(),
             slot.log.clone(),
             c.cursor.clone(),
             watch,
         );
-        self.logs.spawn_reader(follow);
-        // stopped meanwhile: the stop signal went out before the container ran
-        if matches!(self.slots[i].life.state, State::Stopping { .. }) {
-            self.container_signal(i, self.slots[i].svc.stop_signal.0);
-        }
+        self.logs.spawn_reader(async move {
+            stream.await;
+            let _ = following.compare_exchange(run, 0, Ordering::AcqRel, Ordering::Acquire);
+        });
     }
 
     /// The stop signal or SIGKILL for a container service.
@@ -419,7 +462,7 @@ async fn worker(
             }
             Op::Check { run, id } => match engine.exit_of(&id).await {
                 Ok(Some((code, oom))) => Report::Exited { slot, run, exit: exit_of(code), oom },
-                Ok(None) => continue,
+                Ok(None) => Report::Alive { slot, run },
                 // gone altogether (removed while dockerd was down)
                 Err(_) => Report::Exited { slot, run, exit: Exit::Code(-1), oom: false },
             },

@@ -56,15 +56,18 @@ impl Cursor {
         cursor
     }
 
-    /// Whether a line stamped `stamp` is new; `seen` counts lines at the cursor's own stamp
-    /// met so far in this stream.
-    fn admits(&self, stamp: &str, seen: &mut usize) -> bool {
+    /// Whether a line stamped `stamp` is not yet in the log; `seen` is what this stream met
+    /// so far at its latest stamp (the stamp and how many lines carried it). Checked against the
+    /// live cursor, so two streams of one container never both write a line.
+    fn admits(&self, stamp: &str, seen: &mut (String, usize)) -> bool {
+        if seen.0 == stamp {
+            seen.1 += 1;
+        } else {
+            *seen = (stamp.to_owned(), 1);
+        }
         match stamp.cmp(self.stamp.as_str()) {
             std::cmp::Ordering::Less => false,
-            std::cmp::Ordering::Equal => {
-                *seen += 1;
-                *seen > self.same
-            }
+            std::cmp::Ordering::Equal => seen.1 > self.same,
             std::cmp::Ordering::Greater => true,
         }
     }
@@ -111,17 +114,17 @@ pub async fn follow(
     cursor: SharedCursor,
     watch: Option<Watch>,
 ) {
-    let start = cursor.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let since = cursor.lock().unwrap_or_else(|p| p.into_inner()).since_secs();
     let options = LogsOptions {
         follow: true,
         stdout: true,
         stderr: true,
         timestamps: true,
-        since: start.since_secs(),
+        since,
         ..Default::default()
     };
     let mut stream = docker.logs(&id, Some(options));
-    let mut seen = 0;
+    let mut seen = (String::new(), 0);
     while let Some(first) = stream.next().await {
         let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut item = Some(first);
@@ -134,9 +137,12 @@ pub async fn follow(
                 LogOutput::StdIn { .. } => continue,
             };
             let Some((stamp, line)) = split_stamp(&message) else { continue };
-            if !start.admits(&stamp, &mut seen) {
+            let mut live = cursor.lock().unwrap_or_else(|p| p.into_inner());
+            if !live.admits(&stamp, &mut seen) {
                 continue;
             }
+            live.advance(&stamp);
+            drop(live);
             let (line, continues) = match line.strip_suffix(b"\n") {
                 Some(l) => (l, false),
                 None => (line, true),
@@ -145,7 +151,6 @@ pub async fn follow(
                 watch.check(line);
             }
             w.push(kind, line, &stamp, continues);
-            cursor.lock().unwrap_or_else(|p| p.into_inner()).advance(&stamp);
             item = stream.next().now_or_never().flatten();
         }
         w.flush();
@@ -174,7 +179,7 @@ mod tests {
     #[test]
     fn a_resumed_stream_skips_exactly_what_is_on_disk() {
         let cursor = Cursor { stamp: "2026-01-01T00:00:01.000000005Z".into(), same: 2 };
-        let mut seen = 0;
+        let mut seen = (String::new(), 0);
         let stamps = [
             "2026-01-01T00:00:00.900000000Z", // before: on disk
             "2026-01-01T00:00:01.000000005Z", // the two at the cursor: on disk
@@ -182,8 +187,19 @@ mod tests {
             "2026-01-01T00:00:01.000000005Z", // a third at the same stamp: new
             "2026-01-01T00:00:01.100000000Z",
         ];
-        let admitted: Vec<bool> = stamps.iter().map(|s| cursor.admits(s, &mut seen)).collect();
+        let mut live = cursor.clone();
+        let mut admit = |s: &str, seen: &mut (String, usize)| {
+            let new = live.admits(s, seen);
+            if new {
+                live.advance(s);
+            }
+            new
+        };
+        let admitted: Vec<bool> = stamps.iter().map(|s| admit(s, &mut seen)).collect();
         assert_eq!(admitted, [false, false, false, true, true]);
+        // a second stream of the same container over the same lines writes none of them again
+        let mut other = (String::new(), 0);
+        assert!(stamps.iter().all(|s| !admit(s, &mut other)));
     }
 
     #[test]
