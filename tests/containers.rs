@@ -101,12 +101,20 @@ fn an_image_with_a_digest_the_registry_does_not_have_fails_its_start() {
     let p = Project::new("digest");
     let (repo, _) = docker::image().rsplit_once('@').map(|(r, d)| (r.to_owned(), d.to_owned())).unwrap();
     let wrong = format!("{repo}@sha256:{}", "0".repeat(64));
-    let config = format!("[services.wrong]\nimage = \"{wrong}\"\n\n{}", csvc("fine", port(), ""));
+    let config = format!(
+        "[services.wrong]\nimage = \"{wrong}\"\n\n{}\n[services.after]\n{}\ndepends_on = [\"wrong\"]\n",
+        csvc("fine", port(), ""),
+        common::daemon::svc("after", "")
+    );
     let d = Daemon::start_with_header(&config, &header(&p));
+    let failed = d.wait_state("wrong", "failed", 60 * SEC);
+    assert!(
+        failed.reason.starts_with("cannot start: cannot pull") && failed.reason.contains(&wrong),
+        "{failed:?}"
+    );
     d.wait_state("fine", "healthy", 60 * SEC);
     let status = common::run(&["status", "--json", "--socket", &d.path("s.sock").display().to_string()]);
-    let text = status.stdout;
-    assert!(text.contains("cannot prepare its container") && text.contains(&wrong[..20]), "{text}");
+    assert!(status.stdout.contains("held: dependency wrong is failed"), "{}", status.stdout);
     assert!(
         docker::docker(&["inspect", &format!("{}-wrong", p.0)]).status.code() != Some(0),
         "never created"

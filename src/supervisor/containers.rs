@@ -250,7 +250,8 @@ impl Supervisor {
             Prep::Ready | Prep::Adopt(_) => None,
             Prep::Waiting if self.engine.is_none() => Some("waiting for dockerd".into()),
             Prep::Waiting => Some("preparing its container (pull, create)".into()),
-            Prep::Failed(e) => Some(format!("cannot prepare its container: {e}")),
+            // it starts, and its start fails with why (the worker tries preparing again first)
+            Prep::Failed(_) => None,
         }
     }
 
@@ -262,10 +263,6 @@ impl Supervisor {
         let Some(c) = slot.container.as_mut() else { return Err("not a container".into()) };
         let adopt = match std::mem::replace(&mut c.prep, Prep::Ready) {
             Prep::Adopt(running) => Some(running),
-            Prep::Failed(e) => {
-                c.prep = Prep::Failed(e.clone());
-                return Err(e);
-            }
             _ => None,
         };
         c.send(Op::Start { run, adopt });
@@ -296,6 +293,10 @@ impl Supervisor {
         // a new run gets a stream of its own (the last run's ends with its container)
         c.following.store(0, Ordering::Release);
         self.follow_logs(i, watch);
+        // with no health check, running is ready
+        if matches!(self.slots[i].svc.health.check, crate::config::Check::None) {
+            self.apply(i, Event::Ready);
+        }
         // stopped meanwhile: the stop signal went out before the container ran
         if matches!(self.slots[i].life.state, State::Stopping { .. }) {
             self.container_signal(i, self.slots[i].svc.stop_signal.0);
@@ -416,7 +417,7 @@ impl Supervisor {
 }
 
 fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
+    id.get(..12).unwrap_or(id)
 }
 
 /// Docker's exit code as the state machine knows exits: above 128, a signal.
@@ -436,17 +437,27 @@ async fn worker(
     mut ops: mpsc::UnboundedReceiver<Op>,
     tx: mpsc::UnboundedSender<Msg>,
 ) {
+    // whether the container in place is this spec's: a start never runs a stale one
+    let mut prepared = false;
     while let Some(op) = ops.recv().await {
         let report = match op {
             Op::Prepare(new) => {
                 spec = *new;
                 let result = until_reachable(&engine, gate, || engine.prepare(&spec)).await;
+                prepared = result.is_ok();
                 Report::Prepared { slot, result }
             }
             Op::Start { run, adopt: Some(running) } => Report::Started { slot, run, result: Ok(running) },
             Op::Start { run, adopt: None } => {
-                let result = until_reachable(&engine, gate, || start(&engine, &spec)).await;
-                Report::Started { slot, run, result }
+                let result = async {
+                    if !prepared {
+                        // the last preparation failed: try again, and fail the start with why
+                        until_reachable(&engine, gate, || engine.prepare(&spec)).await?;
+                        prepared = true;
+                    }
+                    until_reachable(&engine, gate, || start(&engine, &spec)).await
+                };
+                Report::Started { slot, run, result: result.await }
             }
             Op::Signal(sig) => match engine.signal(&spec.name, &sig).await {
                 Ok(()) => continue,

@@ -13,7 +13,8 @@ use crate::config::{self, Kind, Restart};
 #[derive(Clone, Debug)]
 pub struct Spec {
     pub oneshot: bool,
-    /// Has a health check (or readiness notification): it must pass a gate before `healthy`.
+    /// Has a health check (or readiness notification), or is a container (running only once
+    /// Docker says so): it must pass a gate before `healthy`.
     pub gated: bool,
     pub startup_timeout: Duration,
     pub stop_timeout: Duration,
@@ -25,7 +26,8 @@ impl Spec {
     pub fn of(svc: &config::Service) -> Self {
         Spec {
             oneshot: svc.kind == Kind::Oneshot,
-            gated: !matches!(svc.health.check, config::Check::None),
+            gated: !matches!(svc.health.check, config::Check::None)
+                || matches!(svc.exec, config::Exec::Image { .. }),
             startup_timeout: svc.startup_timeout.0,
             stop_timeout: svc.stop_timeout.0,
             unhealthy_after: svc.unhealthy_after,
