@@ -80,6 +80,8 @@ impl ContainerSpec {
             cmd: (!args.is_empty()).then(|| args.iter().map(|a| a.expose().to_owned()).collect()),
             env: Some(env),
             working_dir: cwd.as_ref().map(|c| c.display().to_string()),
+            // a user (or uid[:gid]) inside the image, as `docker run --user`
+            user: svc.user.clone(),
             exposed_ports: (!exposed.is_empty()).then_some(exposed),
             stop_signal: Some(svc.stop_signal.to_string()),
             stop_timeout: Some(svc.stop_timeout.0.as_secs_f64().ceil() as i64),
