@@ -34,9 +34,10 @@ fn inspect(container: &str, format: &str) -> String {
 fn tiers_of_containers_start_in_order_through_their_gates_and_stop_in_reverse() {
     let p = Project::new("tiers");
     let config = format!(
-        "{}\n{}depends_on = [\"db\"]\nmemory = \"64MiB\"\n",
+        "{}\n{}depends_on = [\"db\"]\nmemory = \"64MiB\"\nvolumes = [\"{}-data:/data\"]\n",
         csvc("db", port(), "\"--ready-after\", \"300ms\""),
-        csvc("api", port(), "")
+        csvc("api", port(), ""),
+        p.0
     );
     let mut d = Daemon::start_with_header(&config, &header(&p));
     d.wait_state("api", "healthy", 60 * SEC);
@@ -64,6 +65,10 @@ fn tiers_of_containers_start_in_order_through_their_gates_and_stop_in_reverse() 
         docker_ok(&["network", "inspect", "-f", "{{index .Labels \"titan.project\"}}", &network]),
         p.0
     );
+    // the named volume was created, labelled, and is mounted
+    let volume = format!("{}-data", p.0);
+    assert_eq!(docker_ok(&["volume", "inspect", "-f", "{{index .Labels \"titan.project\"}}", &volume]), p.0);
+    assert!(inspect(&api, "{{json .Mounts}}").contains(&volume));
 
     assert_eq!(d.stop(30 * SEC), Some(0));
     let changes = d.changes();
@@ -71,6 +76,8 @@ fn tiers_of_containers_start_in_order_through_their_gates_and_stop_in_reverse() 
     assert!(stopped("api") < stopped("db"), "reverse order: {changes:#?}");
     // a graceful stop: the test service exits 0 on SIGTERM
     assert_eq!(inspect(&api, "{{.State.ExitCode}}"), "0");
+    docker::rm_f_project(&p.0);
+    docker_ok(&["volume", "rm", &volume]);
 }
 
 #[test]
