@@ -315,3 +315,41 @@ fn a_container_above_memory_restart_is_restarted_with_reason_memory() {
     assert!(restart.reason.starts_with("memory"), "{restart:?}");
     d.wait_state_n("grower", "starting", 2, 30 * SEC);
 }
+
+#[test]
+fn a_log_health_check_watches_the_container_output() {
+    let p = Project::new("logcheck");
+    let config = format!(
+        "[services.talker]\nimage = \"{}\"\nargs = [\"--name\", \"talker\", \"--ready-after\", \"300ms\", \"--ready-line\", \"listening now\"]\n\
+         health = {{ log = \"listening now\" }}\n",
+        docker::image()
+    );
+    let d = Daemon::start_with_header(&config, &header(&p));
+    d.wait_state("talker", "healthy", 60 * SEC);
+    assert!(d.service_log("talker").contains(" out listening now"), "{}", d.service_log("talker"));
+}
+
+#[test]
+fn reload_recreates_a_changed_container_and_leaves_the_others_running() {
+    let p = Project::new("reload");
+    let (kept, changed) = (port(), port());
+    let config = format!("{}\n{}", csvc("kept", kept, ""), csvc("changed", changed, ""));
+    let d = Daemon::start_with_header(&config, &header(&p));
+    d.wait_state("kept", "healthy", 60 * SEC);
+    d.wait_state("changed", "healthy", 60 * SEC);
+    let id = |svc: &str| inspect(&format!("{}-{svc}", p.0), "{{.Id}} {{.State.StartedAt}}");
+    let (kept_before, changed_before) = (id("kept"), id("changed"));
+    let path = d.path("services.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        &csvc("changed", changed, ""),
+        &format!("{}env = {{ NEW = \"1\" }}\n", csvc("changed", changed, "")),
+    );
+    std::fs::write(&path, text).unwrap();
+    let reload = common::run(&["reload", "--socket", &d.path("s.sock").display().to_string()]);
+    assert_eq!(reload.code, Some(0), "{reload:?}");
+    assert!(reload.stdout.contains("changed [changed]"), "{}", reload.stdout);
+    d.wait_state_n("changed", "healthy", 2, 60 * SEC);
+    assert_eq!(id("kept"), kept_before, "untouched");
+    assert_ne!(id("changed"), changed_before, "recreated");
+    assert!(inspect(&format!("{}-changed", p.0), "{{json .Config.Env}}").contains("NEW=1"));
+}
