@@ -353,3 +353,16 @@ fn reload_recreates_a_changed_container_and_leaves_the_others_running() {
     assert_ne!(id("changed"), changed_before, "recreated");
     assert!(inspect(&format!("{}-changed", p.0), "{{json .Config.Env}}").contains("NEW=1"));
 }
+
+#[test]
+fn a_container_of_the_same_name_that_is_not_ours_is_left_alone() {
+    let p = Project::new("foreign");
+    let name = format!("{}-api", p.0);
+    let foreign = docker_ok(&["create", "--name", &name, &docker::image()]);
+    let d = Daemon::start_with_header(&csvc("api", port(), ""), &header(&p));
+    let failed = d.wait_state("api", "failed", 60 * SEC);
+    assert!(failed.reason.contains("exists and is not this project's"), "{failed:?}");
+    assert_eq!(inspect(&name, "{{.Id}}"), foreign, "untouched");
+    drop(d);
+    docker_ok(&["rm", "-f", &name]);
+}

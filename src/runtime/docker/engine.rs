@@ -183,6 +183,15 @@ impl Engine {
         match self.docker.inspect_container(&spec.name, None).await {
             Ok(found) => {
                 let labels = found.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+                if labels.get(spec::LABEL_PROJECT) != Some(&self.project) {
+                    return Err(format!(
+                        "a container named {} exists and is not this project's (no {}={} label): \
+                         remove or rename it",
+                        spec.name,
+                        spec::LABEL_PROJECT,
+                        self.project
+                    ));
+                }
                 if labels.get(spec::LABEL_HASH) == Some(&spec.hash) {
                     let running = found.state.as_ref().and_then(|s| s.running) == Some(true);
                     return Ok(if running {
