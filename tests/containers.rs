@@ -366,3 +366,16 @@ fn a_container_of_the_same_name_that_is_not_ours_is_left_alone() {
     drop(d);
     docker_ok(&["rm", "-f", &name]);
 }
+
+#[test]
+fn a_stop_completes_even_when_dockerd_is_gone() {
+    let own = docker::OwnDaemon::start();
+    let p = Project::new("gone");
+    let header = format!("project = \"{}\"\ndocker_host = \"{}\"\n", p.0, own.host());
+    let mut d =
+        Daemon::start_with_header(&format!("{}stop_timeout = \"500ms\"\n", csvc("api", port(), "")), &header);
+    d.wait_state("api", "healthy", 60 * SEC);
+    own.kill_dockerd();
+    assert_eq!(d.stop(30 * SEC), Some(0), "{}", d.log_tail());
+    assert!(d.log_tail().contains("dockerd unreachable, leaving the container as it is"), "{}", d.log_tail());
+}

@@ -77,7 +77,11 @@ enum Op {
         run: u64,
         adopt: Option<Running>,
     },
-    Signal(String),
+    /// The stop signal or SIGKILL to the container of `run`.
+    Signal {
+        run: u64,
+        sig: String,
+    },
     /// The container died with `code`: tell the actor, with the OOM flag read when it may apply.
     Died {
         run: u64,
@@ -330,7 +334,7 @@ impl Supervisor {
     /// The stop signal or SIGKILL for a container service.
     pub(super) fn container_signal(&self, i: usize, sig: nix::sys::signal::Signal) {
         if let Some(c) = self.container_of(i) {
-            c.send(Op::Signal(sig.as_str().to_owned()));
+            c.send(Op::Signal { run: self.slots[i].run, sig: sig.as_str().to_owned() });
         }
     }
 
@@ -459,8 +463,14 @@ async fn worker(
                 };
                 Report::Started { slot, run, result: result.await }
             }
-            Op::Signal(sig) => match engine.signal(&spec.name, &sig).await {
+            Op::Signal { run, sig } => match engine.signal(&spec.name, &sig).await {
                 Ok(()) => continue,
+                // a SIGKILL that cannot reach dockerd: stopping must not wait forever for a
+                // death nobody will report; the container is left as it is
+                Err(e) if sig == "SIGKILL" && !reachable(&engine).await => {
+                    tracing::warn!(service = %spec.service, "{e}: dockerd unreachable, leaving the container as it is");
+                    Report::Exited { slot, run, exit: Exit::Signal(9), oom: false }
+                }
                 Err(e) => {
                     tracing::warn!(service = %spec.service, "{e}");
                     continue;
@@ -513,7 +523,7 @@ where
     loop {
         match call().await {
             Ok(v) => return Ok(v),
-            Err(e) if Instant::now() < deadline && engine.docker().ping().await.is_err() => {
+            Err(e) if Instant::now() < deadline && !reachable(&engine).await => {
                 tracing::debug!("dockerd unreachable ({e}); retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
@@ -521,4 +531,9 @@ where
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Whether dockerd answers a ping within 2 s (a hung daemon counts as unreachable).
+async fn reachable(engine: &Engine) -> bool {
+    matches!(tokio::time::timeout(Duration::from_secs(2), engine.docker().ping()).await, Ok(Ok(_)))
 }

@@ -200,6 +200,17 @@ impl OwnDaemon {
         );
     }
 
+    /// SIGKILLs dockerd (its containers keep running under their shims) and waits until it
+    /// is gone.
+    pub fn kill_dockerd(&self) {
+        let pid: i32 = std::fs::read_to_string(self.dir.join("dockerd.pid")).unwrap().trim().parse().unwrap();
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The docker CLI against this daemon.
     pub fn docker(&self, args: &[&str]) -> String {
         let out = Command::new(CLI).args(args).env("DOCKER_HOST", self.host()).output().expect("docker");
