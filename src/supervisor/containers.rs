@@ -523,7 +523,7 @@ where
     loop {
         match call().await {
             Ok(v) => return Ok(v),
-            Err(e) if Instant::now() < deadline && !reachable(&engine).await => {
+            Err(e) if Instant::now() < deadline && !reachable(engine).await => {
                 tracing::debug!("dockerd unreachable ({e}); retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
