@@ -297,9 +297,12 @@ impl Supervisor {
         // a new run gets a stream of its own (the last run's ends with its container)
         c.following.store(0, Ordering::Release);
         self.follow_logs(i, watch);
-        // with no health check, running is ready
-        if matches!(self.slots[i].svc.health.check, crate::config::Check::None) {
+        // with no health check, running is ready; with one, probe at once
+        let slot = &mut self.slots[i];
+        if matches!(slot.svc.health.check, crate::config::Check::None) {
             self.apply(i, Event::Ready);
+        } else if slot.probe.next.is_some() {
+            slot.probe.next = Some(Instant::now());
         }
         // stopped meanwhile: the stop signal went out before the container ran
         if matches!(self.slots[i].life.state, State::Stopping { .. }) {
