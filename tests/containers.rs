@@ -379,3 +379,18 @@ fn a_stop_completes_even_when_dockerd_is_gone() {
     assert_eq!(d.stop(30 * SEC), Some(0), "{}", d.log_tail());
     assert!(d.log_tail().contains("dockerd unreachable, leaving the container as it is"), "{}", d.log_tail());
 }
+
+#[test]
+fn services_on_one_network_reach_each_other_by_service_name() {
+    let p = Project::new("names");
+    // db publishes nothing: only its network reaches it; api's health check, run inside api,
+    // asks for it by its service name
+    let config = format!(
+        "[services.db]\nimage = \"{image}\"\nargs = [\"--name\", \"db\", \"--listen\", \"0.0.0.0:8080\"]\n\n\
+         [services.api]\nimage = \"{image}\"\nargs = [\"--name\", \"api\"]\nstartup_timeout = \"20s\"\n\
+         health = {{ exec = [\"/titan-testsvc\", \"--check-http\", \"http://db:8080/health\"], start_interval = \"50ms\" }}\n",
+        image = docker::image()
+    );
+    let d = Daemon::start_with_header(&config, &header(&p));
+    d.wait_state("api", "healthy", 60 * SEC);
+}
