@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+mod worker;
+
+use worker::{Op, Worker};
+
 use super::actor::{Msg, Supervisor};
 use super::fsm::{Event, Exit, State};
 use crate::runtime::docker::engine::Prepared;
@@ -68,31 +72,6 @@ impl ContainerSlot {
             let _ = w.send(op);
         }
     }
-}
-
-/// What a worker does for its service, in order.
-enum Op {
-    Prepare(Box<ContainerSpec>),
-    Start {
-        run: u64,
-        adopt: Option<Running>,
-    },
-    /// The stop signal or SIGKILL to the container of `run`.
-    Signal {
-        run: u64,
-        sig: String,
-    },
-    /// The container died with `code`: tell the actor, with the OOM flag read when it may apply.
-    Died {
-        run: u64,
-        code: i64,
-    },
-    /// dockerd came back: is the container of `run` still running?
-    Check {
-        run: u64,
-        id: String,
-    },
-    Remove,
 }
 
 /// What reaches the actor from Docker.
@@ -212,7 +191,8 @@ impl Supervisor {
         let _ = tx.send(Op::Prepare(Box::new(c.spec.clone())));
         c.worker = Some(tx);
         c.prep = Prep::Waiting;
-        tokio::spawn(worker(engine, i, c.spec.clone(), gate, rx, self.tx.clone()));
+        let worker = Worker { engine, slot: i, spec: c.spec.clone(), patience: gate, prepared: false };
+        tokio::spawn(worker.run(rx, self.tx.clone()));
     }
 
     /// Prepares the container again with a new definition (a reload changed it).
@@ -425,118 +405,4 @@ impl Supervisor {
 
 fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
-}
-
-/// Docker's exit code as the state machine knows exits: above 128, a signal.
-fn exit_of(code: i64) -> Exit {
-    match code {
-        129..=192 => Exit::Signal((code - 128) as i32),
-        c => Exit::Code(c as i32),
-    }
-}
-
-/// One service's Docker calls, in the order the actor asked for them.
-async fn worker(
-    engine: Engine,
-    slot: usize,
-    mut spec: ContainerSpec,
-    gate: Duration,
-    mut ops: mpsc::UnboundedReceiver<Op>,
-    tx: mpsc::UnboundedSender<Msg>,
-) {
-    // whether the container in place is this spec's: a start never runs a stale one
-    let mut prepared = false;
-    while let Some(op) = ops.recv().await {
-        let report = match op {
-            Op::Prepare(new) => {
-                spec = *new;
-                let result = until_reachable(&engine, gate, || engine.prepare(&spec)).await;
-                prepared = result.is_ok();
-                Report::Prepared { slot, result }
-            }
-            Op::Start { run, adopt: Some(running) } => Report::Started { slot, run, result: Ok(running) },
-            Op::Start { run, adopt: None } => {
-                let result = async {
-                    if !prepared {
-                        // the last preparation failed: try again, and fail the start with why
-                        until_reachable(&engine, gate, || engine.prepare(&spec)).await?;
-                        prepared = true;
-                    }
-                    until_reachable(&engine, gate, || start(&engine, &spec)).await
-                };
-                Report::Started { slot, run, result: result.await }
-            }
-            Op::Signal { run, sig } => match engine.signal(&spec.name, &sig).await {
-                Ok(()) => continue,
-                // a SIGKILL that cannot reach dockerd: stopping must not wait forever for a
-                // death nobody will report; the container is left as it is
-                Err(e) if sig == "SIGKILL" && !reachable(&engine).await => {
-                    tracing::warn!(service = %spec.service, "{e}: dockerd unreachable, leaving the container as it is");
-                    Report::Exited { slot, run, exit: Exit::Signal(9), oom: false }
-                }
-                Err(e) => {
-                    tracing::warn!(service = %spec.service, "{e}");
-                    continue;
-                }
-            },
-            Op::Died { run, code } => {
-                // an OOM kill shows as SIGKILL; only then is the flag worth a round trip
-                let oom = code == 137 && matches!(engine.exit_of(&spec.name).await, Ok(Some((_, true))));
-                Report::Exited { slot, run, exit: exit_of(code), oom }
-            }
-            Op::Check { run, id } => match engine.exit_of(&id).await {
-                Ok(Some((code, oom))) => Report::Exited { slot, run, exit: exit_of(code), oom },
-                Ok(None) => Report::Alive { slot, run },
-                // gone altogether (removed while dockerd was down)
-                Err(_) => Report::Exited { slot, run, exit: Exit::Code(-1), oom: false },
-            },
-            Op::Remove => {
-                if let Err(e) = engine.remove(&spec.name, spec.body.stop_timeout.unwrap_or(10)).await {
-                    tracing::warn!(service = %spec.service, "{e}");
-                }
-                return;
-            }
-        };
-        if !tell(&tx, report) {
-            return;
-        }
-    }
-}
-
-/// A start; a container removed behind our back is created again first.
-async fn start(engine: &Engine, spec: &ContainerSpec) -> Result<Running, String> {
-    match engine.start(&spec.name).await {
-        Err(e) if e.contains("No such container") => {
-            engine.prepare(spec).await?;
-            engine.start(&spec.name).await
-        }
-        other => other,
-    }
-}
-
-/// Runs `call`, and while dockerd does not answer at all (restarting), tries again for up to
-/// `limit`: only errors from a reachable daemon are final.
-async fn until_reachable<T, F, Fut>(engine: &Engine, limit: Duration, call: F) -> Result<T, String>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + limit;
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match call().await {
-            Ok(v) => return Ok(v),
-            Err(e) if Instant::now() < deadline && !reachable(engine).await => {
-                tracing::debug!("dockerd unreachable ({e}); retrying in {delay:?}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Whether dockerd answers a ping within 2 s (a hung daemon counts as unreachable).
-async fn reachable(engine: &Engine) -> bool {
-    matches!(tokio::time::timeout(Duration::from_secs(2), engine.docker().ping()).await, Ok(Ok(_)))
 }

@@ -1,0 +1,182 @@
+//! One worker task per container service: its Docker calls in the order the actor asked for
+//! them (a start, then its stop signal, then a recreate), each outcome reported back as a
+//! message. While dockerd does not answer at all, calls are retried; only errors from a
+//! daemon that answers are final.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::{Report, tell};
+use crate::runtime::docker::{ContainerSpec, Engine, Running};
+use crate::supervisor::actor::Msg;
+use crate::supervisor::fsm::Exit;
+
+/// What a worker does for its service.
+pub(super) enum Op {
+    Prepare(Box<ContainerSpec>),
+    /// Start the container for `run`, or take over the one found running (`adopt`).
+    Start {
+        run: u64,
+        adopt: Option<Running>,
+    },
+    /// The stop signal or SIGKILL to the container of `run`.
+    Signal {
+        run: u64,
+        sig: String,
+    },
+    /// The container died with `code`: tell the actor, with the OOM flag read when it may apply.
+    Died {
+        run: u64,
+        code: i64,
+    },
+    /// dockerd came back: is the container of `run` still running?
+    Check {
+        run: u64,
+        id: String,
+    },
+    Remove,
+}
+
+pub(super) struct Worker {
+    pub engine: Engine,
+    pub slot: usize,
+    pub spec: ContainerSpec,
+    /// How long a call may wait for an unreachable dockerd (the service's startup timeout).
+    pub patience: Duration,
+    /// Whether the container in place is this spec's: a start never runs a stale one.
+    pub prepared: bool,
+}
+
+impl Worker {
+    /// Handles `ops` until the actor or the channel goes away (or the service is removed).
+    pub async fn run(mut self, mut ops: mpsc::UnboundedReceiver<Op>, tx: mpsc::UnboundedSender<Msg>) {
+        while let Some(op) = ops.recv().await {
+            let removed = matches!(op, Op::Remove);
+            if let Some(report) = self.handle(op).await
+                && !tell(&tx, report)
+            {
+                return;
+            }
+            if removed {
+                return;
+            }
+        }
+    }
+
+    async fn handle(&mut self, op: Op) -> Option<Report> {
+        let slot = self.slot;
+        match op {
+            Op::Prepare(new) => {
+                self.spec = *new;
+                let result = self.retried(|e| e.prepare(&self.spec)).await;
+                self.prepared = result.is_ok();
+                Some(Report::Prepared { slot, result })
+            }
+            Op::Start { run, adopt: Some(running) } => {
+                Some(Report::Started { slot, run, result: Ok(running) })
+            }
+            Op::Start { run, adopt: None } => Some(Report::Started { slot, run, result: self.start().await }),
+            Op::Signal { run, sig } => self.signal(run, &sig).await,
+            Op::Died { run, code } => {
+                // an OOM kill shows as SIGKILL; only then is the flag worth a round trip
+                let oom =
+                    code == 137 && matches!(self.engine.exit_of(&self.spec.name).await, Ok(Some((_, true))));
+                Some(Report::Exited { slot, run, exit: exit_of(code), oom })
+            }
+            Op::Check { run, id } => Some(match self.engine.exit_of(&id).await {
+                Ok(Some((code, oom))) => Report::Exited { slot, run, exit: exit_of(code), oom },
+                Ok(None) => Report::Alive { slot, run },
+                // gone altogether (removed while dockerd was down)
+                Err(_) => Report::Exited { slot, run, exit: Exit::Code(-1), oom: false },
+            }),
+            Op::Remove => {
+                let grace = self.spec.body.stop_timeout.unwrap_or(10);
+                if let Err(e) = self.engine.remove(&self.spec.name, grace).await {
+                    tracing::warn!(service = %self.spec.service, "{e}");
+                }
+                None
+            }
+        }
+    }
+
+    /// A start; after a failed preparation it is tried again first (and the start fails with
+    /// its reason), and a container removed behind our back is created again.
+    async fn start(&mut self) -> Result<Running, String> {
+        if !self.prepared {
+            self.retried(|e| e.prepare(&self.spec)).await?;
+            self.prepared = true;
+        }
+        let spec = &self.spec;
+        self.retried(|e| async move {
+            match e.start(&spec.name).await {
+                Err(err) if err.contains("No such container") => {
+                    e.prepare(spec).await?;
+                    e.start(&spec.name).await
+                }
+                other => other,
+            }
+        })
+        .await
+    }
+
+    /// The stop signal or SIGKILL. A SIGKILL that cannot reach dockerd reports the container
+    /// gone: a stop must not wait forever for a death nobody will report.
+    async fn signal(&self, run: u64, sig: &str) -> Option<Report> {
+        let Err(e) = self.engine.signal(&self.spec.name, sig).await else { return None };
+        if sig == "SIGKILL" && !reachable(&self.engine).await {
+            tracing::warn!(service = %self.spec.service, "{e}: dockerd unreachable, leaving the container as it is");
+            return Some(Report::Exited { slot: self.slot, run, exit: Exit::Signal(9), oom: false });
+        }
+        tracing::warn!(service = %self.spec.service, "{e}");
+        None
+    }
+
+    /// Runs `call`, and while dockerd does not answer at all (restarting), tries again for up
+    /// to `patience`.
+    async fn retried<'a, T, F, Fut>(&'a self, call: F) -> Result<T, String>
+    where
+        F: Fn(&'a Engine) -> Fut,
+        Fut: std::future::Future<Output = Result<T, String>>,
+    {
+        let deadline = Instant::now() + self.patience;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match call(&self.engine).await {
+                Ok(v) => return Ok(v),
+                Err(e) if Instant::now() < deadline && !reachable(&self.engine).await => {
+                    tracing::debug!("dockerd unreachable ({e}); retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Docker's exit code as the state machine knows exits: above 128, a signal.
+fn exit_of(code: i64) -> Exit {
+    match code {
+        129..=192 => Exit::Signal((code - 128) as i32),
+        c => Exit::Code(c as i32),
+    }
+}
+
+/// Whether dockerd answers a ping within 2 s (a hung daemon counts as unreachable).
+async fn reachable(engine: &Engine) -> bool {
+    matches!(tokio::time::timeout(Duration::from_secs(2), engine.docker().ping()).await, Ok(Ok(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_exit_codes_above_128_are_signals() {
+        assert_eq!(exit_of(137), Exit::Signal(9));
+        assert_eq!(exit_of(143), Exit::Signal(15));
+        assert_eq!(exit_of(3), Exit::Code(3));
+        assert_eq!(exit_of(-1), Exit::Code(-1));
+    }
+}
