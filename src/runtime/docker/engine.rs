@@ -62,7 +62,13 @@ pub struct Engine {
     /// Held while networks and volumes are looked up and created: Docker accepts two
     /// networks of one name, so two services preparing at once must not both create it.
     creating: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// A few preparations at a time, taken in the order asked (services in start order): the
+    /// first tier's containers are created first instead of competing with all the others.
+    preparing: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// How many containers are prepared at once.
+const PREPARING: usize = 3;
 
 fn not_found(e: &ApiError) -> bool {
     matches!(e, ApiError::DockerResponseServerError { status_code: 404, .. })
@@ -77,7 +83,12 @@ fn labels(project: &str) -> HashMap<String, String> {
 
 impl Engine {
     pub fn new(docker: Docker, project: &str) -> Self {
-        Engine { docker, project: project.to_owned(), creating: Default::default() }
+        Engine {
+            docker,
+            project: project.to_owned(),
+            creating: Default::default(),
+            preparing: std::sync::Arc::new(tokio::sync::Semaphore::new(PREPARING)),
+        }
     }
 
     pub fn docker(&self) -> &Docker {
@@ -175,6 +186,7 @@ impl Engine {
     /// Everything a start needs, done ahead: image, network, volumes, and the container itself
     /// — adopted when it runs with this spec, recreated when its spec changed.
     pub async fn prepare(&self, spec: &ContainerSpec) -> Result<Prepared, String> {
+        let _turn = self.preparing.acquire().await.map_err(|e| e.to_string())?;
         self.ensure_image(&spec.image).await?;
         self.ensure_network(&spec.network).await?;
         for volume in &spec.volumes {

@@ -1,5 +1,5 @@
-//! The Docker events stream, filtered to the project's container deaths: a crashed container
-//! is known within milliseconds, with no polling. When the stream breaks (dockerd restarted),
+//! The Docker events stream, filtered to the project's container deaths and OOM kills: a
+//! crashed container is known within milliseconds, with no polling and no inspect. When the stream breaks (dockerd restarted),
 //! it is reopened from the last event seen and the loss is reported, so the actor can check
 //! what died meanwhile.
 
@@ -17,19 +17,21 @@ use super::spec;
 pub enum Notice {
     /// A container of the project stopped.
     Died { id: String, at_nanos: i64, exit_code: Option<i64> },
+    /// The kernel's OOM killer struck in a container of the project (before its `die`).
+    Oom { id: String },
     /// The stream broke: dockerd is unreachable.
     Lost(String),
     /// The stream is back after a loss (events in between may have been missed).
     Back,
 }
 
-/// Follows the project's `die` events until `tell` reports that nobody listens.
+/// Follows the project's `die` and `oom` events until `tell` reports that nobody listens.
 pub async fn follow(host: String, mut docker: Docker, project: String, tell: impl Fn(Notice) -> bool) {
     let mut since: Option<i64> = None;
     loop {
         let filters = HashMap::from([
             ("type".to_owned(), vec!["container".to_owned()]),
-            ("event".to_owned(), vec!["die".to_owned()]),
+            ("event".to_owned(), vec!["die".to_owned(), "oom".to_owned()]),
             ("label".to_owned(), vec![format!("{}={project}", spec::LABEL_PROJECT)]),
         ]);
         let options =
@@ -41,10 +43,14 @@ pub async fn follow(host: String, mut docker: Docker, project: String, tell: imp
                     since = event.time.or(since);
                     let actor = event.actor.unwrap_or_default();
                     let attributes = actor.attributes.unwrap_or_default();
-                    let notice = Notice::Died {
-                        id: actor.id.unwrap_or_default(),
-                        at_nanos: event.time_nano.unwrap_or(0),
-                        exit_code: attributes.get("exitCode").and_then(|c| c.parse().ok()),
+                    let id = actor.id.unwrap_or_default();
+                    let notice = match event.action.as_deref() {
+                        Some("oom") => Notice::Oom { id },
+                        _ => Notice::Died {
+                            id,
+                            at_nanos: event.time_nano.unwrap_or(0),
+                            exit_code: attributes.get("exitCode").and_then(|c| c.parse().ok()),
+                        },
                     };
                     if !tell(notice) {
                         return;

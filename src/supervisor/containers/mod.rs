@@ -39,6 +39,8 @@ pub struct ContainerSlot {
     ended_at: Option<Instant>,
     /// The run whose log stream is open (0: none).
     following: Arc<AtomicU64>,
+    /// The kernel OOM-killed something in the current container (Docker's `oom` event).
+    oom_killed: bool,
 }
 
 /// How far ahead the container is prepared.
@@ -64,6 +66,7 @@ impl ContainerSlot {
             worker: None,
             ended_at: None,
             following: Arc::default(),
+            oom_killed: false,
         }
     }
 
@@ -129,25 +132,27 @@ impl Supervisor {
             Report::Connected(engine) => self.on_connected(engine),
             Report::Prepared { slot, result } => self.on_prepared(slot, result),
             Report::Started { slot, run, result } => self.on_started(slot, run, result),
-            Report::Exited { slot, run, exit, oom } => {
-                if self.slots[slot].run == run && self.container_of(slot).is_some_and(|c| c.running.is_some())
-                {
-                    if let Some(c) = self.slots[slot].container.as_mut() {
-                        c.running = None;
-                        c.ended_at = Some(Instant::now());
-                    }
-                    self.logs.note(&self.slots[slot].log, format!("container ended: {exit}"));
-                    self.apply(slot, Event::Exited { exit, oom });
-                    if self.docker_back_since.is_some_and(|at| at.elapsed() < DOCKERD_WINDOW) {
-                        self.resume(slot);
-                    }
-                }
-            }
+            Report::Exited { slot, run, exit, oom } => self.container_ended(slot, run, exit, oom),
             Report::Alive { slot, run } if self.slots[slot].run == run => self.follow_logs(slot, None),
             Report::Alive { .. } => {}
             Report::Stream(notice) => self.on_stream(notice),
         }
         self.mark_dirty();
+    }
+
+    /// The container of run `run` of service `i` ended (once: later news of it is ignored).
+    fn container_ended(&mut self, i: usize, run: u64, exit: Exit, oom: bool) {
+        let slot = &mut self.slots[i];
+        let Some(c) = slot.container.as_mut().filter(|c| c.running.is_some() && slot.run == run) else {
+            return;
+        };
+        c.running = None;
+        c.ended_at = Some(Instant::now());
+        self.logs.note(&slot.log, format!("container ended: {exit}"));
+        self.apply(i, Event::Exited { exit, oom });
+        if self.docker_back_since.is_some_and(|at| at.elapsed() < DOCKERD_WINDOW) {
+            self.resume(i);
+        }
     }
 
     fn container_of(&self, i: usize) -> Option<&ContainerSlot> {
@@ -274,6 +279,7 @@ impl Supervisor {
             ),
         );
         c.running = Some(running);
+        c.oom_killed = false;
         // a new run gets a stream of its own (the last run's ends with its container)
         c.following.store(0, Ordering::Release);
         self.follow_logs(i, watch);
@@ -321,18 +327,30 @@ impl Supervisor {
         }
     }
 
+    /// The service whose current container is `id` (started no later than `at_nanos`, when
+    /// given: an event from before belongs to an earlier run).
+    fn running_as(&self, id: &str, at_nanos: i64) -> Option<usize> {
+        self.slots.iter().position(|s| {
+            let r = s.container.as_ref().and_then(|c| c.running.as_ref());
+            r.is_some_and(|r| r.id == id && (at_nanos == 0 || at_nanos >= r.started_nanos))
+        })
+    }
+
     fn on_stream(&mut self, notice: Notice) {
         match notice {
             Notice::Died { id, at_nanos, exit_code } => {
-                let found = self.slots.iter().enumerate().find_map(|(i, s)| {
-                    let r = s.container.as_ref()?.running.as_ref()?;
-                    (r.id == id && at_nanos >= r.started_nanos).then_some(i)
-                });
-                if let Some(i) = found {
+                if let Some(i) = self.running_as(&id, at_nanos) {
+                    // the `oom` event comes before the `die`: no inspect on the way to a restart
+                    let oom = self.container_of(i).is_some_and(|c| c.oom_killed);
                     let run = self.slots[i].run;
-                    if let Some(c) = self.container_of(i) {
-                        c.send(Op::Died { run, code: exit_code.unwrap_or(-1) });
-                    }
+                    self.container_ended(i, run, worker::exit_of(exit_code.unwrap_or(-1)), oom);
+                }
+            }
+            Notice::Oom { id } => {
+                if let Some(i) = self.running_as(&id, 0)
+                    && let Some(c) = self.slots[i].container.as_mut()
+                {
+                    c.oom_killed = true;
                 }
             }
             Notice::Lost(e) => {

@@ -25,11 +25,6 @@ pub(super) enum Op {
         run: u64,
         sig: String,
     },
-    /// The container died with `code`: tell the actor, with the OOM flag read when it may apply.
-    Died {
-        run: u64,
-        code: i64,
-    },
     /// dockerd came back: is the container of `run` still running?
     Check {
         run: u64,
@@ -78,12 +73,6 @@ impl Worker {
             }
             Op::Start { run, adopt: None } => Some(Report::Started { slot, run, result: self.start().await }),
             Op::Signal { run, sig } => self.signal(run, &sig).await,
-            Op::Died { run, code } => {
-                // an OOM kill shows as SIGKILL; only then is the flag worth a round trip
-                let oom =
-                    code == 137 && matches!(self.engine.exit_of(&self.spec.name).await, Ok(Some((_, true))));
-                Some(Report::Exited { slot, run, exit: exit_of(code), oom })
-            }
             Op::Check { run, id } => Some(match self.engine.exit_of(&id).await {
                 Ok(Some((code, oom))) => Report::Exited { slot, run, exit: exit_of(code), oom },
                 Ok(None) => Report::Alive { slot, run },
@@ -156,7 +145,7 @@ impl Worker {
 }
 
 /// Docker's exit code as the state machine knows exits: above 128, a signal.
-fn exit_of(code: i64) -> Exit {
+pub(super) fn exit_of(code: i64) -> Exit {
     match code {
         129..=192 => Exit::Signal((code - 128) as i32),
         c => Exit::Code(c as i32),
