@@ -590,3 +590,33 @@ fn the_small_binary_runs_the_same_service_with_or_without_the_subcommand() {
         assert!(String::from_utf8_lossy(&out.stdout).starts_with("svc started pid="));
     }
 }
+
+/// Exit code and stderr of `titan-testsvc --check-http URL`.
+fn check_http(url: &str) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_titan-testsvc")).args(["--check-http", url]).output().unwrap();
+    assert!(out.stdout.is_empty(), "a check prints nothing on stdout");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn check_http_exits_0_on_2xx_and_1_otherwise() {
+    let addr = free_port();
+    let url = format!("http://{addr}/health");
+    // nobody listens yet
+    let (code, err) = check_http(&url);
+    assert_eq!(code, Some(1), "{err}");
+    let s = svc(&["--listen", &addr.to_string(), "--bind-early", "--ready-after", "30s"]);
+    wait_until("early listener", || s.context(), || http_get(addr, "/health").ok());
+    let (code, err) = check_http(&url);
+    assert_eq!(code, Some(1), "503 while starting: {err}");
+    assert!(err.contains("status 503"), "{err}");
+    assert_eq!(check_http(&format!("http://{addr}/nope")).0, Some(1));
+    drop(s);
+
+    let ready = free_port();
+    let s = svc(&["--listen", &ready.to_string()]);
+    s.wait_line("ready");
+    assert_eq!(check_http(&format!("http://{ready}/health")), (Some(0), String::new()));
+    assert_eq!(check_http(&format!("http://{ready}/policy")).0, Some(0));
+    assert_eq!(check_http("https://127.0.0.1:1/").0, Some(2), "not a URL it speaks");
+}

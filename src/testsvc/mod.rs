@@ -2,11 +2,14 @@
 //! and the demo as `titan-supervisor test-service [OPTIONS]`. Synchronous std + nix only: it must
 //! be running within about a millisecond, so no async runtime and no clap on its path.
 //!
+//! `--check-http URL` alone makes it a one-shot health check instead (see `check`).
+//!
 //! Life of the process: parse options (a bad one exits 2), block the handled signals, print
 //! `<name> started pid=<pid>`, do the single-threaded work (pid file, start log, forks, env dump),
 //! then start worker threads (readiness and health server, timers, memory, numbered lines) while
 //! the main thread waits for signals.
 
+mod check;
 mod files;
 mod http;
 mod memory;
@@ -36,6 +39,7 @@ pub fn main(args: &[OsString]) -> ! {
             say(opts::USAGE.trim_end());
             std::process::exit(0)
         }
+        Ok(Parsed::CheckHttp(url)) => check::run(&url),
         Err(e) => {
             warn(&e.option, &e.problem);
             std::process::exit(2)

@@ -39,6 +39,9 @@ A tiny stand-in service for tests, benchmarks and the demo.
   --start-log FILE        append `NAME start|ready UNIX_NANOS` lines to FILE
   --pid-file FILE         write the pid to FILE
   --help                  print this help
+
+  --check-http URL        alone: GET URL once, exit 0 on a 2xx answer, 1 otherwise
+                          (a health check for images without a shell or curl)
 ";
 
 /// Default size of a numbered line, newline included.
@@ -107,6 +110,8 @@ pub struct Opts {
 pub enum Parsed {
     Run(Box<Opts>),
     Help,
+    /// `--check-http URL`: a one-shot health check instead of a service.
+    CheckHttp(String),
 }
 
 /// A bad command line; displays as `test-service: <option>: <problem>`.
@@ -191,6 +196,16 @@ pub fn parse(args: &[OsString]) -> Result<Parsed, UsageError> {
         let (flag, inline) = split_inline(arg);
         if flag == "--help" || flag == "-h" {
             return Ok(Parsed::Help);
+        }
+        if flag == "--check-http" {
+            let url = match inline {
+                Some(v) => v,
+                None => next_value(flag, &mut it)?,
+            };
+            if args.len() != if inline.is_some() { 1 } else { 2 } {
+                return Err(usage(flag, "takes no other option"));
+            }
+            return Ok(Parsed::CheckHttp(url.to_owned()));
         }
         if set_switch(&mut raw, flag)? {
             if inline.is_some() {
@@ -443,7 +458,7 @@ mod tests {
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();
         match parse(&args)? {
             Parsed::Run(o) => Ok(*o),
-            Parsed::Help => panic!("unexpected help"),
+            other => panic!("unexpected {other:?}"),
         }
     }
 
@@ -498,6 +513,17 @@ mod tests {
             let err = set_value(&mut Raw::default(), flag, "\u{1}").err();
             assert!(err.is_none_or(|e| !e.problem.starts_with("unknown")), "{flag}");
         }
+    }
+
+    #[test]
+    fn check_http_stands_alone() {
+        let parse_strs = |a: &[&str]| parse(&a.iter().map(OsString::from).collect::<Vec<_>>());
+        for args in [&["--check-http", "http://h:1/x"][..], &["--check-http=http://h:1/x"]] {
+            assert!(matches!(parse_strs(args), Ok(Parsed::CheckHttp(u)) if u == "http://h:1/x"), "{args:?}");
+        }
+        assert_eq!(parse_strs(&["--check-http"]).unwrap_err().option, "--check-http");
+        let mixed = parse_strs(&["--check-http", "http://h:1/", "--name", "a"]).unwrap_err();
+        assert_eq!(mixed.option, "--check-http");
     }
 
     #[test]
