@@ -11,13 +11,16 @@ figures of W1 (ordering violations, dependency ready -> start) come out of C1 to
 seen from outside is the first `GET /health` answered 200 on the published port (probe.py)."""
 
 import calendar
+import http.client
 import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -348,13 +351,14 @@ class RestartPolicyStack(Stack):
     """No supervisor: each container started by `docker run -d --restart always`, dockerd
     restarts it when it dies."""
     key, label = "docker", "dockerd `--restart always`"
+    prefix = POLICY_PREFIX
 
     def container(self, s):
-        return f"{POLICY_PREFIX}-{s.name}"
+        return f"{self.prefix}-{s.name}"
 
     @property
     def network(self):
-        return f"{POLICY_PREFIX}_net"
+        return f"{self.prefix}_net"
 
     def launch(self):
         self.t0_ns = time.time_ns()
@@ -370,6 +374,11 @@ class RestartPolicyStack(Stack):
 
     def close(self):
         self.remove()
+
+
+class FloorStack(RestartPolicyStack):
+    """Containers created with no restart policy, started by the harness itself."""
+    prefix = "cbf"
 
 
 # --- measurements ------------------------------------------------------------------------------
@@ -532,6 +541,57 @@ def rss(pid):
     return {"rss_kib": r, "pss_kib": pss}
 
 
+def start_floor(env, sdir, sizes=(1, 2, 3), reps=5, timeout=60.0):
+    """dockerd alone: N created containers started at once through the Engine API (one
+    `POST /containers/NAME/start` each, from N threads), until the last one's process logs its
+    start. A tier of N containers cannot be healthy sooner than that plus its readiness delay,
+    whoever asks for the starts. {N: [seconds per repetition]}."""
+    graph = tiered([max(sizes)], PORTS_C1 + 200, 0)
+    stack = FloorStack(env, graph, sdir)
+    sock = env.host.removeprefix("unix://")
+    names = stack.names()
+    out = {n: [] for n in sizes}
+    try:
+        stack.remove()
+        env.docker("network", "create", stack.network)
+        for s in graph.services:
+            env.docker("create", "--name", stack.container(s), "--network", stack.network, "-p",
+                       f"127.0.0.1:{s.port}:{INNER_PORT}", "-v", f"{stack.share}:{SHARE}",
+                       env.image, *service_args(s))
+        for _ in range(reps):
+            for n in sizes:
+                stack.settle()
+                stack.fresh_log()
+                errors = []
+
+                def start(name):
+                    try:
+                        code, body = probe.unix_request(sock, "POST", f"/containers/{name}/start",
+                                                        timeout)
+                        if code not in (204, 304):
+                            errors.append(f"{name}: {code} {body[:200]!r}")
+                    except (OSError, http.client.HTTPException) as e:
+                        errors.append(f"{name}: {e}")
+                threads = [threading.Thread(target=start, args=(name,)) for name in names[:n]]
+                t0 = time.time_ns()
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(timeout)
+                if errors or any(t.is_alive() for t in threads):
+                    raise BenchError(f"docker start: {'; '.join(errors) or 'no answer'}")
+                def started():
+                    starts = [e["start"][0] for e in read_start_log(stack.start_log).values()
+                              if e["start"]]
+                    return starts if len(starts) >= n else None
+                last = max(wait_until(f"{n} process start line(s)", started, 10))
+                out[n].append((last - t0) / 1e9)
+                env.docker("stop", "-t", "5", *names[:n], timeout=60)
+    finally:
+        stack.remove()
+    return out
+
+
 def c1(env, binary, sdirs, reps, compose_intervals, timeout=120.0):
     """C1: cold and warm bring-ups, `reps` times each, titan then docker-compose per round."""
     graph = c1_graph()
@@ -541,8 +601,15 @@ def c1(env, binary, sdirs, reps, compose_intervals, timeout=120.0):
         rows += [{"key": "compose", "label": f"docker-compose, healthcheck interval {iv}",
                   "interval": iv, "start": st, "runs": [], "error": None, "notes": []}
                  for st in ("cold", "warm")]
-    stacks = {}
+    stacks, floor = {}, None
     try:
+        log("C1: dockerd alone, `docker start` of 1, 2, 3 containers at once")
+        try:
+            floor = start_floor(env, sdirs("C1-floor"))
+            log("  " + ", ".join(f"{n}: {statistics.median(v) * 1000:.0f} ms"
+                                 for n, v in floor.items()))
+        except BenchError as e:
+            log(f"  failed: {e}")
         stacks["titan"] = TitanStack(env, graph, sdirs("C1-titan"), binary)
         for iv in compose_intervals:
             stacks[iv] = ComposeStack(env, graph, sdirs(f"C1-compose-{iv}"), iv)
@@ -560,8 +627,13 @@ def c1(env, binary, sdirs, reps, compose_intervals, timeout=120.0):
         st = stacks.get("titan" if row["key"] == "titan" else row.get("interval"))
         if st is not None:
             row["notes"] += [n for n in st.notes if n not in row["notes"]]
-    return {"reps": reps, "ideal_s": graph.ideal_s, "rows": rows,
-            "dependents": sum(1 for s in graph.services if s.deps)}
+    result = {"reps": reps, "ideal_s": graph.ideal_s, "rows": rows,
+              "dependents": sum(1 for s in graph.services if s.deps), "start_floor": floor}
+    if floor:
+        # every tier: its containers started at once, then its readiness delay
+        result["floor_s"] = sum(statistics.median(floor[len(t)]) + t[0].ready_after_ms / 1000
+                                for t in graph.tiers)
+    return result
 
 
 def _pairs(rows):

@@ -189,6 +189,18 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = s
 
 
+def unix_request(sock_path, method, path, timeout=60.0):
+    """One HTTP request on a Unix socket (dockerd's Engine API, titan's control socket):
+    (status, body); OSError or HTTPException when the socket does not answer."""
+    conn = _UnixHTTPConnection(str(sock_path), timeout)
+    try:
+        conn.request(method, path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
 def titan_status(sock_path, timeout=1.0):
     """GET /v1/status on titan-supervisor's control socket (what `status --json` prints), as a
     dict; None while the socket does not answer."""

@@ -613,6 +613,21 @@ def containers_section(results, meta):
                   f"(ideal {secs(w['ideal_s'])})", "",
                   f"{plural(w['reps'], 'run')} per row. Titan target: {CONTAINER_TARGETS['C1']}.",
                   ""]
+        floor = w.get("start_floor")
+        if floor:
+            sizes = sorted(floor)
+            lines += [
+                "dockerd's own floor: `POST /containers/NAME/start` (the Engine API) for "
+                + " / ".join(map(str, sizes)) + " created containers at once, until the last "
+                "one's process logs its start: "
+                + " / ".join(f"{statistics.median(floor[n]) * 1000:.0f} ms" for n in sizes)
+                + f" (median of {len(floor[sizes[0]])}; min – max "
+                + ", ".join(f"{min(floor[n]) * 1000:.0f} – {max(floor[n]) * 1000:.0f} ms"
+                            for n in sizes)
+                + "). Every tier takes at least the start of its containers plus its 200 ms "
+                f"readiness: **{secs(w['floor_s'])}** for this graph, the floor for anything "
+                "that starts a container once its dependencies are healthy (the ideal counts "
+                "no start cost).", ""]
         lines += table(["stack — start", "all healthy (outside), median (min – max)",
                         "last ready (start log)", "first container start",
                         "dependency ready → start, median (max)", "ordering violations per run",
@@ -632,6 +647,12 @@ def containers_section(results, meta):
         lines += table(["supervisor", "kill → /health 200 (outside) p50", "p95", "max",
                         "kill → container started p50", "kill → process ready p50",
                         "shortest uptime at a kill", "titan target"], c2_rows(w))
+        floor = results.get("C1", {}).get("start_floor") or {}
+        if floor.get(1):
+            lines += ["", f"For scale: dockerd starts one created container in "
+                      f"{statistics.median(floor[1]) * 1000:.0f} ms here (C1's floor); a restart "
+                      "also waits for dockerd's `die` event, which it sends once it has released "
+                      "the dead container's resources."]
         lines += [""] + adoption_lines(w)
         notes = [f"{row['label']}: {n}" for row in w["rows"] for n in row["notes"]]
         lines += [f"- {n}" for n in notes] + [""]
