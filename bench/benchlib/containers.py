@@ -376,11 +376,6 @@ class RestartPolicyStack(Stack):
         self.remove()
 
 
-class FloorStack(RestartPolicyStack):
-    """Containers created with no restart policy, started by the harness itself."""
-    prefix = "cbf"
-
-
 # --- measurements ------------------------------------------------------------------------------
 
 class StartedPorts:
@@ -541,55 +536,60 @@ def rss(pid):
     return {"rss_kib": r, "pss_kib": pss}
 
 
-def start_floor(env, sdir, sizes=(1, 2, 3), reps=5, timeout=60.0):
+class FloorStack(RestartPolicyStack):
     """dockerd alone: N created containers started at once through the Engine API (one
     `POST /containers/NAME/start` each, from N threads), until the last one's process logs its
     start. A tier of N containers cannot be healthy sooner than that plus its readiness delay,
-    whoever asks for the starts. {N: [seconds per repetition]}."""
-    graph = tiered([max(sizes)], PORTS_C1 + 200, 0)
-    stack = FloorStack(env, graph, sdir)
-    sock = env.host.removeprefix("unix://")
-    names = stack.names()
-    out = {n: [] for n in sizes}
-    try:
-        stack.remove()
-        env.docker("network", "create", stack.network)
-        for s in graph.services:
-            env.docker("create", "--name", stack.container(s), "--network", stack.network, "-p",
-                       f"127.0.0.1:{s.port}:{INNER_PORT}", "-v", f"{stack.share}:{SHARE}",
-                       env.image, *service_args(s))
-        for _ in range(reps):
-            for n in sizes:
-                stack.settle()
-                stack.fresh_log()
-                errors = []
+    whoever asks for the starts. Measured once per C1 round, beside the rows, so that it sees
+    the same machine they do."""
+    key, label, prefix = "floor", "dockerd alone", "cbf"
+    SIZES = (1, 2, 3)
 
-                def start(name):
-                    try:
-                        code, body = probe.unix_request(sock, "POST", f"/containers/{name}/start",
-                                                        timeout)
-                        if code not in (204, 304):
-                            errors.append(f"{name}: {code} {body[:200]!r}")
-                    except (OSError, http.client.HTTPException) as e:
-                        errors.append(f"{name}: {e}")
-                threads = [threading.Thread(target=start, args=(name,)) for name in names[:n]]
-                t0 = time.time_ns()
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join(timeout)
-                if errors or any(t.is_alive() for t in threads):
-                    raise BenchError(f"docker start: {'; '.join(errors) or 'no answer'}")
-                def started():
-                    starts = [e["start"][0] for e in read_start_log(stack.start_log).values()
-                              if e["start"]]
-                    return starts if len(starts) >= n else None
-                last = max(wait_until(f"{n} process start line(s)", started, 10))
-                out[n].append((last - t0) / 1e9)
-                env.docker("stop", "-t", "5", *names[:n], timeout=60)
-    finally:
-        stack.remove()
-    return out
+    def __init__(self, env, sdir):
+        super().__init__(env, tiered([max(self.SIZES)], PORTS_C1 + 200, 0), sdir)
+        self.sock = env.host.removeprefix("unix://")
+        self.times = {n: [] for n in self.SIZES}
+
+    def create(self):
+        self.remove()
+        self.env.docker("network", "create", self.network)
+        for s in self.graph.services:
+            self.env.docker("create", "--name", self.container(s), "--network", self.network,
+                            "-p", f"127.0.0.1:{s.port}:{INNER_PORT}", "-v",
+                            f"{self.share}:{SHARE}", self.env.image, *service_args(s))
+
+    def measure(self, timeout=60.0):
+        """One start of each size; appends to self.times (seconds)."""
+        names = self.names()
+        for n in self.SIZES:
+            self.settle()
+            self.fresh_log()
+            errors = []
+
+            def start(name):
+                try:
+                    code, body = probe.unix_request(self.sock, "POST",
+                                                    f"/containers/{name}/start", timeout)
+                    if code not in (204, 304):
+                        errors.append(f"{name}: {code} {body[:200]!r}")
+                except (OSError, http.client.HTTPException) as e:
+                    errors.append(f"{name}: {e}")
+
+            def started():
+                starts = [e["start"][0] for e in read_start_log(self.start_log).values()
+                          if e["start"]]
+                return starts if len(starts) >= n else None
+            threads = [threading.Thread(target=start, args=(name,)) for name in names[:n]]
+            t0 = time.time_ns()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout)
+            if errors or any(t.is_alive() for t in threads):
+                raise BenchError(f"docker start: {'; '.join(errors) or 'no answer'}")
+            last = max(wait_until(f"{n} process start line(s)", started, 10))
+            self.times[n].append((last - t0) / 1e9)
+            self.env.docker("stop", "-t", "5", *names[:n], timeout=60)
 
 
 def c1(env, binary, sdirs, reps, compose_intervals, timeout=120.0):
@@ -601,24 +601,31 @@ def c1(env, binary, sdirs, reps, compose_intervals, timeout=120.0):
         rows += [{"key": "compose", "label": f"docker-compose, healthcheck interval {iv}",
                   "interval": iv, "start": st, "runs": [], "error": None, "notes": []}
                  for st in ("cold", "warm")]
-    stacks, floor = {}, None
+    stacks, floor = {}, FloorStack(env, sdirs("C1-floor"))
     try:
-        log("C1: dockerd alone, `docker start` of 1, 2, 3 containers at once")
         try:
-            floor = start_floor(env, sdirs("C1-floor"))
-            log("  " + ", ".join(f"{n}: {statistics.median(v) * 1000:.0f} ms"
-                                 for n, v in floor.items()))
+            floor.create()
         except BenchError as e:
-            log(f"  failed: {e}")
+            log(f"C1: dockerd's start floor not measured: {e}")
+            floor.close()
+            floor = None
         stacks["titan"] = TitanStack(env, graph, sdirs("C1-titan"), binary)
         for iv in compose_intervals:
             stacks[iv] = ComposeStack(env, graph, sdirs(f"C1-compose-{iv}"), iv)
         for rep in range(reps):
+            if floor is not None:
+                log(f"C1#{rep + 1}: dockerd alone, `docker start` of 1, 2, 3 containers at once")
+                try:
+                    floor.measure()
+                    log("  " + ", ".join(f"{n}: {v[-1] * 1000:.0f} ms"
+                                         for n, v in floor.times.items() if v))
+                except BenchError as e:
+                    log(f"  failed: {e}")
             for pair in _pairs(rows):
                 key = "titan" if pair[0]["key"] == "titan" else pair[0]["interval"]
                 _c1_pair(stacks[key], pair, rep, timeout)
     finally:
-        for st in stacks.values():
+        for st in [f for f in (floor, *stacks.values()) if f is not None]:
             try:
                 st.close()
             except BenchError as e:
@@ -628,8 +635,9 @@ def c1(env, binary, sdirs, reps, compose_intervals, timeout=120.0):
         if st is not None:
             row["notes"] += [n for n in st.notes if n not in row["notes"]]
     result = {"reps": reps, "ideal_s": graph.ideal_s, "rows": rows,
-              "dependents": sum(1 for s in graph.services if s.deps), "start_floor": floor}
-    if floor:
+              "dependents": sum(1 for s in graph.services if s.deps), "start_floor": None}
+    if floor is not None and all(floor.times.values()):
+        floor = result["start_floor"] = floor.times
         # every tier: its containers started at once, then its readiness delay
         result["floor_s"] = sum(statistics.median(floor[len(t)]) + t[0].ready_after_ms / 1000
                                 for t in graph.tiers)
