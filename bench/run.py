@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import report, topology, workloads
+from benchlib import containers, report, topology, workloads
 from benchlib.procs import BenchError, sweep
 from benchlib.supervisors import PM2, Supervisord, Titan
 
@@ -38,7 +38,10 @@ LABELS = {
     ("pm2", "logs-fixed"): "PM2 + pm2-logrotate with the `compress` fix (keymetrics/pm2-logrotate#202)",
     ("supervisord", "logs"): "supervisord — rotation by rename, no compression",
 }
-ENGINE, LOGS = ("W1", "W2", "W3", "W4"), ("W5",)
+ENGINE, LOGS, CONTAINERS = ("W1", "W2", "W3", "W4"), ("W5",), ("C1", "C2")
+# docker-compose's healthcheck intervals in C1: the tightest dockerd accepts, and one with
+# less exec load (each check is an exec in the container)
+COMPOSE_INTERVALS = ("1ms", "100ms")
 W3_PROCESS = {"titan": "`titan-supervisor run`",
               "pm2": "PM2 God daemon (not its service children)",
               "supervisord": "`supervisord`"}
@@ -52,7 +55,9 @@ def log(msg):
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", default="W1,W2,W3,W4,W5", help="workloads to run, e.g. W1,W5")
+    p.add_argument("--only", default="W1,W2,W3,W4,W5",
+                   help="workloads to run, e.g. W1,W5; the container workloads C1,C2 run only "
+                   "when named here")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     p.add_argument("--out", default=str(REPO / "BENCHMARKS.md"), help="report file")
     p.add_argument("--supervisors", default="titan,pm2,supervisord",
@@ -64,7 +69,7 @@ def parse_args():
                    "(auto: titan-testsvc when the build has it, else titan-supervisor)")
     args = p.parse_args()
     args.only = [w.strip().upper() for w in args.only.split(",") if w.strip()]
-    bad = [w for w in args.only if w not in ENGINE + LOGS]
+    bad = [w for w in args.only if w not in ENGINE + LOGS + CONTAINERS]
     if bad:
         p.error(f"unknown workload(s): {', '.join(bad)}")
     args.supervisors = [s.strip() for s in args.supervisors.split(",") if s.strip()]
@@ -72,13 +77,20 @@ def parse_args():
 
 
 def release_dir():
-    return Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "release"
+    return target_dir() / "release"
 
 
-def build():
-    """The release build: titan-supervisor, and the test service every supervisor runs."""
+def build(static):
+    """The release build: titan-supervisor, and the test service every supervisor runs; with
+    `static`, also the statically linked binaries of the container workloads' test image."""
     log("cargo build --release")
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True, timeout=1800)
+    if static:
+        containers.build_static(REPO)
+
+
+def target_dir():
+    return Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
 
 
 def service_binary(choice):
@@ -171,6 +183,24 @@ class Runner:
         return {"reps": reps, "flood": flood, "rows": rows}
 
 
+def run_containers(args, runner, results, binary, meta):
+    """C1/C2 on a private dockerd and registry, stopped on leaving whatever happens; fills
+    meta with the versions and the image."""
+    quick = args.quick
+    static = containers.static_dir(target_dir())
+    with containers.DockerEnv(REPO, static) as env:
+        meta["versions"] = [Titan(binary, binary).version() + f" (commit {git_commit()})"] \
+            + env.versions()
+        meta["image"] = env.image
+        log("; ".join(meta["versions"]))
+        if "C1" in args.only:
+            results["C1"] = containers.c1(env, binary, runner.sdir, 1 if quick else 3,
+                                          COMPOSE_INTERVALS)
+        if "C2" in args.only:
+            results["C2"] = containers.c2(env, binary, runner.sdir, 5 if quick else 20,
+                                          1 if quick else 3)
+
+
 def git_commit():
     def git(*a):
         return subprocess.run(["git", "-C", REPO, *a], capture_output=True, text=True).stdout
@@ -185,8 +215,12 @@ def terminate(signum, _frame):
 def main():
     args = parse_args()
     signal.signal(signal.SIGTERM, terminate)
+    wanted = [w for w in args.only if w in CONTAINERS]
+    if wanted and containers.missing_tools():
+        raise SystemExit("C1/C2 need Debian's " + ", ".join(containers.missing_tools())
+                         + " (run bench/setup.sh)")
     if not args.no_build:
-        build()
+        build(static=bool(wanted))
     binary, svc = release_dir() / "titan-supervisor", service_binary(args.test_service)
     log(f"test service: {svc.name} test-service")
     every = {"titan": Titan(binary, svc), "pm2": PM2(PEERS, svc),
@@ -205,7 +239,7 @@ def main():
     if float(load_start.split()[0]) > 0.5:
         log(f"load average {load_start}: something else is running, figures will be noisier")
     base = tempfile.mkdtemp(prefix="tsbench-")
-    results = {}
+    results, container_meta, container_error = {}, {}, None
     try:
         r = Runner(sups, base)
         if "W1" in args.only:
@@ -220,6 +254,12 @@ def main():
                                                True)
         if "W5" in args.only:
             results["W5"] = r.w5(1 if quick else 3)
+        if wanted:
+            try:
+                run_containers(args, r, results, binary, container_meta)
+            except BenchError as e:    # the environment itself: no row can be measured
+                container_error = f"container workloads not measured: {e}"
+                log(container_error)
     finally:
         left = sweep(base)
         if left:
@@ -238,7 +278,13 @@ def main():
     if any(w in results for w in LOGS):
         report.write(args.out, report.logs_section(results, meta), report.LOGS_BEGIN,
                      report.LOGS_END)
+    if any(w in results for w in CONTAINERS):
+        meta = dict(meta, **container_meta, load_end=report.load_average())
+        report.write(args.out, report.containers_section(results, meta),
+                     report.CONTAINERS_BEGIN, report.CONTAINERS_END)
     log(f"wrote {args.out}")
+    if container_error:
+        raise SystemExit(container_error)
 
 
 if __name__ == "__main__":
