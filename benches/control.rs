@@ -189,7 +189,8 @@ fn report(latencies: &[Duration], saturated: (&[Duration], f64), idle: &[Duratio
     let section = format!(
         "<!-- bench:control -->\n## Control API under load (titan-supervisor)\n\n\
          Produced by `cargo bench --bench control` on {cpus} CPUs ({machine}). {SERVICES} services up, each probed over HTTP every 1 s.\n\
-         PM2 and supervisord have no comparable API (their CLIs take hundreds of milliseconds per call), so no peer row.\n\n\
+         PM2 and supervisord have no comparable API (their CLIs take hundreds of milliseconds per call), so no peer row.\n\
+         `/v1/status` is answered on the API's own thread from the snapshot the actor posts on every change; a rendered body is served again for up to 10 ms while nothing changed (its uptimes are then at most 10 ms old).\n\n\
          | measure | samples | p50 | p99 | max | target |\n|---|---|---|---|---|---|\n\
          | `GET /v1/status` ({SERVICES} services), {CLIENTS} concurrent clients each asking every {PERIOD:?} (1000/s), new connection per request | {} | {:.3} ms | {:.3} ms | {:.3} ms | p99 ≤ 1 ms: **{}** |\n\
          | same, {CLIENTS} clients in a closed loop (saturation: {throughput:.0} requests/s; latency here is queueing) | {} | {:.3} ms | {:.3} ms | {:.3} ms | |\n\

@@ -7,7 +7,8 @@ use std::convert::Infallible;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -17,6 +18,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 
 use super::proto::{self, ErrorBody, Outcome, Verb};
+use crate::supervisor::actor::Board;
 use crate::supervisor::actor::{Act, Handle};
 use crate::supervisor::status::ServiceStatus;
 
@@ -100,6 +102,7 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, access: Access, h
         Ok(l) => l,
         Err(e) => return tracing::error!("control socket unusable: {e}"),
     };
+    let ctx = Arc::new(Ctx { handle, log_dir: access.log_dir.clone(), rendered: Mutex::default() });
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
         let allowed = match stream.peer_cred() {
@@ -118,11 +121,9 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, access: Access, h
                 false
             }
         };
-        let (handle, access_log_dir) = (handle.clone(), access.log_dir.clone());
+        let ctx = Arc::clone(&ctx);
         tokio::spawn(async move {
-            let log_dir = access_log_dir.clone();
-            let service =
-                hyper::service::service_fn(move |req| route(req, allowed, handle.clone(), log_dir.clone()));
+            let service = hyper::service::service_fn(move |req| route(req, allowed, Arc::clone(&ctx)));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
@@ -151,12 +152,26 @@ fn error(status: StatusCode, message: impl Into<String>) -> Reply {
     json(status, &ErrorBody { error: message.into() })
 }
 
-async fn route(
-    req: Request<Incoming>,
-    allowed: bool,
+/// What every request handler shares.
+struct Ctx {
     handle: Handle,
     log_dir: PathBuf,
-) -> Result<Reply, Infallible> {
+    /// The last `/v1/status` body and the board it was rendered from.
+    rendered: Mutex<Option<Rendered>>,
+}
+
+struct Rendered {
+    board: Board,
+    at: Instant,
+    body: Bytes,
+}
+
+/// How long a rendered status is served again while the board has not changed: its uptimes
+/// are at most this old, and a hundred clients polling cost one rendering per interval.
+const RENDER_REUSE: Duration = Duration::from_millis(10);
+
+async fn route(req: Request<Incoming>, allowed: bool, ctx: Arc<Ctx>) -> Result<Reply, Infallible> {
+    let (handle, log_dir) = (&ctx.handle, &ctx.log_dir);
     if !allowed {
         return Ok(error(StatusCode::FORBIDDEN, "this uid/gid is not in allow_uids/allow_gids"));
     }
@@ -169,9 +184,9 @@ async fn route(
     };
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let answer = match (&method, parts.as_slice()) {
-        (&Method::GET, ["v1", "status"]) => status(&handle),
-        (&Method::GET, ["v1", "events"]) => events(&handle),
-        (&Method::GET, ["metrics"]) => metrics(&handle).await,
+        (&Method::GET, ["v1", "status"]) => status(&ctx),
+        (&Method::GET, ["v1", "events"]) => events(handle),
+        (&Method::GET, ["metrics"]) => metrics(handle).await,
         (&Method::POST, ["v1", "reload"]) => match handle.reload().await {
             Ok(done) => json(StatusCode::OK, &done),
             Err(report) => error(StatusCode::UNPROCESSABLE_ENTITY, report),
@@ -183,10 +198,10 @@ async fn route(
             ),
             false => error(StatusCode::SERVICE_UNAVAILABLE, "the supervisor is stopping"),
         },
-        (&Method::GET, ["v1", "logs", name]) => logs(&handle, &log_dir, name, query.as_deref()).await,
-        (&Method::GET, ["v1", "services", name]) => service(&handle, name),
+        (&Method::GET, ["v1", "logs", name]) => logs(handle, log_dir, name, query.as_deref()).await,
+        (&Method::GET, ["v1", "services", name]) => service(handle, name),
         (&Method::POST, ["v1", "services", name, verb]) => match Verb::parse(verb) {
-            Some(verb) => act(&handle, name, verb).await,
+            Some(verb) => act(handle, name, verb).await,
             None => error(StatusCode::NOT_FOUND, format!("no action {verb:?}: start, stop or restart")),
         },
         _ if proto::RESERVED.contains(&path.as_str()) => {
@@ -219,13 +234,26 @@ async fn metrics(handle: &Handle) -> Reply {
 }
 
 /// `GET /v1/status`, serialized straight from the actor's board: no question reaches the actor.
-fn status(handle: &Handle) -> Reply {
+fn status(ctx: &Ctx) -> Reply {
     #[derive(Serialize)]
     struct View<'a> {
         release: Option<&'a str>,
         services: &'a [ServiceStatus],
     }
-    json(StatusCode::OK, &View { release: None, services: &handle.status() })
+    let board = ctx.handle.status();
+    let mut rendered = ctx.rendered.lock().unwrap_or_else(|p| p.into_inner());
+    let fresh = rendered.as_ref().filter(|r| Arc::ptr_eq(&r.board, &board) && r.at.elapsed() < RENDER_REUSE);
+    let body = match fresh {
+        Some(r) => r.body.clone(),
+        None => {
+            let body = Bytes::from(
+                serde_json::to_vec(&View { release: None, services: &board }).unwrap_or_default(),
+            );
+            *rendered = Some(Rendered { board, at: Instant::now(), body: body.clone() });
+            body
+        }
+    };
+    reply(StatusCode::OK, "application/json", Full::new(body).boxed())
 }
 
 fn service(handle: &Handle, name: &str) -> Reply {
