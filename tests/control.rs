@@ -47,6 +47,25 @@ fn status_lists_every_service_as_a_table_and_as_json() {
         (Some("healthy"), Some("tcp"), Some("process"))
     );
     assert_eq!(db["pid"].as_i64(), d.service_pid("db").map(i64::from));
+    // every running service's memory is read within the sampling period (5 s)
+    let memory = wait_for(15 * SEC, || {
+        let out = cli(&d, &["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        let db = v["services"].as_array()?.iter().find(|s| s["name"] == "db")?.clone();
+        db["memory_bytes"].as_u64().filter(|&m| m > 0)
+    });
+    let vm_rss = std::fs::read_to_string(format!("/proc/{}/status", d.service_pid("db").unwrap())).unwrap();
+    let kib: u64 = vm_rss
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let memory = memory.expect("memory_bytes reported");
+    assert!(memory / 1024 > kib / 4 && memory / 1024 < kib * 4, "{memory} B against VmRSS {kib} KiB");
 }
 
 #[test]

@@ -89,6 +89,8 @@ pub struct Supervisor {
     pub(super) t0: Instant,
     /// When capped services are measured next.
     pub(super) memory_due: Instant,
+    /// When every running service's memory is read next (for status and metrics).
+    pub(super) sample_due: Instant,
     /// Whether READY=1 has gone to systemd.
     announced: bool,
     /// This process's cgroups, where capped services get theirs.
@@ -191,6 +193,7 @@ impl Supervisor {
             shutdown: Shutdown::No,
             t0: Instant::now(),
             memory_due: Instant::now(),
+            sample_due: Instant::now(),
             announced: false,
             cgroups,
             logs,

@@ -1,6 +1,8 @@
-//! The soft memory cap (`memory_restart`): every `TICK` while a capped service runs, the RSS of
-//! its whole process tree is summed; above the cap for `PERSIST`, it restarts gracefully with
-//! reason `memory`. PM2 checks every 30 s; this answers within about a second.
+//! Memory of services: the soft cap (`memory_restart`) — every `TICK` while a capped service
+//! runs, the RSS of its whole process tree is summed; above the cap for `PERSIST`, it restarts
+//! gracefully with reason `memory` (PM2 checks every 30 s; this answers within about a
+//! second) — and every `SAMPLE` the same reading of every running service, for status and
+//! metrics, in one pass over /proc.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -13,6 +15,8 @@ use crate::runtime::procfs;
 pub const TICK: Duration = Duration::from_millis(250);
 /// How long RSS must stay above the cap before the restart.
 pub const PERSIST: Duration = Duration::from_millis(700);
+/// How often every running service is measured for status and metrics.
+pub const SAMPLE: Duration = Duration::from_secs(5);
 
 impl Supervisor {
     /// Services with a soft cap and a live process.
@@ -29,10 +33,13 @@ impl Supervisor {
 
     /// When the next measurement is due, if any service needs one.
     pub(super) fn memory_wake(&self) -> Option<Instant> {
-        self.capped().next().map(|_| self.memory_due)
+        let sample = (0..self.slots.len()).any(|i| self.main_pid(i).is_some()).then_some(self.sample_due);
+        let capped = self.capped().next().map(|_| self.memory_due);
+        sample.into_iter().chain(capped).min()
     }
 
     pub(super) fn memory_tick(&mut self, now: Instant) {
+        self.memory_sample(now);
         if now < self.memory_due {
             return;
         }
@@ -64,6 +71,20 @@ impl Supervisor {
                 self.apply(i, Event::MemoryOver);
             }
         }
+    }
+
+    /// Every `SAMPLE`: the memory of every running service, for status and metrics.
+    fn memory_sample(&mut self, now: Instant) {
+        if now < self.sample_due {
+            return;
+        }
+        self.sample_due = now + SAMPLE;
+        let running: Vec<usize> = (0..self.slots.len()).filter(|&i| self.main_pid(i).is_some()).collect();
+        let rss = if running.is_empty() { Default::default() } else { self.tree_rss(&running) };
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            slot.last_rss = rss.get(&i).copied();
+        }
+        self.mark_dirty();
     }
 
     /// RSS of each service's process tree: every process in the service's session (each
