@@ -408,7 +408,6 @@ impl Supervisor {
     /// Feeds `event` to service `i`'s state machine and performs the resulting actions; an
     /// action that fails feeds its own event back in.
     pub(super) fn apply(&mut self, i: usize, event: Event) {
-        self.dirty = true;
         let mut pending = Some(event);
         while let Some(event) = pending.take() {
             let now = Instant::now();
@@ -416,6 +415,9 @@ impl Supervisor {
             let Some((life, actions)) = fsm::next(&slot.life, &slot.spec, event, now) else {
                 return;
             };
+            // the board changes only with a transition (a passing probe of a healthy service,
+            // the common case, is none)
+            self.dirty |= life != slot.life || !actions.is_empty();
             let from = std::mem::replace(&mut self.slots[i].life, life);
             for action in actions {
                 pending = self.perform(i, action).or(pending);
