@@ -91,14 +91,15 @@ impl Pipeline {
         });
     }
 
-    /// Writes a `[titan-supervisor]` line into a service's log, on the log thread.
+    /// Writes a `[titan-supervisor]` line into a service's log, on the log thread (`drain`
+    /// waits for it too: the last note before an exit is not lost).
     pub fn note(&self, writer: &SharedWriter, text: String) {
         let writer = Arc::clone(writer);
-        self.handle.spawn(async move { writer.lock().unwrap_or_else(|p| p.into_inner()).note(&text) });
+        self.spawn_reader(async move { writer.lock().unwrap_or_else(|p| p.into_inner()).note(&text) });
     }
 
     /// Waits up to `limit` for every reader to reach the end of its pipe (after the services
-    /// have stopped), so their last lines are on disk.
+    /// have stopped) and every note to be written, so their last lines are on disk.
     pub fn drain(&self, limit: Duration) {
         let deadline = Instant::now() + limit;
         while self.readers.load(Ordering::Acquire) > 0 && Instant::now() < deadline {

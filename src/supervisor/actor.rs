@@ -119,6 +119,9 @@ pub struct Supervisor {
 /// Every service's status as of its last change; readers refresh the uptimes.
 pub type Board = std::sync::Arc<Vec<ServiceStatus>>;
 
+/// How many of the dependencies a pending service waits for its status names.
+const NAMED: usize = 3;
+
 /// What a request gets once the actor has stopped.
 const STOPPING: &str = "the supervisor is stopping";
 
@@ -584,7 +587,7 @@ impl Supervisor {
             Verb::Start | Verb::Restart => {
                 let deps_ready = self.slots[i].deps.iter().all(|&d| self.slots[d].life.state.is_ready());
                 if !deps_ready {
-                    let why = self.waiting_on(&self.slots[i]).unwrap_or_default();
+                    let why = self.waiting_on(i, &self.holds()).unwrap_or_default();
                     return Act::Refused(format!("{name} cannot start: {why}"));
                 }
                 Some(Event::Start)
@@ -602,12 +605,16 @@ impl Supervisor {
     /// READY=1 to systemd once no service is on its way up any more (each is ready, or has
     /// failed, or is held behind one that has).
     fn announce_when_settled(&mut self) {
-        let on_the_way = |s: &super::slot::Slot| match s.life.state {
+        if self.announced || self.shutdown != Shutdown::No {
+            return;
+        }
+        let holds = self.holds();
+        let on_the_way = |i: usize| match self.slots[i].life.state {
             State::Starting { .. } | State::Backoff { .. } => true,
-            State::Pending => self.held_by(s).is_none(),
+            State::Pending => holds[i].is_none(),
             _ => false,
         };
-        if self.announced || self.shutdown != Shutdown::No || self.slots.iter().any(on_the_way) {
+        if (0..self.slots.len()).any(on_the_way) {
             return;
         }
         self.announced = true;
@@ -677,36 +684,58 @@ impl Supervisor {
     }
 
     fn status(&self) -> Vec<ServiceStatus> {
-        self.slots.iter().filter(|s| !s.retired).map(|s| ServiceStatus::of(s, self.waiting_on(s))).collect()
+        let holds = self.holds();
+        (0..self.slots.len())
+            .filter(|&i| !self.slots[i].retired)
+            .map(|i| ServiceStatus::of(&self.slots[i], self.waiting_on(i, &holds)))
+            .collect()
     }
 
-    /// Why a pending service has not started: the dependencies it still waits for, naming a
-    /// failed or stopped one first.
-    fn waiting_on(&self, s: &super::slot::Slot) -> Option<String> {
-        if let Some(dep) = self.held_by(s) {
+    /// Why pending service `i` has not started: a failed or stopped dependency holding it
+    /// (`holds`), else the dependencies it still waits for (the first few named).
+    fn waiting_on(&self, i: usize, holds: &[Option<usize>]) -> Option<String> {
+        let s = &self.slots[i];
+        if let Some(dep) = holds[i].map(|d| &self.slots[d]) {
             return Some(format!("held: dependency {} is {}", dep.name, dep.life.state.name()));
         }
-        let waiting: Vec<&str> = s
-            .deps
-            .iter()
-            .map(|&d| &self.slots[d])
-            .filter(|d| !d.life.state.is_ready())
-            .map(|d| d.name.as_str())
-            .collect();
-        if waiting.is_empty() {
+        let mut waiting = s.deps.iter().map(|&d| &self.slots[d]).filter(|d| !d.life.state.is_ready());
+        let named: Vec<&str> = waiting.by_ref().take(NAMED).map(|d| d.name.as_str()).collect();
+        if named.is_empty() {
             return self.container_blocker(s);
         }
-        Some(format!("waiting for {}", waiting.join(", ")))
+        let more = waiting.count();
+        let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
+        Some(format!("waiting for {}{tail}", named.join(", ")))
     }
 
-    /// A dependency that has failed or was stopped, directly or further down, which keeps `s`
-    /// from starting.
-    fn held_by(&self, s: &super::slot::Slot) -> Option<&super::slot::Slot> {
-        s.deps.iter().map(|&d| &self.slots[d]).find_map(|d| match d.life.state {
-            State::Failed { .. } | State::Stopped => Some(d),
-            State::Pending => self.held_by(d),
-            _ => None,
-        })
+    /// For every service, the failed or stopped dependency — direct, or further down through
+    /// pending ones — that keeps it from starting. One pass with memory: dense tiers would
+    /// make a plain recursion exponential.
+    fn holds(&self) -> Vec<Option<usize>> {
+        let mut memo = vec![None; self.slots.len()];
+        for i in 0..self.slots.len() {
+            self.hold_of(i, &mut memo);
+        }
+        memo.into_iter().map(Option::flatten).collect()
+    }
+
+    fn hold_of(&self, i: usize, memo: &mut [Option<Option<usize>>]) -> Option<usize> {
+        if let Some(known) = memo[i] {
+            return known;
+        }
+        let mut hold = None;
+        for &d in &self.slots[i].deps {
+            hold = match self.slots[d].life.state {
+                State::Failed { .. } | State::Stopped => Some(d),
+                State::Pending => self.hold_of(d, memo),
+                _ => None,
+            };
+            if hold.is_some() {
+                break;
+            }
+        }
+        memo[i] = Some(hold);
+        hold
     }
 
     fn summary(&self) -> Summary {
