@@ -141,9 +141,8 @@ pub fn upgrade(socket: Option<&Path>) -> Exit {
         Err(exit) => return exit,
     };
     if code != StatusCode::ACCEPTED {
-        let msg = serde_json::from_slice::<ErrorBody>(&body).map(|e| e.error).unwrap_or_default();
-        eprintln!("titan-supervisor: upgrade refused: {msg}");
-        return Exit::Refused;
+        refused(code, &body);
+        return Exit::Refused; // whatever the reason, nothing was upgraded
     }
     eprintln!("upgrading: native services stop, containers keep running");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -151,9 +150,7 @@ pub fn upgrade(socket: Option<&Path>) -> Exit {
     // pending or starting
     std::thread::sleep(std::time::Duration::from_millis(50));
     while std::time::Instant::now() < deadline {
-        if let Ok((StatusCode::OK, body)) =
-            crate::control::client::request(&socket, Method::GET, "/v1/status")
-        {
+        if let Ok((StatusCode::OK, body)) = client::request(&socket, Method::GET, "/v1/status") {
             let settled = serde_json::from_slice::<Status>(&body).is_ok_and(|s| {
                 s.services.iter().all(|s| !matches!(s.state.as_str(), "pending" | "starting"))
             });

@@ -608,13 +608,14 @@ impl Supervisor {
         if self.announced || self.shutdown != Shutdown::No {
             return;
         }
+        let moving =
+            |s: &super::slot::Slot| matches!(s.life.state, State::Starting { .. } | State::Backoff { .. });
+        if self.slots.iter().any(moving) {
+            return; // the common case while services come up: no need to work out holds
+        }
         let holds = self.holds();
-        let on_the_way = |i: usize| match self.slots[i].life.state {
-            State::Starting { .. } | State::Backoff { .. } => true,
-            State::Pending => holds[i].is_none(),
-            _ => false,
-        };
-        if (0..self.slots.len()).any(on_the_way) {
+        let waiting = |i: usize| matches!(self.slots[i].life.state, State::Pending) && holds[i].is_none();
+        if (0..self.slots.len()).any(waiting) {
             return;
         }
         self.announced = true;

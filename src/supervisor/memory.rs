@@ -39,7 +39,7 @@ impl Supervisor {
     }
 
     pub(super) fn memory_tick(&mut self, now: Instant) {
-        self.memory_sample(now);
+        let sampled = self.memory_sample(now);
         if now < self.memory_due {
             return;
         }
@@ -48,7 +48,8 @@ impl Supervisor {
         if capped.is_empty() {
             return;
         }
-        let rss = self.tree_rss(&capped);
+        // one pass over /proc when the periodic sample fell on this tick too
+        let rss = sampled.unwrap_or_else(|| self.tree_rss(&capped));
         self.mark_dirty(); // new readings for the status board
         for i in capped {
             let slot = &mut self.slots[i];
@@ -74,9 +75,10 @@ impl Supervisor {
     }
 
     /// Every `SAMPLE`: the memory of every running service, for status and metrics.
-    fn memory_sample(&mut self, now: Instant) {
+    /// Returns the readings when it took them.
+    fn memory_sample(&mut self, now: Instant) -> Option<HashMap<usize, u64>> {
         if now < self.sample_due {
-            return;
+            return None;
         }
         self.sample_due = now + SAMPLE;
         let running: Vec<usize> = (0..self.slots.len()).filter(|&i| self.main_pid(i).is_some()).collect();
@@ -85,6 +87,7 @@ impl Supervisor {
             slot.last_rss = rss.get(&i).copied();
         }
         self.mark_dirty();
+        Some(rss)
     }
 
     /// RSS of each service's process tree: every process in the service's session (each
