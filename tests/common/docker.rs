@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Debian's docker CLI (20.10, legacy builder): the one on PATH may be a newer CLI without
 /// buildx, and must not be the one that decides which daemon is used.
@@ -74,18 +74,7 @@ fn docker_with_input(args: &[&str], input: Option<&str>) -> Output {
         stdin.write_all(text.as_bytes()).expect("docker stdin");
     }
     let readers = [child.stdout.take().map(drain), child.stderr.take().map(drain)];
-    let deadline = Instant::now() + LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for docker") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("docker {args:?} did not finish within {LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = super::wait_or_kill(&mut child, LIMIT, &format!("docker {args:?}"));
     let [stdout, stderr] = readers.map(|r| r.map(|h| h.join().expect("reader")).unwrap_or_default());
     Output { status, stdout, stderr }
 }
@@ -205,10 +194,8 @@ impl OwnDaemon {
     pub fn kill_dockerd(&self) {
         let pid: i32 = std::fs::read_to_string(self.dir.join("dockerd.pid")).unwrap().trim().parse().unwrap();
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let gone = || (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(());
+        super::daemon::wait_for(Duration::from_secs(10), gone);
     }
 
     /// The docker CLI against this daemon.
