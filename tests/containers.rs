@@ -100,7 +100,9 @@ fn a_killed_container_restarts_and_an_oom_kill_says_oom() {
 
     let oom = d.wait_state("hog", "failed", 60 * SEC);
     assert!(oom.reason.contains("out of memory") || oom.reason.contains("oom"), "{oom:?}");
-    assert_eq!(inspect(&format!("{}-hog", p.0), "{{.State.OOMKilled}}"), "true");
+    // not also Docker's State.OOMKilled: dockerd 20.10 leaves it false now and then (when it
+    // handles the exit before the OOM), while its `oom` event always comes
+    assert_eq!(inspect(&format!("{}-hog", p.0), "{{.State.ExitCode}}"), "137");
 }
 
 #[test]

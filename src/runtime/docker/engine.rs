@@ -27,6 +27,9 @@ pub struct Running {
     /// Its address on its network: probes go there rather than through docker-proxy, which
     /// accepts before the container listens and then holds the connection for a second.
     pub ip: Option<std::net::IpAddr>,
+    /// Exit code and OOM kill when it had already ended by the time it was inspected (a
+    /// container can die before the start that ran it is reported).
+    pub ended: Option<(i64, bool)>,
 }
 
 impl Running {
@@ -42,6 +45,8 @@ impl Running {
             pid: state.pid.filter(|&p| p > 0).map(|p| p as i32),
             started_nanos: state.started_at.as_deref().and_then(super::nanos_of).unwrap_or(0),
             ip,
+            ended: (state.running != Some(true))
+                .then(|| (state.exit_code.unwrap_or(-1), state.oom_killed == Some(true))),
         }
     }
 }

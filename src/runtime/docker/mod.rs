@@ -51,6 +51,11 @@ pub fn nanos_of(rfc3339: &str) -> Option<i64> {
     t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_nanos() as i64)
 }
 
+/// The wall clock in nanoseconds since the epoch, as Docker stamps its events.
+pub fn now_nanos() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

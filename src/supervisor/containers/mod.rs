@@ -39,8 +39,24 @@ pub struct ContainerSlot {
     ended_at: Option<Instant>,
     /// The run whose log stream is open (0: none).
     following: Arc<AtomicU64>,
+    /// Wall-clock nanoseconds when the current run's start was asked for: Docker events from
+    /// before belong to an earlier run.
+    since_nanos: i64,
+    /// A `die` that came before the start of the current run was reported.
+    early_death: Option<Death>,
     /// The kernel OOM-killed something in the current container (Docker's `oom` event).
     oom_killed: bool,
+    /// Its container died by SIGKILL under a memory cap and Docker is being asked whether
+    /// that was the OOM killer (the `oom` event may come after the `die`, or not at all).
+    dying: bool,
+}
+
+/// A container's death as Docker's events stream reported it.
+#[derive(Clone, Debug)]
+struct Death {
+    id: String,
+    at_nanos: i64,
+    exit: Exit,
 }
 
 /// How far ahead the container is prepared.
@@ -66,8 +82,16 @@ impl ContainerSlot {
             worker: None,
             ended_at: None,
             following: Arc::default(),
+            since_nanos: 0,
+            early_death: None,
             oom_killed: false,
+            dying: false,
         }
+    }
+
+    /// Whether Docker enforces a memory limit on it (an OOM kill is possible).
+    fn capped(&self) -> bool {
+        self.spec.body.host_config.as_ref().and_then(|h| h.memory).is_some_and(|m| m > 0)
     }
 
     fn send(&self, op: Op) {
@@ -133,6 +157,10 @@ impl Supervisor {
             Report::Prepared { slot, result } => self.on_prepared(slot, result),
             Report::Started { slot, run, result } => self.on_started(slot, run, result),
             Report::Exited { slot, run, exit, oom } => self.container_ended(slot, run, exit, oom),
+            // died, yet running when inspected: started again behind our back; its death stands
+            Report::Alive { slot, run } if self.container_of(slot).is_some_and(|c| c.dying) => {
+                self.container_ended(slot, run, Exit::Signal(9), false)
+            }
             Report::Alive { slot, run } if self.slots[slot].run == run => self.follow_logs(slot, None),
             Report::Alive { .. } => {}
             Report::Stream(notice) => self.on_stream(notice),
@@ -250,6 +278,10 @@ impl Supervisor {
         slot.run += 1;
         let run = slot.run;
         let Some(c) = slot.container.as_mut() else { return Err("not a container".into()) };
+        c.since_nanos = docker::now_nanos();
+        c.early_death = None;
+        c.oom_killed = false;
+        c.dying = false;
         let adopt = match std::mem::replace(&mut c.prep, Prep::Ready) {
             Prep::Adopt(running) => Some(running),
             _ => None,
@@ -278,11 +310,14 @@ impl Supervisor {
                 running.pid.map_or("?".into(), |p| p.to_string())
             ),
         );
+        let ended = ended_early(c, &running);
         c.running = Some(running);
-        c.oom_killed = false;
         // a new run gets a stream of its own (the last run's ends with its container)
         c.following.store(0, Ordering::Release);
         self.follow_logs(i, watch);
+        if let Some(exit) = ended {
+            return self.container_died(i, exit);
+        }
         // with no health check, running is ready; with one, probe at once
         let slot = &mut self.slots[i];
         if matches!(slot.svc.health.check, crate::config::Check::None) {
@@ -327,30 +362,41 @@ impl Supervisor {
         }
     }
 
-    /// The service whose current container is `id` (started no later than `at_nanos`, when
-    /// given: an event from before belongs to an earlier run).
-    fn running_as(&self, id: &str, at_nanos: i64) -> Option<usize> {
+    /// The service whose container is called `name`, when `at_nanos` (an event's time) is in
+    /// its current run.
+    fn container_named(&self, name: &str, at_nanos: i64) -> Option<usize> {
         self.slots.iter().position(|s| {
-            let r = s.container.as_ref().and_then(|c| c.running.as_ref());
-            r.is_some_and(|r| r.id == id && (at_nanos == 0 || at_nanos >= r.started_nanos))
+            s.container.as_ref().is_some_and(|c| c.spec.name == name && at_nanos >= c.since_nanos)
         })
+    }
+
+    /// A `die` from Docker: the current container's death, or kept until the start that ran it
+    /// is reported.
+    fn on_died(&mut self, name: &str, death: Death) {
+        let Some(i) = self.container_named(name, death.at_nanos) else { return };
+        let Some(c) = self.slots[i].container.as_mut() else { return };
+        match &c.running {
+            Some(r) if r.id == death.id && death.at_nanos >= r.started_nanos => {
+                self.container_died(i, death.exit)
+            }
+            Some(_) => {}
+            None => c.early_death = Some(death),
+        }
     }
 
     fn on_stream(&mut self, notice: Notice) {
         match notice {
-            Notice::Died { id, at_nanos, exit_code } => {
-                if let Some(i) = self.running_as(&id, at_nanos) {
-                    // the `oom` event comes before the `die`: no inspect on the way to a restart
-                    let oom = self.container_of(i).is_some_and(|c| c.oom_killed);
-                    let run = self.slots[i].run;
-                    self.container_ended(i, run, worker::exit_of(exit_code.unwrap_or(-1)), oom);
-                }
+            Notice::Died { id, name, at_nanos, exit_code } => {
+                let death = Death { id, at_nanos, exit: worker::exit_of(exit_code.unwrap_or(-1)) };
+                self.on_died(&name, death);
             }
-            Notice::Oom { id } => {
-                if let Some(i) = self.running_as(&id, 0)
-                    && let Some(c) = self.slots[i].container.as_mut()
-                {
-                    c.oom_killed = true;
+            Notice::Oom { name, at_nanos, .. } => {
+                let Some(i) = self.container_named(&name, at_nanos) else { return };
+                let run = self.slots[i].run;
+                let Some(c) = self.slots[i].container.as_mut() else { return };
+                c.oom_killed = true;
+                if c.dying {
+                    self.container_ended(i, run, Exit::Signal(9), true);
                 }
             }
             Notice::Lost(e) => {
@@ -378,6 +424,24 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// Docker reported the death of service `i`'s container. Usually the `oom` event came
+    /// first and the death applies at once; a SIGKILL under a memory cap with no `oom` seen
+    /// waits for whichever answers first, the `oom` event or an inspect of State.OOMKilled.
+    fn container_died(&mut self, i: usize, exit: Exit) {
+        let run = self.slots[i].run;
+        let Some(c) = self.slots[i].container.as_mut() else { return };
+        let Some(id) = c.running.as_ref().map(|r| r.id.clone()) else { return };
+        if c.dying {
+            return;
+        }
+        if c.oom_killed || exit != Exit::Signal(9) || !c.capped() {
+            let oom = c.oom_killed;
+            return self.container_ended(i, run, exit, oom);
+        }
+        c.dying = true;
+        c.send(Op::Check { run, id });
     }
 
     /// Starts again a container service that ended with dockerd (not by its own decision),
@@ -419,6 +483,17 @@ impl Supervisor {
     pub(super) fn container_id(&self, i: usize) -> Option<String> {
         self.container_of(i)?.running.as_ref().map(|r| r.id.clone())
     }
+}
+
+/// How the container of a start just reported had already ended: seen so by the inspect after
+/// the start, or reported by a `die` that overtook the report.
+fn ended_early(c: &mut ContainerSlot, running: &Running) -> Option<Exit> {
+    if let Some((code, oom)) = running.ended {
+        c.oom_killed |= oom;
+        return Some(worker::exit_of(code));
+    }
+    let death = c.early_death.take()?;
+    (death.id == running.id && death.at_nanos >= running.started_nanos).then_some(death.exit)
 }
 
 fn short(id: &str) -> &str {
