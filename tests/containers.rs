@@ -370,6 +370,33 @@ fn a_container_of_the_same_name_that_is_not_ours_is_left_alone() {
 }
 
 #[test]
+fn a_supervisor_started_before_dockerd_waits_for_it_and_runs_its_native_services_meanwhile() {
+    let own = docker::OwnDaemon::start();
+    own.kill_dockerd();
+    let p = Project::new("late");
+    let header = format!("project = \"{}\"\ndocker_host = \"{}\"\n", p.0, own.host());
+    let config =
+        format!("{}\n[services.native]\n{}\n", csvc("api", port(), ""), common::daemon::svc("native", ""));
+    let d = Daemon::start_with_header(&config, &header);
+    d.wait_state("native", "healthy", 30 * SEC);
+    let native = d.service_pid("native");
+    let retrying = || {
+        let log = d.log_tail();
+        (log.contains(&format!("cannot reach dockerd at {}", own.host())) && log.contains("retrying in"))
+            .then_some(())
+    };
+    assert!(wait_for(30 * SEC, retrying).is_some(), "{}", d.log_tail());
+    let status = common::run(&["status", "--json", "--socket", &d.path("s.sock").display().to_string()]);
+    assert!(status.stdout.contains("waiting for dockerd"), "{}", status.stdout);
+
+    own.restart();
+    d.wait_state("api", "healthy", 60 * SEC);
+    assert!(common::daemon::alive(d.pid));
+    assert_eq!(d.service_pid("native"), native, "never disturbed");
+    assert_eq!(d.states("native"), ["healthy"]);
+}
+
+#[test]
 fn a_stop_completes_even_when_dockerd_is_gone() {
     let own = docker::OwnDaemon::start();
     let p = Project::new("gone");
