@@ -16,12 +16,14 @@ import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 from . import probe
@@ -32,7 +34,7 @@ from .topology import bring_up, read_start_log, tiered
 PORTS_C1, PORTS_C2 = 25001, 25101
 INNER_PORT = 8080
 SHARE = "/cb"                       # where each container sees its session's share directory
-TITAN_PROJECT, COMPOSE_PROJECT, POLICY_PREFIX = "cbt", "cbc", "cbd"
+TITAN_PROJECT, COMPOSE_PROJECT, POLICY_PREFIX, API_PREFIX = "cbt", "cbc", "cbd", "cba"
 DOCKER_CLI = "/usr/bin/docker"     # Debian's 20.10 CLI (scripts/docker-env.sh uses the same)
 C1_POLL_S = 0.010                   # outside /health poll per port during a bring-up
 C2_POLL_S = 0.002                   # ... of the killed service's port
@@ -352,6 +354,7 @@ class RestartPolicyStack(Stack):
     restarts it when it dies."""
     key, label = "docker", "dockerd `--restart always`"
     prefix = POLICY_PREFIX
+    restart = "always"
 
     def container(self, s):
         return f"{self.prefix}-{s.name}"
@@ -364,7 +367,7 @@ class RestartPolicyStack(Stack):
         self.t0_ns = time.time_ns()
         self.env.docker("network", "create", self.network)
         for s in self.graph.services:
-            self.env.docker("run", "-d", "--restart", "always", "--name", self.container(s),
+            self.env.docker("run", "-d", "--restart", self.restart, "--name", self.container(s),
                             "--network", self.network, "-p",
                             f"127.0.0.1:{s.port}:{INNER_PORT}", "-v", f"{self.share}:{SHARE}",
                             self.env.image, *service_args(s))
@@ -374,6 +377,57 @@ class RestartPolicyStack(Stack):
 
     def close(self):
         self.remove()
+
+
+class ApiRestartStack(RestartPolicyStack):
+    """The floor of any supervisor outside dockerd: containers run with no restart policy, and
+    one thread follows dockerd's events stream and asks for `POST /containers/ID/start` the
+    moment a `die` arrives. Nothing else: no state machine, no health gate, no log stream."""
+    key, label = "api", "dockerd alone, restarted through the Engine API on its `die` event"
+    prefix = API_PREFIX
+    restart = "no"
+
+    def __init__(self, env, graph, sdir):
+        super().__init__(env, graph, sdir)
+        self.sock = env.host.removeprefix("unix://")
+        self.events, self.watcher, self.failures = None, None, []
+
+    def launch(self):
+        super().launch()
+        names = json.dumps({"type": ["container"], "event": ["die"],
+                            "container": self.names()}, separators=(",", ":"))
+        self.events = probe.UnixHTTPConnection(self.sock, None)
+        self.events.request("GET", "/events?filters=" + urllib.parse.quote(names))
+        stream = self.events.getresponse()
+        self.watcher = threading.Thread(target=self._restart_on_die, args=(stream,), daemon=True)
+        self.watcher.start()
+
+    def _restart_on_die(self, stream):
+        while True:
+            try:
+                line = stream.readline()
+            except (OSError, http.client.HTTPException):
+                return
+            if not line:
+                return
+            cid = json.loads(line).get("id", "")
+            code, body = probe.unix_request(self.sock, "POST", f"/containers/{cid}/start")
+            if code not in (204, 304):
+                self.failures.append(f"start {cid[:12]}: {code} {body[:200]!r}")
+
+    def alive(self):
+        if self.failures:
+            raise BenchError("; ".join(self.failures))
+
+    def close(self):
+        if self.events is not None:
+            try:
+                self.events.sock.shutdown(socket.SHUT_RDWR)   # wakes the watcher's readline
+            except OSError:
+                pass
+            self.events.close()
+            self.events = None
+        super().close()
 
 
 # --- measurements ------------------------------------------------------------------------------
@@ -686,7 +740,9 @@ def c2(env, binary, sdirs, kill_count, adopt_reps, timeout=120.0):
              "min_age_s": TITAN_MIN_UPTIME_S}
     policy = {"key": "docker", "label": "dockerd `--restart always` (no supervisor)",
               "kills": [], "error": None, "notes": [], "min_age_s": DOCKER_RESET_S}
-    out["rows"] = [titan, policy]
+    floor = {"key": "api", "label": ApiRestartStack.label, "kills": [], "error": None,
+             "notes": [], "min_age_s": TITAN_MIN_UPTIME_S}
+    out["rows"] = [titan, floor, policy]
     adopt = {"runs": [], "error": None}
     mem = {"error": None}
     out["adoption"], out["rss"] = adopt, mem
@@ -741,22 +797,28 @@ def c2(env, binary, sdirs, kill_count, adopt_reps, timeout=120.0):
             log(f"cleanup of titan-supervisor: {e}")
         titan["notes"] += stack.notes
 
-    peer = RestartPolicyStack(env, graph, sdirs("C2-docker"))
+    for row, peer in ((floor, ApiRestartStack(env, graph, sdirs("C2-api"))),
+                      (policy, RestartPolicyStack(env, graph, sdirs("C2-docker")))):
+        _c2_peer(peer, row, kill_count, timeout)
+    return out
+
+
+def _c2_peer(peer, row, kill_count, timeout):
+    """The kills under a stack with no titan-supervisor."""
     try:
         peer.remove()
         peer.wait_ports_free()
         peer.fresh_log()
-        log("C2: dockerd --restart always, 16 containers up")
+        log(f"C2: {peer.label}, 16 containers up")
         peer.launch()
         wait_healthy(peer, timeout)
-        policy["kills"] = kills(peer, kill_count, DOCKER_RESET_S)
-        _log_kills(policy["kills"])
+        row["kills"] = kills(peer, kill_count, row["min_age_s"])
+        _log_kills(row["kills"])
     except BenchError as e:
         log(f"  failed: {e}")
-        policy["error"] = str(e)
+        row["error"] = str(e)
     finally:
         peer.close()
-    return out
 
 
 def _log_kills(results):

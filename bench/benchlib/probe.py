@@ -177,7 +177,7 @@ def health_ok(port, timeout=1.0):
 
 # --- titan-supervisor's own view ---------------------------------------------------------------
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
+class UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, path, timeout):
         super().__init__("localhost", timeout=timeout)
         self.unix_path = path
@@ -192,7 +192,7 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 def unix_request(sock_path, method, path, timeout=60.0):
     """One HTTP request on a Unix socket (dockerd's Engine API, titan's control socket):
     (status, body); OSError or HTTPException when the socket does not answer."""
-    conn = _UnixHTTPConnection(str(sock_path), timeout)
+    conn = UnixHTTPConnection(str(sock_path), timeout)
     try:
         conn.request(method, path)
         resp = conn.getresponse()
@@ -204,7 +204,7 @@ def unix_request(sock_path, method, path, timeout=60.0):
 def titan_status(sock_path, timeout=1.0):
     """GET /v1/status on titan-supervisor's control socket (what `status --json` prints), as a
     dict; None while the socket does not answer."""
-    conn = _UnixHTTPConnection(str(sock_path), timeout)
+    conn = UnixHTTPConnection(str(sock_path), timeout)
     try:
         conn.request("GET", "/v1/status")
         resp = conn.getresponse()

@@ -524,6 +524,26 @@ def c2_rows(w):
     return rows
 
 
+def _over_floor_c1(w):
+    """titan-supervisor's medians against the floor of the same run, cold and warm."""
+    over = []
+    for row in w["rows"]:
+        if row["key"] == "titan" and row["runs"]:
+            median = statistics.median(r["healthy_s"] for r in row["runs"])
+            over.append(f"{row['start']} {(median - w['floor_s']) * 1000:+.0f} ms")
+    return f" titan-supervisor's median against it: {', '.join(over)}." if over else ""
+
+
+def _over_floor_c2(w):
+    """titan-supervisor's p50 against the Engine-API restart floor of the same run."""
+    p50 = {row["key"]: pct([r["healthy_ms"] for r in row["kills"]], 50)
+           for row in w["rows"] if row["kills"]}
+    if "titan" not in p50 or "api" not in p50:
+        return []
+    return ["", f"titan-supervisor against the restart floor (the Engine-API row) at p50: "
+            f"{p50['titan'] - p50['api']:+.0f} ms."]
+
+
 def adoption_lines(w):
     a, m = w["adoption"], w["rss"]
     lines = []
@@ -597,6 +617,12 @@ CONTAINERS_READING = [
     "titan-supervisor (its `min_uptime`: no backoff) and over 10 s under dockerd's policy (it "
     "doubles its 100 ms restart delay unless the container ran 10 s): each at its shortest "
     "restart delay.",
+    "C2's *dockerd alone, restarted through the Engine API* row is the floor for any supervisor "
+    "that, like titan-supervisor, leaves restarts to itself rather than to dockerd: the "
+    "containers have no restart policy, and one client thread reads dockerd's events stream "
+    "and sends `POST /containers/ID/start` the moment a `die` arrives (a start cannot succeed "
+    "earlier: dockerd holds the container until it has released the dead one's resources). "
+    "The gap between it and titan-supervisor's row is everything titan-supervisor adds.",
     "Adoption and memory are measured in C2's titan-supervisor session, after the kills.",
 ]
 
@@ -627,7 +653,7 @@ def containers_section(results, meta):
                 + "). Every tier takes at least the start of its containers plus its 200 ms "
                 f"readiness: **{secs(w['floor_s'])}** for this graph, the floor for anything "
                 "that starts a container once its dependencies are healthy (the ideal counts "
-                "no start cost).", ""]
+                "no start cost)." + _over_floor_c1(w), ""]
         lines += table(["stack — start", "all healthy (outside), median (min – max)",
                         "last ready (start log)", "first container start",
                         "dependency ready → start, median (max)", "ordering violations per run",
@@ -647,6 +673,7 @@ def containers_section(results, meta):
         lines += table(["supervisor", "kill → /health 200 (outside) p50", "p95", "max",
                         "kill → container started p50", "kill → process ready p50",
                         "shortest uptime at a kill", "titan target"], c2_rows(w))
+        lines += _over_floor_c2(w)
         floor = results.get("C1", {}).get("start_floor") or {}
         if floor.get(1):
             lines += ["", f"For scale: dockerd starts one created container in "
