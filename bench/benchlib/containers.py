@@ -28,7 +28,7 @@ from pathlib import Path
 
 from . import probe
 from .procs import (BenchError, check_ports_free, port_free, proc_age, proc_dead, proc_memory,
-                    run_cmd, stop_popen, wait_until)
+                    run_cmd, stop_popen, wait_quiet, wait_until)
 from .topology import bring_up, read_start_log, tiered
 
 PORTS_C1, PORTS_C2 = 25001, 25101
@@ -406,7 +406,7 @@ class ApiRestartStack(RestartPolicyStack):
         while True:
             try:
                 line = stream.readline()
-            except (OSError, http.client.HTTPException):
+            except Exception:   # the stream closed under it (close()); http.client says so variously
                 return
             if not line:
                 return
@@ -751,6 +751,7 @@ def c2(env, binary, sdirs, kill_count, adopt_reps, timeout=120.0):
     try:
         stack.remove()
         stack.wait_ports_free()
+        _quiet()
         stack.fresh_log()
         stack.launch()
         log("C2: titan-supervisor, 16 containers up")
@@ -808,6 +809,7 @@ def _c2_peer(peer, row, kill_count, timeout):
     try:
         peer.remove()
         peer.wait_ports_free()
+        _quiet()
         peer.fresh_log()
         log(f"C2: {peer.label}, 16 containers up")
         peer.launch()
@@ -819,6 +821,13 @@ def _c2_peer(peer, row, kill_count, timeout):
         row["error"] = str(e)
     finally:
         peer.close()
+
+
+def _quiet():
+    """Before each C2 stack: the machine idle again (C1's exec-heavy compose rows and
+    dockerd's removals otherwise still load the first stack's kills)."""
+    busy = wait_quiet()
+    log(f"  machine {busy:.0%} busy before the launch")
 
 
 def _log_kills(results):

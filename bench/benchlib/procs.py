@@ -222,3 +222,23 @@ def stop_popen(proc, sig=signal.SIGTERM, timeout=30.0):
         kill_quietly(proc.pid)
         proc.wait(5)
         return None
+
+
+def _cpu_times():
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return sum(fields), fields[3] + fields[4]          # all, idle + iowait
+
+
+def wait_quiet(busy_below=0.15, window_s=1.0, timeout=60.0):
+    """Waits until the machine's CPUs are less than `busy_below` busy over a `window_s` window
+    (another workload's tail, dockerd's removals, must not weigh on the next one), or
+    `timeout`; returns how busy the last window was."""
+    deadline = time.monotonic() + timeout
+    while True:
+        total0, idle0 = _cpu_times()
+        time.sleep(window_s)
+        total1, idle1 = _cpu_times()
+        busy = 1 - (idle1 - idle0) / max(1, total1 - total0)
+        if busy < busy_below or time.monotonic() > deadline:
+            return busy
