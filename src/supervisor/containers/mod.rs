@@ -39,15 +39,22 @@ pub struct ContainerSlot {
     ended_at: Option<Instant>,
     /// The run whose log stream is open (0: none).
     following: Arc<AtomicU64>,
-    /// Wall-clock nanoseconds when the current run's start was asked for: Docker events from
-    /// before belong to an earlier run.
+    /// What Docker has said about the current run's container.
+    news: RunNews,
+}
+
+/// What Docker has said about the container of one run, from its start request on.
+#[derive(Debug, Default)]
+struct RunNews {
+    /// Wall-clock nanoseconds when the run's start was asked for: Docker events from before
+    /// belong to an earlier run.
     since_nanos: i64,
-    /// A `die` that came before the start of the current run was reported.
+    /// A `die` that came before the start was reported.
     early_death: Option<Death>,
-    /// The kernel OOM-killed something in the current container (Docker's `oom` event).
+    /// The kernel OOM-killed something in the container (Docker's `oom` event).
     oom_killed: bool,
-    /// Its container died by SIGKILL under a memory cap and Docker is being asked whether
-    /// that was the OOM killer (the `oom` event may come after the `die`, or not at all).
+    /// It died by SIGKILL under a memory cap and Docker is being asked whether that was the
+    /// OOM killer (the `oom` event may come after the `die`, or not at all).
     dying: bool,
 }
 
@@ -57,6 +64,19 @@ struct Death {
     id: String,
     at_nanos: i64,
     exit: Exit,
+}
+
+impl RunNews {
+    /// How the container of a start just reported had already ended: seen so by the inspect
+    /// after the start, or reported by a `die` that overtook the report.
+    fn ended_early(&mut self, running: &Running) -> Option<Exit> {
+        if let Some((code, oom)) = running.ended {
+            self.oom_killed |= oom;
+            return Some(worker::exit_of(code));
+        }
+        let death = self.early_death.take()?;
+        (death.id == running.id && death.at_nanos >= running.started_nanos).then_some(death.exit)
+    }
 }
 
 /// How far ahead the container is prepared.
@@ -82,10 +102,7 @@ impl ContainerSlot {
             worker: None,
             ended_at: None,
             following: Arc::default(),
-            since_nanos: 0,
-            early_death: None,
-            oom_killed: false,
-            dying: false,
+            news: RunNews::default(),
         }
     }
 
@@ -158,7 +175,7 @@ impl Supervisor {
             Report::Started { slot, run, result } => self.on_started(slot, run, result),
             Report::Exited { slot, run, exit, oom } => self.container_ended(slot, run, exit, oom),
             // died, yet running when inspected: started again behind our back; its death stands
-            Report::Alive { slot, run } if self.container_of(slot).is_some_and(|c| c.dying) => {
+            Report::Alive { slot, run } if self.container_of(slot).is_some_and(|c| c.news.dying) => {
                 self.container_ended(slot, run, Exit::Signal(9), false)
             }
             Report::Alive { slot, run } if self.slots[slot].run == run => self.follow_logs(slot, None),
@@ -278,10 +295,7 @@ impl Supervisor {
         slot.run += 1;
         let run = slot.run;
         let Some(c) = slot.container.as_mut() else { return Err("not a container".into()) };
-        c.since_nanos = docker::now_nanos();
-        c.early_death = None;
-        c.oom_killed = false;
-        c.dying = false;
+        c.news = RunNews { since_nanos: docker::now_nanos(), ..RunNews::default() };
         let adopt = match std::mem::replace(&mut c.prep, Prep::Ready) {
             Prep::Adopt(running) => Some(running),
             _ => None,
@@ -310,7 +324,7 @@ impl Supervisor {
                 running.pid.map_or("?".into(), |p| p.to_string())
             ),
         );
-        let ended = ended_early(c, &running);
+        let ended = c.news.ended_early(&running);
         c.running = Some(running);
         // a new run gets a stream of its own (the last run's ends with its container)
         c.following.store(0, Ordering::Release);
@@ -366,7 +380,7 @@ impl Supervisor {
     /// its current run.
     fn container_named(&self, name: &str, at_nanos: i64) -> Option<usize> {
         self.slots.iter().position(|s| {
-            s.container.as_ref().is_some_and(|c| c.spec.name == name && at_nanos >= c.since_nanos)
+            s.container.as_ref().is_some_and(|c| c.spec.name == name && at_nanos >= c.news.since_nanos)
         })
     }
 
@@ -380,7 +394,7 @@ impl Supervisor {
                 self.container_died(i, death.exit)
             }
             Some(_) => {}
-            None => c.early_death = Some(death),
+            None => c.news.early_death = Some(death),
         }
     }
 
@@ -394,8 +408,8 @@ impl Supervisor {
                 let Some(i) = self.container_named(&name, at_nanos) else { return };
                 let run = self.slots[i].run;
                 let Some(c) = self.slots[i].container.as_mut() else { return };
-                c.oom_killed = true;
-                if c.dying {
+                c.news.oom_killed = true;
+                if c.news.dying {
                     self.container_ended(i, run, Exit::Signal(9), true);
                 }
             }
@@ -433,14 +447,14 @@ impl Supervisor {
         let run = self.slots[i].run;
         let Some(c) = self.slots[i].container.as_mut() else { return };
         let Some(id) = c.running.as_ref().map(|r| r.id.clone()) else { return };
-        if c.dying {
+        if c.news.dying {
             return;
         }
-        if c.oom_killed || exit != Exit::Signal(9) || !c.capped() {
-            let oom = c.oom_killed;
+        if c.news.oom_killed || exit != Exit::Signal(9) || !c.capped() {
+            let oom = c.news.oom_killed;
             return self.container_ended(i, run, exit, oom);
         }
-        c.dying = true;
+        c.news.dying = true;
         c.send(Op::Check { run, id });
     }
 
@@ -483,17 +497,6 @@ impl Supervisor {
     pub(super) fn container_id(&self, i: usize) -> Option<String> {
         self.container_of(i)?.running.as_ref().map(|r| r.id.clone())
     }
-}
-
-/// How the container of a start just reported had already ended: seen so by the inspect after
-/// the start, or reported by a `die` that overtook the report.
-fn ended_early(c: &mut ContainerSlot, running: &Running) -> Option<Exit> {
-    if let Some((code, oom)) = running.ended {
-        c.oom_killed |= oom;
-        return Some(worker::exit_of(code));
-    }
-    let death = c.early_death.take()?;
-    (death.id == running.id && death.at_nanos >= running.started_nanos).then_some(death.exit)
 }
 
 fn short(id: &str) -> &str {
