@@ -104,6 +104,11 @@ class DockerEnv:
         self.dir = None
 
     @property
+    def sock(self):
+        """dockerd's socket path (the Engine API)."""
+        return self.host.removeprefix("unix://")
+
+    @property
     def env(self):
         return dict(os.environ, DOCKER_HOST=self.vars["DOCKER_HOST"],
                     DOCKER_CONFIG=self.vars["DOCKER_CONFIG"], DOCKER_BUILDKIT="0")
@@ -389,7 +394,7 @@ class ApiRestartStack(RestartPolicyStack):
 
     def __init__(self, env, graph, sdir):
         super().__init__(env, graph, sdir)
-        self.sock = env.host.removeprefix("unix://")
+        self.sock = env.sock
         self.events, self.watcher, self.failures = None, None, []
 
     def launch(self):
@@ -601,7 +606,7 @@ class FloorStack(RestartPolicyStack):
 
     def __init__(self, env, sdir):
         super().__init__(env, tiered([max(self.SIZES)], PORTS_C1 + 200, 0), sdir)
-        self.sock = env.host.removeprefix("unix://")
+        self.sock = env.sock
         self.times = {n: [] for n in self.SIZES}
 
     def create(self):

@@ -262,11 +262,7 @@ impl Engine {
             .inspect_container(name, None)
             .await
             .map_err(|e| format!("cannot inspect container {name}: {e}"))?;
-        let state = found.state.unwrap_or_default();
-        if state.running == Some(true) {
-            return Ok(None);
-        }
-        Ok(Some((state.exit_code.unwrap_or(-1), state.oom_killed == Some(true))))
+        Ok(Running::of(found).ended)
     }
 
     /// Stops (within `grace` seconds) and removes a container.

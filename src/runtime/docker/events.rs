@@ -19,7 +19,7 @@ pub enum Notice {
     Died { id: String, name: String, at_nanos: i64, exit_code: Option<i64> },
     /// The kernel's OOM killer struck in a container of the project (usually, not always,
     /// reported before its `die`).
-    Oom { id: String, name: String, at_nanos: i64 },
+    Oom { name: String, at_nanos: i64 },
     /// The stream broke: dockerd is unreachable.
     Lost(String),
     /// The stream is back after a loss (events in between may have been missed).
@@ -50,7 +50,7 @@ pub async fn follow(host: String, mut docker: Docker, project: String, tell: imp
                     let name = attributes.get("name").map_or("", |n| n.trim_start_matches('/')).to_owned();
                     let at_nanos = event.time_nano.unwrap_or(0);
                     let notice = match event.action.as_deref() {
-                        Some("oom") => Notice::Oom { id, name, at_nanos },
+                        Some("oom") => Notice::Oom { name, at_nanos },
                         _ => Notice::Died {
                             id,
                             name,

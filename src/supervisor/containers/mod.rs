@@ -404,7 +404,7 @@ impl Supervisor {
                 let death = Death { id, at_nanos, exit: worker::exit_of(exit_code.unwrap_or(-1)) };
                 self.on_died(&name, death);
             }
-            Notice::Oom { name, at_nanos, .. } => {
+            Notice::Oom { name, at_nanos } => {
                 let Some(i) = self.container_named(&name, at_nanos) else { return };
                 let run = self.slots[i].run;
                 let Some(c) = self.slots[i].container.as_mut() else { return };
@@ -446,7 +446,6 @@ impl Supervisor {
     fn container_died(&mut self, i: usize, exit: Exit) {
         let run = self.slots[i].run;
         let Some(c) = self.slots[i].container.as_mut() else { return };
-        let Some(id) = c.running.as_ref().map(|r| r.id.clone()) else { return };
         if c.news.dying {
             return;
         }
@@ -454,6 +453,7 @@ impl Supervisor {
             let oom = c.news.oom_killed;
             return self.container_ended(i, run, exit, oom);
         }
+        let Some(id) = c.running.as_ref().map(|r| r.id.clone()) else { return };
         c.news.dying = true;
         c.send(Op::Check { run, id });
     }
