@@ -4,8 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::config::Config;
-
 /// An acyclic dependency graph over service names. Indices are positions in `names()`.
 #[derive(Clone, Debug)]
 pub struct Graph {
@@ -46,12 +44,6 @@ impl Graph {
         }
         let layer = layers_of(&deps);
         Ok(Graph { names, index, deps, dependents, layer })
-    }
-
-    /// The graph of a validated config.
-    pub fn of(config: &Config) -> Result<Self, GraphError> {
-        let nodes = config.services.iter().map(|(n, s)| (n.clone(), s.depends_on.clone())).collect();
-        Graph::new(&nodes)
     }
 
     pub fn names(&self) -> &[String] {

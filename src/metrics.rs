@@ -12,15 +12,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::supervisor::status::ServiceStatus;
+use crate::supervisor::status::{ServiceStatus, StateKind};
 
 type Labels = Vec<(String, String)>;
 type FloatGauge = Gauge<f64, AtomicU64>;
 type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
-
-/// SPEC's states, each exported as a 0/1 gauge so a dashboard can pick one.
-const STATES: [&str; 9] =
-    ["pending", "starting", "healthy", "unhealthy", "backoff", "stopping", "stopped", "exited", "failed"];
 
 fn service(name: &str) -> Labels {
     vec![("service".into(), name.into())]
@@ -145,9 +141,11 @@ impl Metrics {
     pub fn render(&self, services: &[ServiceStatus]) -> String {
         for s in services {
             let l = service(&s.name);
-            self.up.get_or_create(&l).set(i64::from(matches!(s.state, "healthy" | "unhealthy" | "exited")));
-            for state in STATES {
-                let labels = vec![("service".into(), s.name.clone()), ("state".into(), state.into())];
+            self.up.get_or_create(&l).set(i64::from(s.state.is_up()));
+            // each of SPEC's states a 0/1 gauge, so a dashboard can pick one
+            for state in StateKind::ALL {
+                let labels =
+                    vec![("service".into(), s.name.clone()), ("state".into(), state.as_str().into())];
                 self.state.get_or_create(&labels).set(i64::from(s.state == state));
             }
             self.uptime.get_or_create(&l).set(s.uptime_s.secs().unwrap_or(0.0));

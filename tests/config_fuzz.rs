@@ -68,7 +68,7 @@ fn parse(text: &str) {
     match config::parse(&source, &env) {
         Ok(cfg) => {
             // a valid model always has an acyclic graph
-            Graph::of(&cfg).expect("validated config has a graph");
+            cfg.graph().expect("validated config has a graph");
         }
         Err(report) => assert!(!report.items.is_empty(), "an invalid file names its problems"),
     }

@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use titan_supervisor::config::{self, Check, Config, Exec, Report, Source};
-use titan_supervisor::graph::Graph;
 
 fn parse_with(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, Report> {
     let source = Source { name: "services.toml", text, base_dir: Path::new("/srv/titan") };
@@ -55,7 +54,7 @@ fn a_service_without_depends_on_waits_for_the_nearest_earlier_non_empty_group() 
     assert_eq!(deps(&cfg, "titan-execution"), ["titan-brain"]);
     assert_eq!(deps(&cfg, "scavenger"), ["titan-execution"]);
     assert_eq!(deps(&cfg, "titan-console"), ["hunter", "scavenger"]);
-    let layers = Graph::of(&cfg).unwrap().layers().len();
+    let layers = cfg.graph().unwrap().layers().len();
     assert_eq!(layers, 5);
 }
 
@@ -69,7 +68,7 @@ fn an_explicit_depends_on_replaces_the_group_default_and_may_name_groups() {
     assert_eq!(deps(&cfg, "titan-console"), ["nats", "redis", "titan-brain"]);
     assert!(cfg.services["titan-console"].explicit_depends_on);
     // nothing after the brain has to be up before the console starts
-    let graph = Graph::of(&cfg).unwrap();
+    let graph = cfg.graph().unwrap();
     assert_eq!(graph.layers()[2], ["titan-console", "titan-execution"]);
 
     let text = TIERS.replace("group = \"brain\"", "group = \"brain\"\ndepends_on = []");
@@ -90,7 +89,7 @@ fn a_small_config_without_groups_is_valid_and_ungrouped_services_have_exactly_th
     assert!(cfg.groups.is_empty());
     assert_eq!(deps(&cfg, "api"), ["db"]);
     assert_eq!(deps(&cfg, "db"), Vec::<&str>::new());
-    assert_eq!(Graph::of(&cfg).unwrap().stop_order(), ["api", "db"]);
+    assert_eq!(cfg.graph().unwrap().stop_order(), ["api", "db"]);
 }
 
 #[test]

@@ -394,7 +394,7 @@ fn a_supervisor_started_before_dockerd_waits_for_it_and_runs_its_native_services
     d.wait_state("api", "healthy", 60 * SEC);
     assert!(common::daemon::alive(d.pid));
     assert_eq!(d.service_pid("native"), Some(native), "never disturbed");
-    assert_eq!(d.states("native"), ["healthy"]);
+    assert_eq!(d.states("native"), ["starting", "healthy"]);
 }
 
 #[test]

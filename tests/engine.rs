@@ -109,7 +109,11 @@ fn a_crash_after_min_uptime_restarts_at_once() {
     let again = d.wait_state_n("steady", "healthy", 2, 10 * SEC);
     assert_eq!(again.restarts, 1);
     let states = d.states("steady");
-    assert_eq!(&states[..2], ["healthy", "healthy"].map(String::from), "no backoff in between: {states:?}");
+    assert_eq!(
+        &states[..4],
+        ["starting", "healthy", "starting", "healthy"].map(String::from),
+        "no backoff in between: {states:?}"
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::BIN;
 use titan_supervisor::config;
 use titan_supervisor::supervisor::Supervisor;
+use titan_supervisor::supervisor::fsm::StateKind;
 
 #[test]
 fn a_memory_cap_that_cannot_be_applied_fails_the_start_and_nothing_runs_uncapped() {
@@ -31,7 +32,7 @@ fn a_memory_cap_that_cannot_be_applied_fails_the_start_and_nothing_runs_uncapped
             while tokio::time::Instant::now() < deadline {
                 seen = handle.status().to_vec();
                 let state = |n: &str| seen.iter().find(|s| s.name == n).map(|s| s.state);
-                if state("capped") == Some("failed") && state("plain") == Some("healthy") {
+                if state("capped") == Some(StateKind::Failed) && state("plain") == Some(StateKind::Healthy) {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -42,7 +43,7 @@ fn a_memory_cap_that_cannot_be_applied_fails_the_start_and_nothing_runs_uncapped
         tokio::join!(sup.run(), watch)
     });
     let capped = seen.iter().find(|s| s.name == "capped").unwrap();
-    assert_eq!(capped.state, "failed", "{seen:?}");
+    assert_eq!(capped.state, StateKind::Failed, "{seen:?}");
     assert_eq!(
         capped.reason.as_deref(),
         Some(
@@ -50,6 +51,6 @@ fn a_memory_cap_that_cannot_be_applied_fails_the_start_and_nothing_runs_uncapped
         )
     );
     assert_eq!(capped.pid, None, "it never ran");
-    assert_eq!(seen.iter().find(|s| s.name == "plain").unwrap().state, "healthy");
+    assert_eq!(seen.iter().find(|s| s.name == "plain").unwrap().state, StateKind::Healthy);
     assert!(summary.unwrap().stop_order.contains(&"plain".to_owned()));
 }

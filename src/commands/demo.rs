@@ -18,6 +18,7 @@ use crate::cli::{DemoArgs, LogStyle};
 use crate::demo;
 use crate::supervisor::Handle;
 use crate::supervisor::events::Event;
+use crate::supervisor::fsm::StateKind;
 use crate::supervisor::status::Summary;
 
 /// The service the demo kills to show a restart.
@@ -56,13 +57,12 @@ pub fn run(args: &DemoArgs) -> Exit {
         Ok(booted) => booted,
         Err(_) => return Exit::Failed,
     };
-    let sup = booted.supervisor;
-    let rt = booted.runtime;
-    let handle = sup.handle();
+    let run::Booted { supervisor, runtime, _flush } = booted;
+    let handle = supervisor.handle();
     let events = handle.subscribe();
-    let total = rt.block_on(async {
+    let total = runtime.block_on(async {
         tokio::spawn(narrate(handle, events));
-        let summary = sup.run().await;
+        let summary = supervisor.run().await;
         // let the narration print the last events before the summary
         for _ in 0..8 {
             tokio::task::yield_now().await;
@@ -94,8 +94,8 @@ async fn narrate(handle: Handle, mut events: crate::supervisor::events::Receiver
             event = events.recv() => match event {
                 Ok(e) => {
                     say!("{}", line(&e));
-                    if !killed && kill_at.is_none() && e.to == "healthy" && all_up(&handle).await {
-                        say!("\nAll services are up:\n\n{}", table::render(&owned(&handle.status()), color));
+                    if !killed && kill_at.is_none() && e.to == StateKind::Healthy && all_up(&handle) {
+                        say!("\nAll services are up:\n\n{}", table::render(&handle.status(), color));
                         kill_at = Some(tokio::time::Instant::now() + KILL_AFTER);
                     }
                 }
@@ -111,14 +111,8 @@ async fn narrate(handle: Handle, mut events: crate::supervisor::events::Receiver
     }
 }
 
-fn owned(
-    status: &[crate::supervisor::status::ServiceStatus],
-) -> Vec<crate::control::proto::ServiceStatusOwned> {
-    status.iter().map(Into::into).collect()
-}
-
-async fn all_up(handle: &Handle) -> bool {
-    handle.status().iter().all(|s| matches!(s.state, "healthy" | "exited"))
+fn all_up(handle: &Handle) -> bool {
+    handle.status().iter().all(|s| matches!(s.state, StateKind::Healthy | StateKind::Exited))
 }
 
 async fn kill_victim(handle: &Handle) {
@@ -139,7 +133,7 @@ fn line(e: &Event) -> String {
     if let Some(reason) = &e.reason {
         out.push_str(&format!("  [{reason}]"));
     }
-    if e.restarts > 0 && e.to == "starting" {
+    if e.restarts > 0 && e.to == StateKind::Starting {
         out.push_str(&format!("  restart #{}", e.restarts));
     }
     out

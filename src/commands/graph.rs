@@ -20,7 +20,7 @@ pub fn run(args: &GraphArgs) -> Exit {
             return Exit::Refused;
         }
     };
-    let graph = match Graph::of(&cfg) {
+    let graph = match cfg.graph() {
         Ok(g) => g,
         Err(e) => {
             eprintln!("{}: {e}", path.display());

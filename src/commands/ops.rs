@@ -11,7 +11,7 @@ use super::{Exit, default_config, table};
 use crate::cli::StatusArgs;
 use crate::config;
 use crate::control::client::{self, ClientError};
-use crate::control::proto::{ErrorBody, Outcome, Status, Verb};
+use crate::control::proto::{ErrorBody, Outcome, StateKind, Status, Verb};
 
 /// `--socket` / `TITAN_SUPERVISOR_SOCKET`, else `[supervisor] socket` of the default config,
 /// else SPEC's default.
@@ -87,11 +87,7 @@ pub fn act(socket: Option<&Path>, service: &str, verb: Verb) -> Exit {
     };
     let reason = outcome.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
     println!("{}: {}{reason}", outcome.service, outcome.state);
-    let wanted = match verb {
-        Verb::Stop => outcome.state == "stopped",
-        Verb::Start | Verb::Restart => matches!(outcome.state.as_str(), "healthy" | "exited"),
-    };
-    if wanted { Exit::Ok } else { Exit::Failed }
+    if verb.wanted(outcome.state) { Exit::Ok } else { Exit::Failed }
 }
 
 pub fn events(socket: Option<&Path>) -> Exit {
@@ -152,7 +148,7 @@ pub fn upgrade(socket: Option<&Path>) -> Exit {
     while std::time::Instant::now() < deadline {
         if let Ok((StatusCode::OK, body)) = client::request(&socket, Method::GET, "/v1/status") {
             let settled = serde_json::from_slice::<Status>(&body).is_ok_and(|s| {
-                s.services.iter().all(|s| !matches!(s.state.as_str(), "pending" | "starting"))
+                s.services.iter().all(|s| !matches!(s.state, StateKind::Pending | StateKind::Starting))
             });
             if settled {
                 println!("upgraded: the daemon runs its new binary and every service is settled");

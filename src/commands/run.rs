@@ -27,14 +27,14 @@ pub fn run(args: &RunArgs) -> Exit {
         }
     };
     let (services, shown) = (cfg.services.len(), path.display().to_string());
-    let mut booted = match boot(cfg, args.log_format, true) {
+    let Booted { mut supervisor, runtime, _flush } = match boot(cfg, args.log_format, true) {
         Ok(booted) => booted,
         Err(exit) => return exit,
     };
-    booted.supervisor.reload_from(path.clone());
+    supervisor.reload_from(path.clone());
     tracing::info!(config = %shown, services, pid = std::process::id(), "titan-supervisor starting");
-    match booted.runtime.block_on(booted.supervisor.run()) {
-        Ok(summary) if summary.upgrade => reexec(exe, booted._flush),
+    match runtime.block_on(supervisor.run()) {
+        Ok(summary) if summary.upgrade => reexec(exe, _flush),
         Ok(summary) => {
             tracing::info!(stopped = ?summary.stop_order, "all services stopped");
             Exit::Ok
@@ -83,7 +83,8 @@ fn own_log_spec() -> config::Logs {
     }
 }
 
-/// A supervisor ready to run, with what must live as long as it.
+/// A supervisor ready to run, its control API already answering, with what must live as
+/// long as it.
 pub struct Booted {
     pub supervisor: Supervisor,
     pub runtime: tokio::runtime::Runtime,
@@ -91,9 +92,10 @@ pub struct Booted {
     pub _flush: Option<WorkerGuard>,
 }
 
-/// What `run` and `demo` share: the log threads, the supervisor's own log (to stderr too when
-/// `to_stderr`), subreaper, the actor's single-threaded runtime, cgroups, the supervisor.
-/// Errors are reported here; the caller only exits with the code.
+/// What `run` and `demo` share: the control socket bound, the log threads, the supervisor's own
+/// log (to stderr too when `to_stderr`), subreaper, the actor's single-threaded runtime,
+/// cgroups, the supervisor (built inside its runtime), and the control API served on its
+/// handle. Errors are reported here; the caller only exits with the code.
 pub fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Result<Booted, Exit> {
     one_malloc_arena();
     let sup_cfg = &cfg.supervisor;
@@ -125,12 +127,19 @@ pub fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Result<Boo
         Exit::Failed
     })?;
     let cgroups = Cgroups::detect().map_err(|e| e.to_string());
-    let mut supervisor = Supervisor::with(cfg, cgroups, logs).map_err(|e| {
+    let socket = cfg.supervisor.socket.clone();
+    let inside = runtime.enter();
+    let supervisor = Supervisor::with(cfg, cgroups, logs).map_err(|e| {
         tracing::error!("{e}");
         eprintln!("titan-supervisor: {e}");
+        let _ = std::fs::remove_file(&socket);
         Exit::Refused
     })?;
-    supervisor.listen(listener, access);
+    drop(inside);
+    control::server::spawn_thread(listener, socket, access, supervisor.handle()).map_err(|e| {
+        eprintln!("titan-supervisor: cannot start the control thread: {e}");
+        Exit::Failed
+    })?;
     Ok(Booted { supervisor, runtime, _flush: flush })
 }
 

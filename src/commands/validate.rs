@@ -5,14 +5,13 @@ use serde_json::json;
 use super::{Exit, default_config};
 use crate::cli::ValidateArgs;
 use crate::config::{self, LoadError};
-use crate::graph::Graph;
 
 pub fn run(args: &ValidateArgs) -> Exit {
     let path = default_config(args.file.as_deref());
     let shown = path.display().to_string();
     match config::load(&path) {
         Ok(cfg) => {
-            let layers = Graph::of(&cfg).map(|g| g.layers().len()).unwrap_or(0);
+            let layers = cfg.graph().map(|g| g.layers().len()).unwrap_or(0);
             if args.json {
                 let out = json!({
                     "file": shown, "valid": true, "errors": [],

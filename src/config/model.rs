@@ -9,6 +9,7 @@ pub use super::raw::{
     Deploy, Kind, LogFormat, Parity, ParitySource, RestartPolicy, Supervisor, Verify, VerifyExec, VerifyHttp,
 };
 use super::units::{Duration, Signal, Size};
+use crate::graph::{Graph, GraphError};
 
 /// A valid services.toml.
 #[derive(Clone, Debug)]
@@ -28,6 +29,12 @@ pub struct Config {
 impl Config {
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.get(name)
+    }
+
+    /// The dependency graph of the services.
+    pub fn graph(&self) -> Result<Graph, GraphError> {
+        let nodes = self.services.iter().map(|(n, s)| (n.clone(), s.depends_on.clone())).collect();
+        Graph::new(&nodes)
     }
 }
 
@@ -116,6 +123,13 @@ pub enum Check {
     Log(regex::Regex),
     /// The service sends `READY=1` to `$NOTIFY_SOCKET`.
     Notify,
+}
+
+impl Check {
+    /// Whether it is a probe the supervisor runs periodically (http, tcp, exec).
+    pub fn is_polled(&self) -> bool {
+        matches!(self, Check::Http(_) | Check::Tcp(_) | Check::Exec(_))
+    }
 }
 
 impl PartialEq for Check {

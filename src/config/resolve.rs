@@ -394,22 +394,10 @@ fn check_memory(p: &str, memory: Option<Size>, soft: Option<Size>, d: &mut Diagn
     }
 }
 
+/// A native service's `user` must resolve here exactly as the spawn will resolve it.
 fn check_host_user(path: &str, spec: &str, d: &mut Diagnostics) {
-    let (user, group) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    let user_known =
-        user.parse::<u32>().is_ok() || nix::unistd::User::from_name(user).ok().flatten().is_some();
-    if user.is_empty() || !user_known {
-        d.at(path, format!("user {user:?} does not exist on this host"));
-    }
-    if let Some(group) = group {
-        let known =
-            group.parse::<u32>().is_ok() || nix::unistd::Group::from_name(group).ok().flatten().is_some();
-        if group.is_empty() || !known {
-            d.at(path, format!("group {group:?} does not exist on this host"));
-        }
+    if let Err(e) = crate::runtime::credentials::resolve(spec) {
+        d.at(path, e.to_string());
     }
 }
 

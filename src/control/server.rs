@@ -17,10 +17,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 
-use super::proto::{self, ErrorBody, Outcome, Verb};
-use crate::supervisor::actor::Board;
+use super::proto::{self, Board, ErrorBody, Outcome, StateKind, Status, Verb};
 use crate::supervisor::actor::{Act, Handle};
-use crate::supervisor::status::ServiceStatus;
 
 /// A client that has not sent its request head within this is dropped.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -84,27 +82,46 @@ impl Access {
 
 /// Serves the API on a thread and runtime of its own, so parsing and answering requests —
 /// a hundred clients at once — never takes the actor's thread; only the questions reach it.
+/// Once the supervisor has stopped, the socket at `path` is closed and removed (a daemon
+/// upgrading binds its own after the exec).
 pub fn spawn_thread(
     listener: std::os::unix::net::UnixListener,
+    path: PathBuf,
     access: Access,
     handle: Handle,
 ) -> io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    std::thread::Builder::new()
-        .name("titan-control".into())
-        .spawn(move || rt.block_on(serve(listener, access, handle)))?;
+    std::thread::Builder::new().name("titan-control".into()).spawn(move || {
+        rt.block_on(async {
+            tokio::select! {
+                () = serve(listener, access, handle.clone()) => {}
+                () = handle.stopped() => {}
+            }
+        });
+        let _ = std::fs::remove_file(&path);
+    })?;
     Ok(())
 }
 
-/// Accepts connections until the runtime ends.
-pub async fn serve(listener: std::os::unix::net::UnixListener, access: Access, handle: Handle) {
+/// Accepts connections for as long as the runtime runs.
+async fn serve(listener: std::os::unix::net::UnixListener, access: Access, handle: Handle) {
     let listener = match tokio::net::UnixListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => return tracing::error!("control socket unusable: {e}"),
     };
     let ctx = Arc::new(Ctx { handle, log_dir: access.log_dir.clone(), rendered: Mutex::default() });
+    let mut failing = Accepting::default();
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                failing.recovered();
+                stream
+            }
+            Err(e) => {
+                tokio::time::sleep(failing.failed(&e)).await;
+                continue;
+            }
+        };
         let allowed = match stream.peer_cred() {
             Ok(c) if access.allows(c.uid(), c.gid()) => true,
             Ok(c) => {
@@ -130,6 +147,31 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, access: Access, h
                 .serve_connection(TokioIo::new(stream), service);
             let _ = conn.await;
         });
+    }
+}
+
+/// A run of failing accepts (EMFILE: out of descriptors): each waits a little longer before
+/// the next try, up to a second, instead of spinning; the first failure is logged, and the
+/// recovery.
+#[derive(Default)]
+struct Accepting {
+    failures: u32,
+}
+
+impl Accepting {
+    fn failed(&mut self, e: &io::Error) -> Duration {
+        if self.failures == 0 {
+            tracing::error!("control socket: cannot accept connections: {e}; retrying with backoff");
+        }
+        self.failures = self.failures.saturating_add(1);
+        Duration::from_millis(10u64 << self.failures.min(7)).min(Duration::from_secs(1))
+    }
+
+    fn recovered(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(failures = self.failures, "control socket: accepting connections again");
+        }
+        self.failures = 0;
     }
 }
 
@@ -189,7 +231,7 @@ async fn route(req: Request<Incoming>, allowed: bool, ctx: Arc<Ctx>) -> Result<R
         (&Method::GET, ["metrics"]) => metrics(handle).await,
         (&Method::POST, ["v1", "reload"]) => match handle.reload().await {
             Ok(done) => json(StatusCode::OK, &done),
-            Err(report) => error(StatusCode::UNPROCESSABLE_ENTITY, report),
+            Err(report) => error(StatusCode::UNPROCESSABLE_ENTITY, report.to_string()),
         },
         (&Method::POST, ["v1", "upgrade"]) => match handle.upgrade() {
             true => json(
@@ -235,20 +277,14 @@ async fn metrics(handle: &Handle) -> Reply {
 
 /// `GET /v1/status`, serialized straight from the actor's board: no question reaches the actor.
 fn status(ctx: &Ctx) -> Reply {
-    #[derive(Serialize)]
-    struct View<'a> {
-        release: Option<&'a str>,
-        services: &'a [ServiceStatus],
-    }
     let board = ctx.handle.status();
     let mut rendered = ctx.rendered.lock().unwrap_or_else(|p| p.into_inner());
     let fresh = rendered.as_ref().filter(|r| Arc::ptr_eq(&r.board, &board) && r.at.elapsed() < RENDER_REUSE);
     let body = match fresh {
         Some(r) => r.body.clone(),
         None => {
-            let body = Bytes::from(
-                serde_json::to_vec(&View { release: None, services: &board }).unwrap_or_default(),
-            );
+            let view = Status { release: None, services: Arc::clone(&board) };
+            let body = Bytes::from(serde_json::to_vec(&view).unwrap_or_default());
             *rendered = Some(Rendered { board, at: Instant::now(), body: body.clone() });
             body
         }
@@ -267,21 +303,18 @@ fn service(handle: &Handle, name: &str) -> Reply {
 async fn act(handle: &Handle, name: &str, verb: Verb) -> Reply {
     // subscribed before asking, so no state change can slip by unseen
     let mut events = handle.subscribe();
-    let outcome = |state: &str, reason: Option<String>| Outcome {
+    let outcome = |state: StateKind, reason: Option<String>| Outcome {
         service: name.to_owned(),
         action: verb.as_str().to_owned(),
-        state: state.to_owned(),
+        state,
         reason,
     };
     match handle.act(name, verb).await {
         Act::Unknown => error(StatusCode::NOT_FOUND, format!("unknown service {name:?}")),
         Act::Refused(why) => error(StatusCode::CONFLICT, why),
-        Act::Done(state) => json(StatusCode::OK, &outcome(&state, None)),
+        Act::Done(state) => json(StatusCode::OK, &outcome(state, None)),
         Act::Pending { limit } => {
-            let ends: &[&str] = match verb {
-                Verb::Stop => &["stopped", "failed", "exited"],
-                Verb::Start | Verb::Restart => &["healthy", "failed", "exited", "stopped"],
-            };
+            let ends = verb.outcomes();
             let wait = async {
                 loop {
                     match events.recv().await {
@@ -360,14 +393,11 @@ async fn logs(handle: &Handle, log_dir: &Path, name: &str, query: Option<&str>) 
     if !known {
         return error(StatusCode::NOT_FOUND, format!("unknown service {name:?}"));
     }
-    let param = |key: &str| {
-        query.unwrap_or_default().split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    let query = match LogQuery::parse(query.unwrap_or_default()) {
+        Ok(q) => q,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
-    let tail = param("tail").and_then(|v| v.parse().ok());
-    let since = param("since_s")
-        .and_then(|v| v.parse().ok())
-        .map(|s| std::time::SystemTime::now() - Duration::from_secs(s));
-    let follow = param("follow").is_some_and(|v| v == "1" || v == "true");
+    let (tail, since, follow) = (query.tail, query.since, query.follow);
     let dir = log_dir.join(name);
     let service = name.to_owned();
     let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BACKLOG);
@@ -380,6 +410,39 @@ async fn logs(handle: &Handle, log_dir: &Path, name: &str, query: Option<&str>) 
         }
     });
     stream(rx)
+}
+
+/// `/v1/logs`'s query string: `tail=N`, `since_s=S` (seconds back from now), `follow=1`.
+#[derive(Debug, PartialEq, Eq)]
+struct LogQuery {
+    tail: Option<usize>,
+    since: Option<std::time::SystemTime>,
+    follow: bool,
+}
+
+impl LogQuery {
+    /// A value that is not a number, or a `since_s` reaching back before the epoch, is a bad
+    /// request, not a panic or a silent default.
+    fn parse(query: &str) -> Result<LogQuery, String> {
+        let param = |key: &str| query.split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='));
+        let number = |key: &str| -> Result<Option<u64>, String> {
+            param(key)
+                .map(|v| v.parse::<u64>().map_err(|_| format!("{key}={v:?} is not a whole number")))
+                .transpose()
+        };
+        let tail = number("tail")?.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        let since = match number("since_s")? {
+            None => None,
+            Some(s) => Some(
+                std::time::SystemTime::now()
+                    .checked_sub(Duration::from_secs(s))
+                    .filter(|t| *t >= std::time::UNIX_EPOCH)
+                    .ok_or_else(|| format!("since_s={s} reaches back before 1970"))?,
+            ),
+        };
+        let follow = param("follow").is_some_and(|v| v == "1" || v == "true");
+        Ok(LogQuery { tail, since, follow })
+    }
 }
 
 /// `io::Write` into a response stream; fails once the client has gone.
@@ -395,5 +458,35 @@ impl io::Write for ChannelWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         if self.0.is_closed() { Err(io::Error::from(io::ErrorKind::BrokenPipe)) } else { Ok(()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_since_reaching_before_the_epoch_is_a_bad_request() {
+        // regression: `since_s=<huge>` subtracted from now and panicked the connection task
+        assert!(LogQuery::parse("since_s=18446744073709551615").is_err());
+        assert!(LogQuery::parse("since_s=99999999999").is_err());
+        assert!(LogQuery::parse("since_s=-1").is_err());
+        assert!(LogQuery::parse("tail=x").is_err());
+        let q = LogQuery::parse("tail=5&since_s=60&follow=1").unwrap();
+        assert_eq!((q.tail, q.follow), (Some(5), true));
+        assert!(q.since.is_some_and(|t| t < std::time::SystemTime::now()));
+        assert_eq!(LogQuery::parse("").unwrap(), LogQuery { tail: None, since: None, follow: false });
+    }
+
+    #[test]
+    fn failing_accepts_back_off_to_a_second_and_log_once() {
+        let mut a = Accepting::default();
+        let e = io::Error::from_raw_os_error(24);
+        let waits: Vec<Duration> = (0..10).map(|_| a.failed(&e)).collect();
+        assert_eq!(waits[0], Duration::from_millis(20));
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(*waits.last().unwrap(), Duration::from_secs(1));
+        a.recovered();
+        assert_eq!(a.failed(&e), Duration::from_millis(20));
     }
 }

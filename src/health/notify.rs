@@ -1,6 +1,9 @@
 //! systemd's sd_notify protocol: a Unix datagram socket a service writes `READY=1` (and
 //! `STATUS=`, `MAINPID=`, ...) to, so readiness arrives by notification instead of polling.
-//! The supervisor passes the socket path to the service as `NOTIFY_SOCKET`.
+//! The supervisor passes the socket's address to the service as `NOTIFY_SOCKET`: a path, or
+//! `@name` in the abstract namespace, whose datagrams carry the sender's credentials (the
+//! kernel's, not the sender's word), so a service running as any user can reach its socket and
+//! only that user (or root) is believed.
 
 use std::io;
 use std::os::unix::fs::FileTypeExt;
@@ -12,11 +15,12 @@ use tokio::net::UnixDatagram;
 /// one is dropped whole rather than parsed truncated, as systemd does too.
 const MAX_DATAGRAM: usize = 4096;
 
-/// A bound notify socket. The socket file is removed when this is dropped.
+/// A bound notify socket. A socket file is removed when this is dropped.
 #[derive(Debug)]
 pub struct NotifySocket {
     socket: UnixDatagram,
-    path: PathBuf,
+    /// The socket file; `None` in the abstract namespace.
+    path: Option<PathBuf>,
 }
 
 /// One parsed datagram. Fields are what systemd acts on; unknown keys are ignored.
@@ -44,32 +48,74 @@ impl NotifySocket {
     /// on, or a file that is not a socket, is left alone and binding fails.
     pub fn bind(path: &Path) -> io::Result<Self> {
         remove_stale(path)?;
-        let socket = UnixDatagram::bind(path)?;
-        Ok(Self { socket, path: path.to_owned() })
+        let socket = std::os::unix::net::UnixDatagram::bind(path)?;
+        Self::serve(socket, Some(path.to_owned()))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Binds `name` in the abstract namespace (must be called inside a tokio runtime): no file,
+    /// so no directory permissions stand between a service and its socket. `NOTIFY_SOCKET` is
+    /// then `@name`.
+    pub fn bind_abstract(name: &str) -> io::Result<Self> {
+        use std::os::linux::net::SocketAddrExt;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+        Self::serve(std::os::unix::net::UnixDatagram::bind_addr(&addr)?, None)
+    }
+
+    /// Every datagram then carries its sender's credentials (SO_PASSCRED).
+    fn serve(socket: std::os::unix::net::UnixDatagram, path: Option<PathBuf>) -> io::Result<Self> {
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::PassCred, &true)?;
+        socket.set_nonblocking(true)?;
+        Ok(Self { socket: UnixDatagram::from_std(socket)?, path })
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// The next datagram, parsed. Datagrams longer than 4096 bytes are skipped.
     pub async fn recv(&self) -> io::Result<Notification> {
+        Ok(self.recv_from().await?.0)
+    }
+
+    /// The next datagram, parsed, with the uid of the process that sent it. Datagrams longer
+    /// than 4096 bytes are skipped.
+    pub async fn recv_from(&self) -> io::Result<(Notification, Option<u32>)> {
+        use std::os::fd::AsRawFd;
         // One byte more than the limit tells a datagram of exactly 4096 bytes from a longer,
         // truncated one.
         let mut buf = [0u8; MAX_DATAGRAM + 1];
         loop {
-            let len = self.socket.recv(&mut buf).await?;
+            let fd = self.socket.as_raw_fd();
+            let (len, uid) =
+                self.socket.async_io(tokio::io::Interest::READABLE, || receive(fd, &mut buf)).await?;
             if len <= MAX_DATAGRAM {
-                return Ok(parse(&buf[..len]));
+                return Ok((parse(&buf[..len]), uid));
             }
         }
     }
 }
 
+/// One datagram into `buf` and its sender's uid (from SCM_CREDENTIALS).
+fn receive(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<u32>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, UnixAddr, UnixCredentials, recvmsg};
+    let mut cmsg = nix::cmsg_space!(UnixCredentials);
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<UnixAddr>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty())?;
+    let uid = msg.cmsgs()?.find_map(|c| match c {
+        ControlMessageOwned::ScmCredentials(creds) => Some(creds.uid()),
+        _ => None,
+    });
+    // a datagram longer than the buffer comes truncated, flagged
+    let len = if msg.flags.contains(MsgFlags::MSG_TRUNC) { usize::MAX } else { msg.bytes };
+    Ok((len, uid))
+}
+
 impl Drop for NotifySocket {
     fn drop(&mut self) {
         // Best effort: the file may already be gone, and there is nobody to tell.
-        let _ = std::fs::remove_file(&self.path);
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

@@ -54,17 +54,27 @@ impl Pipeline {
         spec: &Logs,
         counters: LogCounters,
     ) -> io::Result<SharedWriter> {
-        let compressor = self.compressor.clone();
-        let (name, compress, retain, max_files) =
-            (service.to_owned(), spec.compress, spec.retain.0, spec.max_files);
-        let job = move |path| Job { path, service: name.clone(), compress, retain, max_files };
         for path in compress::recover(&log_dir.join(service), service) {
-            compressor.submit(job(path));
+            self.compressor.submit(job(service, spec, path));
         }
-        let on_rotate: writer::OnRotate = Arc::new(move |path| compressor.submit(job(path)));
+        let on_rotate = self.on_rotate(service, spec);
         let w = LogWriter::open(log_dir, service, spec, Some(on_rotate))?.with_counters(counters).shared();
         self.writers.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::clone(&w));
         Ok(w)
+    }
+
+    /// Applies new settings to a service's open log (a reload changed them): its size limit
+    /// and format from the next record on, compression and retention from the next rotation.
+    pub fn configure(&self, writer: &SharedWriter, service: &str, spec: &Logs) {
+        let on_rotate = self.on_rotate(service, spec);
+        writer.lock().unwrap_or_else(|p| p.into_inner()).configure(spec, Some(on_rotate));
+    }
+
+    /// What happens to each file of `service` rotated away: compressed (or not) and retention
+    /// applied, on the compression thread.
+    fn on_rotate(&self, service: &str, spec: &Logs) -> writer::OnRotate {
+        let (compressor, service, spec) = (self.compressor.clone(), service.to_owned(), spec.clone());
+        Arc::new(move |path| compressor.submit(job(&service, &spec, path)))
     }
 
     /// Reads one run's stdout and stderr into `writer` on the log thread.
@@ -105,6 +115,17 @@ impl Pipeline {
         while self.readers.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+}
+
+/// The compression job of a rotated file of `service`.
+fn job(service: &str, spec: &Logs, path: std::path::PathBuf) -> Job {
+    Job {
+        path,
+        service: service.to_owned(),
+        compress: spec.compress,
+        retain: spec.retain.0,
+        max_files: spec.max_files,
     }
 }
 

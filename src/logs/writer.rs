@@ -102,6 +102,15 @@ impl LogWriter {
         Ok(w)
     }
 
+    /// New settings for the records from now on (a reload changed `logs`): the size limit
+    /// and format, and what happens to rotated files. A file already past a smaller limit is
+    /// rotated before its next record.
+    pub fn configure(&mut self, spec: &Logs, on_rotate: Option<OnRotate>) {
+        self.max_size = spec.max_size.bytes();
+        self.format = spec.format;
+        self.on_rotate = on_rotate;
+    }
+
     /// Counts what this writer does in `counters` (the `/metrics` families).
     pub fn with_counters(mut self, counters: LogCounters) -> Self {
         self.counters = counters;

@@ -4,7 +4,7 @@
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::supervisor::fsm::Exit;
+use crate::runtime::exit::Exit;
 
 /// Every child that has ended since the last call, with how it ended.
 pub fn reap() -> Vec<(Pid, Exit)> {

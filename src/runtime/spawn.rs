@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use nix::libc;
 use nix::unistd::Pid;
 
+use super::credentials::Credentials;
+
 /// Why a child could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
@@ -19,55 +21,12 @@ pub enum SpawnError {
     NotFound { program: String },
     #[error("{what} contains a NUL byte")]
     Nul { what: &'static str },
-    #[error("user {user:?}: {problem}")]
-    User { user: String, problem: String },
     #[error("cannot create pipe: {0}")]
     Pipe(#[source] std::io::Error),
     #[error("fork failed: {0}")]
     Fork(#[source] nix::Error),
     #[error("{step} failed in the child: {errno}")]
     Child { step: &'static str, errno: nix::Error },
-}
-
-/// Who the child runs as.
-#[derive(Clone, Debug)]
-pub struct Credentials {
-    pub uid: u32,
-    pub gid: u32,
-    pub groups: Vec<u32>,
-    pub home: PathBuf,
-    pub name: String,
-}
-
-/// Resolves `user` or `user:group` (names or numeric ids) to credentials with the user's
-/// supplementary groups.
-pub fn credentials(spec: &str) -> Result<Credentials, SpawnError> {
-    use nix::unistd::{Gid, Group, Uid, User};
-    let err = |problem: &str| SpawnError::User { user: spec.to_owned(), problem: problem.to_owned() };
-    let (user, group) = spec.split_once(':').map_or((spec, None), |(u, g)| (u, Some(g)));
-    let found = match user.parse::<u32>() {
-        Ok(uid) => User::from_uid(Uid::from_raw(uid)),
-        Err(_) => User::from_name(user),
-    };
-    let u = found.map_err(|e| err(&e.to_string()))?.ok_or_else(|| err("no such user"))?;
-    let gid = match group {
-        None => u.gid,
-        Some(g) => match g.parse::<u32>() {
-            Ok(gid) => Gid::from_raw(gid),
-            Err(_) => {
-                Group::from_name(g).map_err(|e| err(&e.to_string()))?.ok_or_else(|| err("no such group"))?.gid
-            }
-        },
-    };
-    let cname = CString::new(u.name.clone()).map_err(|_| err("name contains NUL"))?;
-    let groups = nix::unistd::getgrouplist(&cname, gid).map_err(|e| err(&format!("getgrouplist: {e}")))?;
-    Ok(Credentials {
-        uid: u.uid.as_raw(),
-        gid: gid.as_raw(),
-        groups: groups.into_iter().map(|g| g.as_raw()).collect(),
-        home: u.dir,
-        name: u.name,
-    })
 }
 
 /// What to run, as given by the caller.
@@ -357,13 +316,5 @@ mod tests {
             resolve_program("no-such-program-xyz", None, None),
             Err(SpawnError::NotFound { .. })
         ));
-    }
-
-    #[test]
-    fn credentials_resolve_names_and_ids() {
-        let root = credentials("root").unwrap();
-        assert_eq!((root.uid, root.gid), (0, 0));
-        assert_eq!(credentials("0:0").unwrap().name, "root");
-        assert!(credentials("no-such-user-xyz").is_err());
     }
 }

@@ -1,25 +1,27 @@
 //! The actor: the one owner of all service state. It waits on SIGCHLD, SIGTERM/SIGINT, its
 //! message channel and the earliest timer any service needs — never on a polling tick — feeds
-//! what happened to the state machine, and performs the actions it returns.
+//! what happened to the state machine, and performs the actions it returns. What may start or
+//! stop next is `order`'s to say; how a run starts and ends is `launch`'s.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 
+use super::containers::tracker::Dockerd;
 use super::events::{self, Event as Notice};
-use super::fsm::{self, Action, Event, State};
-use super::slot::Slot;
-use super::status::{ServiceStatus, Summary};
-use crate::config::Config;
-use crate::control::proto::Verb;
-use crate::logs::capture;
+use super::fsm::{self, Action, Event, Operator, State, StateKind, Verb};
+use super::order::{self, Nodes, Shutdown};
+use super::reload::{ReloadError, Reloaded};
+use super::service::Service;
+use super::status::{Board, ServiceStatus, Summary};
+use crate::config;
 use crate::logs::pipeline::Pipeline;
 use crate::runtime::cgroup::Cgroups;
-use crate::runtime::{reaper, spawn};
+use crate::runtime::reaper;
 
 /// Who a child process belongs to.
 #[derive(Clone, Copy, Debug)]
@@ -29,7 +31,7 @@ pub(super) enum Owner {
 }
 
 /// What reaches the actor besides signals and timers.
-pub enum Msg {
+pub(crate) enum Msg {
     Probe {
         slot: usize,
         run: u64,
@@ -43,7 +45,7 @@ pub enum Msg {
     /// The Prometheus exposition.
     Metrics(oneshot::Sender<String>),
     /// Re-read the config and apply the difference.
-    Reload(oneshot::Sender<Result<super::reload::Reloaded, String>>),
+    Reload(oneshot::Sender<Result<Reloaded, ReloadError>>),
     /// An operator's start, stop or restart of one service.
     Act {
         name: String,
@@ -64,23 +66,17 @@ pub enum Act {
     Unknown,
     Refused(String),
     /// Nothing to wait for: the service is in this state.
-    Done(String),
+    Done(StateKind),
     /// Under way: its state changes tell the outcome, within `limit`.
     Pending {
         limit: Duration,
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Shutdown {
-    No,
-    Graceful,
-    Fast,
-}
-
 pub struct Supervisor {
-    pub(super) cfg: Config,
-    pub(super) slots: Vec<Slot>,
+    /// `[supervisor]` as this process started with it (a reload does not change it).
+    pub(super) settings: config::Supervisor,
+    pub(super) services: Vec<Service>,
     pub(super) owners: HashMap<Pid, Owner>,
     pub(super) tx: mpsc::UnboundedSender<Msg>,
     rx: Option<mpsc::UnboundedReceiver<Msg>>,
@@ -100,8 +96,6 @@ pub struct Supervisor {
     pub(super) metrics: crate::metrics::Metrics,
     /// The file to re-read on reload.
     config_path: Option<std::path::PathBuf>,
-    /// The control socket, served once `run` starts.
-    control: Option<(std::os::unix::net::UnixListener, crate::control::server::Access)>,
     stop_order: Vec<String>,
     /// The status board readers see without asking the actor; rebuilt when `dirty`.
     board: tokio::sync::watch::Sender<Board>,
@@ -109,18 +103,10 @@ pub struct Supervisor {
     dirty: bool,
     /// The Docker daemon, once connected (only when some service is a container).
     pub(super) engine: Option<crate::runtime::docker::Engine>,
+    pub(super) dockerd: Dockerd,
     /// Stopping for an upgrade: containers keep running for the next process to adopt.
     upgrading: bool,
-    /// When the Docker events stream last broke, and when it was last back.
-    pub(super) docker_lost_at: Option<Instant>,
-    pub(super) docker_back_since: Option<Instant>,
 }
-
-/// Every service's status as of its last change; readers refresh the uptimes.
-pub type Board = std::sync::Arc<Vec<ServiceStatus>>;
-
-/// How many of the dependencies a pending service waits for its status names.
-const NAMED: usize = 3;
 
 /// What a request gets once the actor has stopped.
 const STOPPING: &str = "the supervisor is stopping";
@@ -147,8 +133,8 @@ impl Handle {
         self.board.borrow().clone()
     }
 
-    pub async fn reload(&self) -> Result<super::reload::Reloaded, String> {
-        self.ask(Msg::Reload).await.unwrap_or_else(|| Err(STOPPING.into()))
+    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        self.ask(Msg::Reload).await.unwrap_or(Err(ReloadError::Stopping))
     }
 
     pub async fn metrics(&self) -> String {
@@ -174,12 +160,17 @@ impl Handle {
     pub fn upgrade(&self) -> bool {
         self.tx.send(Msg::Upgrade).is_ok()
     }
+
+    /// Resolves once the supervisor has stopped supervising (every service at rest, or handed
+    /// over for an upgrade): nothing asked of it from then on can be answered.
+    pub async fn stopped(&self) {
+        self.tx.closed().await;
+    }
 }
 
 impl Supervisor {
     pub(super) fn from_parts(
-        cfg: Config,
-        slots: Vec<Slot>,
+        settings: config::Supervisor,
         cgroups: Result<Cgroups, String>,
         logs: Pipeline,
     ) -> Self {
@@ -187,8 +178,8 @@ impl Supervisor {
         let (events, _) = tokio::sync::broadcast::channel(events::BACKLOG);
         let (board, _) = tokio::sync::watch::channel(Board::default());
         Supervisor {
-            cfg,
-            slots,
+            settings,
+            services: Vec::new(),
             owners: HashMap::new(),
             tx,
             rx: Some(rx),
@@ -200,26 +191,15 @@ impl Supervisor {
             announced: false,
             cgroups,
             logs,
-            control: None,
             config_path: None,
             metrics: crate::metrics::Metrics::new(),
             stop_order: Vec::new(),
             board,
             dirty: true,
             engine: None,
+            dockerd: Dockerd::default(),
             upgrading: false,
-            docker_lost_at: None,
-            docker_back_since: None,
         }
-    }
-
-    /// Serves the control API on `listener` (bound already) once `run` starts.
-    pub fn listen(
-        &mut self,
-        listener: std::os::unix::net::UnixListener,
-        access: crate::control::server::Access,
-    ) {
-        self.control = Some((listener, access));
     }
 
     /// Reloads re-read `path`.
@@ -227,12 +207,10 @@ impl Supervisor {
         self.config_path = Some(path);
     }
 
-    fn on_reload(&mut self, why: &str) -> Result<super::reload::Reloaded, String> {
-        let Some(path) = self.config_path.clone() else {
-            return Err("this supervisor was not started from a config file".into());
-        };
-        if self.shutdown != Shutdown::No {
-            return Err(STOPPING.into());
+    fn on_reload(&mut self, why: &str) -> Result<Reloaded, ReloadError> {
+        let Some(path) = self.config_path.clone() else { return Err(ReloadError::NoFile) };
+        if self.is_stopping() {
+            return Err(ReloadError::Stopping);
         }
         let result = self.reload(&path);
         self.dirty = true;
@@ -245,6 +223,7 @@ impl Supervisor {
         result
     }
 
+    /// A way in for other tasks (the board shows every service from boot on).
     pub fn handle(&self) -> Handle {
         Handle { tx: self.tx.clone(), events: self.events.clone(), board: self.board.subscribe() }
     }
@@ -257,14 +236,8 @@ impl Supervisor {
         // SIGHUP's default would kill the daemon (a `systemctl reload`, a closed terminal)
         let mut sighup = signal(SignalKind::hangup())?;
         let mut sigusr2 = signal(SignalKind::user_defined2())?;
-        let Some(mut rx) = self.rx.take() else {
-            return Ok(self.summary());
-        };
-        self.bind_notify_sockets()?;
+        let Some(mut rx) = self.rx.take() else { return Ok(self.summary()) };
         self.connect_docker();
-        if let Some((listener, access)) = self.control.take() {
-            crate::control::server::spawn_thread(listener, access, self.handle())?;
-        }
         self.start_ready();
         while !self.finished() {
             self.post_board();
@@ -280,8 +253,8 @@ impl Supervisor {
                 () = tokio::time::sleep_until(wake) => self.on_timers(),
             }
         }
+        drop(rx); // no more questions: whoever waits on `Handle::stopped` may go
         self.remove_cgroups();
-        let _ = std::fs::remove_file(&self.cfg.supervisor.socket);
         // the services are gone: let their last lines reach the files (a container's log
         // stream only ends with it, and the next process takes it up where the file ends)
         self.logs.drain(if self.upgrading { Duration::from_millis(100) } else { Duration::from_secs(1) });
@@ -293,17 +266,11 @@ impl Supervisor {
     }
 
     fn finished(&self) -> bool {
-        self.shutdown != Shutdown::No && (0..self.slots.len()).all(|i| self.done_with(i))
-    }
-
-    /// Whether service `i` needs nothing more before the supervisor exits: at rest, or a
-    /// container left running for the process an upgrade hands over to.
-    fn done_with(&self, i: usize) -> bool {
-        self.slots[i].life.state.is_at_rest() || (self.upgrading && self.slots[i].container.is_some())
+        self.is_stopping() && (0..self.services.len()).all(|i| order::done_with(self, i))
     }
 
     fn on_upgrade(&mut self, what: &str) {
-        if self.shutdown != Shutdown::No {
+        if self.is_stopping() {
             return tracing::warn!("{what}: upgrade ignored, the supervisor is stopping");
         }
         tracing::info!(
@@ -319,11 +286,15 @@ impl Supervisor {
     fn next_wake(&self) -> Instant {
         let far = Instant::now() + Duration::from_secs(3600);
         let mut wake = far;
-        for s in &self.slots {
+        for s in &self.services {
             let deadline = s.life.state.deadline().map(|(at, _)| at);
-            let probe = s.probe.next.filter(|_| !s.probe.in_flight);
-            let exec_timeout = s.probe.exec.map(|(_, at)| at);
-            for at in [deadline, probe, exec_timeout].into_iter().flatten() {
+            let (probe, exec) = match &s.run {
+                Some(r) => {
+                    (r.probe.next.filter(|_| r.probe.in_flight.is_none()), r.probe.exec.map(|(_, at)| at))
+                }
+                None => (None, None),
+            };
+            for at in [deadline, probe, exec].into_iter().flatten() {
                 wake = wake.min(at);
             }
         }
@@ -332,11 +303,11 @@ impl Supervisor {
 
     fn on_timers(&mut self) {
         let now = Instant::now();
-        for i in 0..self.slots.len() {
-            if let Some((at, event)) = self.slots[i].life.state.deadline() {
-                if at <= now {
-                    self.apply(i, event);
-                }
+        for i in 0..self.services.len() {
+            if let Some((at, event)) = self.services[i].life.state.deadline()
+                && at <= now
+            {
+                self.apply(i, event);
             }
             self.probe_timers(i, now);
         }
@@ -370,7 +341,7 @@ impl Supervisor {
         for (pid, exit) in reaper::reap() {
             tracing::trace!(pid = pid.as_raw(), %exit, "reaped");
             match self.owners.remove(&pid) {
-                Some(Owner::Service { slot, run }) if self.slots[slot].run == run => {
+                Some(Owner::Service { slot, run }) if self.services[slot].is_current(run) => {
                     self.on_service_exit(slot, pid, exit)
                 }
                 Some(Owner::Probe { slot, run }) => self.on_exec_probe_exit(slot, run, exit),
@@ -378,19 +349,6 @@ impl Supervisor {
                 None => tracing::debug!(pid = pid.as_raw(), %exit, "reaped an orphan"),
             }
         }
-    }
-
-    fn on_service_exit(&mut self, i: usize, pid: Pid, exit: fsm::Exit) {
-        // Whatever the main process left behind (its process group, its cgroup) goes with it.
-        let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
-        self.kill_cgroup(i);
-        let oom = self.oom_since_spawn(i);
-        super::leftovers::forget(&self.pid_dir(), &self.slots[i].name);
-        let slot = &mut self.slots[i];
-        slot.pid = None;
-        slot.last_rss = None;
-        self.logs.note(&slot.log, format!("pid {pid} ended: {exit}"));
-        self.apply(i, Event::Exited { exit, oom });
     }
 
     fn on_stop_signal(&mut self, what: &str) {
@@ -409,19 +367,17 @@ impl Supervisor {
     }
 
     /// Feeds `event` to service `i`'s state machine and performs the resulting actions; an
-    /// action that fails feeds its own event back in.
+    /// action that fails (or succeeds at once) feeds its own event back in.
     pub(super) fn apply(&mut self, i: usize, event: Event) {
         let mut pending = Some(event);
         while let Some(event) = pending.take() {
             let now = Instant::now();
-            let slot = &self.slots[i];
-            let Some((life, actions)) = fsm::next(&slot.life, &slot.spec, event, now) else {
-                return;
-            };
+            let svc = &self.services[i];
+            let Some((life, actions)) = fsm::next(&svc.life, &svc.def.spec, event, now) else { return };
             // the board changes only with a transition (a passing probe of a healthy service,
             // the common case, is none)
-            self.dirty |= life != slot.life || !actions.is_empty();
-            let from = std::mem::replace(&mut self.slots[i].life, life);
+            self.dirty |= life != svc.life || !actions.is_empty();
+            let from = std::mem::replace(&mut self.services[i].life, life);
             for action in actions {
                 pending = self.perform(i, action).or(pending);
             }
@@ -431,130 +387,75 @@ impl Supervisor {
 
     fn perform(&mut self, i: usize, action: Action) -> Option<Event> {
         match action {
-            Action::Spawn if self.slots[i].container.is_some() => {
-                self.container_spawn(i).err().map(Event::SpawnFailed)
-            }
-            Action::Spawn => self.spawn(i).err().map(Event::SpawnFailed),
+            Action::Spawn => self.launch(i),
             Action::Term => {
-                self.signal_group(i, self.slots[i].svc.stop_signal.0);
+                self.services[i].signal(self.services[i].def.config.stop_signal.0);
                 None
             }
             Action::Kill => {
-                self.signal_group(i, Signal::SIGKILL);
+                self.services[i].signal(Signal::SIGKILL);
                 self.kill_cgroup(i);
                 None
             }
         }
     }
 
-    fn pid_dir(&self) -> std::path::PathBuf {
-        self.cfg.supervisor.state_dir.join("pids")
-    }
-
-    fn signal_group(&self, i: usize, sig: Signal) {
-        if self.slots[i].container.is_some() {
-            return self.container_signal(i, sig);
-        }
-        if let Some(pid) = self.slots[i].pid {
-            let _ = kill(Pid::from_raw(-pid.as_raw()), sig);
-        }
-    }
-
-    /// Starts a run of service `i`: pipes to its log, then fork/exec.
-    fn spawn(&mut self, i: usize) -> Result<(), String> {
-        let join = self.cgroup_join(i)?;
-        let pipes = capture::pipes().map_err(|e| format!("cannot create pipes: {e}"))?;
-        let slot = &mut self.slots[i];
-        slot.run += 1;
-        let watch = self.log_watch(i);
-        let slot = &self.slots[i];
-        self.logs.capture(pipes.out_read, pipes.err_read, slot.log.clone(), watch);
-        let (argv, env) = (slot.argv(), slot.environment());
-        let cmd = spawn::Command {
-            argv: &argv,
-            env: &env,
-            cwd: slot.cwd(),
-            credentials: slot.credentials.as_ref(),
-            cgroup_join: &join,
-            stdout: Some(pipes.out_write),
-            stderr: Some(pipes.err_write),
-        };
-        let started = Instant::now();
-        let pid = spawn::spawn(cmd).map_err(|e| e.to_string())?;
-        tracing::debug!(service = %slot.name, pid = pid.as_raw(), took_us = started.elapsed().as_micros() as u64, "spawned");
-        let run = slot.run;
-        self.owners.insert(pid, Owner::Service { slot: i, run });
-        self.slots[i].pid = Some(pid);
-        if let Err(e) = super::leftovers::record(&self.pid_dir(), &self.slots[i].name, pid) {
-            tracing::warn!(service = %self.slots[i].name, "cannot write its pid file: {e}");
-        }
-        self.note_spawned(i);
-        Ok(())
-    }
-
-    /// Bookkeeping after a state change: the event, probes, dependents, shutdown.
+    /// Bookkeeping after a state change: the event, probes, dependents, reloads, shutdown.
     fn after_transition(&mut self, i: usize, from: &fsm::Lifecycle, now: Instant) {
-        let to = &self.slots[i].life.state;
-        if from.state.name() == to.name() && from.restarts == self.slots[i].life.restarts {
+        let to = &self.services[i].life.state;
+        if from.state.kind() == to.kind() && from.restarts == self.services[i].life.restarts {
             return;
         }
         self.publish(i, from);
         self.schedule_probes(i, &from.state, now);
-        if matches!(self.slots[i].life.state, State::Failed { .. }) && self.shutdown == Shutdown::No {
+        if matches!(self.services[i].life.state, State::Failed { .. }) && !self.is_stopping() {
             let held: Vec<&str> =
-                self.slots[i].dependents.iter().map(|&d| self.slots[d].name.as_str()).collect();
+                self.services[i].dependents.iter().map(|&d| self.services[d].name.as_str()).collect();
             if !held.is_empty() {
-                tracing::warn!(service = %self.slots[i].name, held = ?held, "failed: its dependents will not start until it is started again");
+                tracing::warn!(service = %self.services[i].name, held = ?held, "failed: its dependents will not start until it is started again");
             }
         }
-        let to = &self.slots[i].life.state;
+        let to = &self.services[i].life.state;
         if to.is_ready() != from.state.is_ready() || to.is_at_rest() {
             self.start_ready();
         }
         self.after_requeue(i);
         self.announce_when_settled();
-        if self.shutdown != Shutdown::No {
-            if matches!(self.slots[i].life.state, State::Stopped) {
-                self.stop_order.push(self.slots[i].name.clone());
+        if self.is_stopping() {
+            if matches!(self.services[i].life.state, State::Stopped) {
+                self.stop_order.push(self.services[i].name.clone());
             }
             self.progress_shutdown();
         }
     }
 
     fn publish(&mut self, i: usize, from: &fsm::Lifecycle) {
-        let slot = &self.slots[i];
-        let reason = match &slot.life.state {
+        let svc = &self.services[i];
+        let life = &svc.life;
+        let reason = match &life.state {
             State::Failed { reason } | State::Backoff { reason, .. } => Some(reason.clone()),
             State::Stopping { then: fsm::Then::Restart(r) | fsm::Then::Fail(r), .. } => Some(r.clone()),
             _ => None,
         };
-        let exit = (slot.life.last_exit != from.last_exit)
-            .then(|| slot.life.last_exit.map(|e| e.to_string()))
-            .flatten();
+        let exit = (life.last_exit != from.last_exit).then_some(life.last_exit).flatten();
         let notice = Notice {
-            service: slot.name.clone(),
-            from: from.state.name(),
-            to: slot.life.state.name(),
+            service: svc.name.clone(),
+            from: from.state.kind(),
+            to: life.state.kind(),
             reason: reason.as_ref().map(ToString::to_string),
             reason_kind: reason.as_ref().map(fsm::Reason::label),
-            restarts: slot.life.restarts,
-            pid: slot.pid.map(Pid::as_raw),
-            exit,
-            at_ms: self.t0.elapsed().as_millis() as u64,
+            restarts: life.restarts,
+            pid: svc.run.as_ref().and_then(|r| r.pid()).map(Pid::as_raw),
+            exit: exit.map(|e| e.to_string()),
+            at_ms: u64::try_from(self.t0.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
-        if slot.life.restarts > from.restarts {
-            self.metrics.restarted(&slot.name, restart_reason(&from.state));
+        if life.restarts > from.restarts {
+            self.metrics.restarted(&svc.name, restart_reason(&from.state));
         }
-        if let (Some(exit), true) = (slot.life.last_exit, slot.life.last_exit != from.last_exit) {
-            self.metrics.exited(
-                &slot.name,
-                match exit {
-                    fsm::Exit::Code(c) => i64::from(c),
-                    fsm::Exit::Signal(s) => 128 + i64::from(s),
-                },
-            );
+        if let Some(exit) = exit {
+            self.metrics.exited(&svc.name, exit.as_code());
         }
-        tracing::info!(service = %notice.service, from = notice.from, to = notice.to, reason = notice.reason.as_deref().unwrap_or(""), restarts = notice.restarts, "state");
+        tracing::info!(service = %notice.service, from = %notice.from, to = %notice.to, reason = notice.reason.as_deref().unwrap_or(""), restarts = notice.restarts, "state");
         if self.events.receiver_count() > 0 {
             // whoever hears of the change and then asks for status sees it on the board
             self.post_board();
@@ -562,119 +463,66 @@ impl Supervisor {
         }
     }
 
-    /// An operator's start, stop or restart. A stop holds the service stopped until a start.
+    /// An operator's start, stop or restart, as the state machine's operator table takes it.
     fn on_act(&mut self, name: &str, verb: Verb) -> Act {
-        let Some(i) = self.slots.iter().position(|s| s.name == name) else { return Act::Unknown };
-        if self.shutdown != Shutdown::No {
+        let Some(i) = self.services.iter().position(|s| s.name == name && !s.retired()) else {
+            return Act::Unknown;
+        };
+        if self.is_stopping() {
             return Act::Refused(STOPPING.into());
         }
-        let spec = &self.slots[i].spec;
+        let spec = &self.services[i].def.spec;
         let pending =
             Act::Pending { limit: spec.startup_timeout + spec.stop_timeout + Duration::from_secs(5) };
-        let state = &self.slots[i].life.state;
-        let running = state.running_since().is_some();
-        let event = match verb {
-            Verb::Stop => match state {
-                State::Stopped => None,
-                State::Stopping { .. } => return pending,
-                _ => Some(Event::Stop),
+        match fsm::operator(&self.services[i].life.state, verb) {
+            Operator::Apply(event) => self.apply(i, event),
+            Operator::StartWhenReady(event) => match order::may_start(self, i) {
+                Ok(()) => self.apply(i, event),
+                Err(why) => return Act::Refused(format!("{name} cannot start: {why}")),
             },
-            _ if matches!(state, State::Stopping { .. }) => {
-                return Act::Refused(format!("{name} is stopping; start it once it has stopped"));
-            }
-            Verb::Start if running => None,
-            Verb::Restart if running => Some(Event::Restart),
-            Verb::Start | Verb::Restart => {
-                let deps_ready = self.slots[i].deps.iter().all(|&d| self.slots[d].life.state.is_ready());
-                if !deps_ready {
-                    let why = self.waiting_on(i, &self.holds()).unwrap_or_default();
-                    return Act::Refused(format!("{name} cannot start: {why}"));
-                }
-                Some(Event::Start)
-            }
-        };
-        if let Some(event) = event {
-            self.apply(i, event);
+            Operator::Already => {}
+            Operator::Refused(why) => return Act::Refused(format!("{name} {why}")),
         }
-        match &self.slots[i].life.state {
+        match &self.services[i].life.state {
             State::Starting { .. } | State::Stopping { .. } | State::Backoff { .. } => pending,
-            other => Act::Done(other.name().to_owned()),
+            other => Act::Done(other.kind()),
         }
     }
 
-    /// READY=1 to systemd once no service is on its way up any more (each is ready, or has
-    /// failed, or is held behind one that has).
+    /// READY=1 to systemd once no service is on its way up any more.
     fn announce_when_settled(&mut self) {
-        if self.announced || self.shutdown != Shutdown::No {
-            return;
-        }
-        let moving =
-            |s: &super::slot::Slot| matches!(s.life.state, State::Starting { .. } | State::Backoff { .. });
-        if self.slots.iter().any(moving) {
-            return; // the common case while services come up: no need to work out holds
-        }
-        let holds = self.holds();
-        let waiting = |i: usize| matches!(self.slots[i].life.state, State::Pending) && holds[i].is_none();
-        if (0..self.slots.len()).any(waiting) {
+        if self.announced || self.is_stopping() || !order::settled(self) {
             return;
         }
         self.announced = true;
-        let up = self.slots.iter().filter(|s| s.life.state.is_ready()).count();
-        tracing::info!(ready = up, services = self.slots.len(), "all services settled");
-        crate::notify::send(&format!("READY=1\nSTATUS={up} of {} services ready", self.slots.len()));
+        let up = self.services.iter().filter(|s| !s.retired() && s.life.state.is_ready()).count();
+        let total = self.services.iter().filter(|s| !s.retired()).count();
+        tracing::info!(ready = up, services = total, "all services settled");
+        crate::notify::send(&format!("READY=1\nSTATUS={up} of {total} services ready"));
     }
 
     /// Starts every pending service whose dependencies are all ready.
     pub(super) fn start_ready(&mut self) {
-        if self.shutdown != Shutdown::No {
+        if self.is_stopping() {
             return;
         }
-        for i in 0..self.slots.len() {
-            let slot = &self.slots[i];
-            let deps_ready = slot.deps.iter().all(|&d| self.slots[d].life.state.is_ready());
-            if matches!(slot.life.state, State::Pending)
-                && deps_ready
-                && self.container_blocker(slot).is_none()
-            {
+        for i in order::startable(self) {
+            // an earlier start in this pass may have changed the picture
+            if matches!(self.services[i].life.state, State::Pending) {
                 self.apply(i, Event::Start);
             }
         }
     }
 
-    /// Stops what can be stopped now: services with no process at once, running ones when
-    /// every dependent is at rest (reverse dependency order); kills everything on `Fast`.
+    /// Stops what can be stopped now, in reverse dependency order.
     fn progress_shutdown(&mut self) {
-        for i in 0..self.slots.len() {
-            let state = &self.slots[i].life.state;
-            if self.upgrading && self.slots[i].container.is_some() {
-                continue;
-            }
-            let dependents_at_rest = self.slots[i].dependents.iter().all(|&d| self.done_with(d));
-            let event = match state {
-                State::Pending | State::Backoff { .. } => Some(Event::Stop),
-                State::Stopping { kill_at: Some(_), .. } if self.shutdown == Shutdown::Fast => {
-                    Some(Event::Kill)
-                }
-                State::Starting { .. } | State::Healthy { .. } | State::Unhealthy { .. }
-                    if self.shutdown == Shutdown::Fast =>
-                {
-                    Some(Event::Kill)
-                }
-                State::Starting { .. } | State::Healthy { .. } | State::Unhealthy { .. }
-                    if dependents_at_rest =>
-                {
-                    Some(Event::Stop)
-                }
-                _ => None,
-            };
-            if let Some(event) = event {
-                self.apply(i, event);
-            }
+        for (i, event) in order::shutdown_steps(self, self.shutdown) {
+            self.apply(i, event);
         }
     }
 
     /// Rebuilds the status board if anything on it changed.
-    fn post_board(&mut self) {
+    pub(super) fn post_board(&mut self) {
         if std::mem::take(&mut self.dirty) {
             self.board.send_replace(Board::new(self.status()));
         }
@@ -685,58 +533,11 @@ impl Supervisor {
     }
 
     fn status(&self) -> Vec<ServiceStatus> {
-        let holds = self.holds();
-        (0..self.slots.len())
-            .filter(|&i| !self.slots[i].retired)
-            .map(|i| ServiceStatus::of(&self.slots[i], self.waiting_on(i, &holds)))
+        let holds = order::holds(self);
+        (0..self.services.len())
+            .filter(|&i| !self.services[i].retired())
+            .map(|i| self.services[i].status(order::waiting_on(self, i, &holds)))
             .collect()
-    }
-
-    /// Why pending service `i` has not started: a failed or stopped dependency holding it
-    /// (`holds`), else the dependencies it still waits for (the first few named).
-    fn waiting_on(&self, i: usize, holds: &[Option<usize>]) -> Option<String> {
-        let s = &self.slots[i];
-        if let Some(dep) = holds[i].map(|d| &self.slots[d]) {
-            return Some(format!("held: dependency {} is {}", dep.name, dep.life.state.name()));
-        }
-        let mut waiting = s.deps.iter().map(|&d| &self.slots[d]).filter(|d| !d.life.state.is_ready());
-        let named: Vec<&str> = waiting.by_ref().take(NAMED).map(|d| d.name.as_str()).collect();
-        if named.is_empty() {
-            return self.container_blocker(s);
-        }
-        let more = waiting.count();
-        let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
-        Some(format!("waiting for {}{tail}", named.join(", ")))
-    }
-
-    /// For every service, the failed or stopped dependency — direct, or further down through
-    /// pending ones — that keeps it from starting. One pass with memory: dense tiers would
-    /// make a plain recursion exponential.
-    fn holds(&self) -> Vec<Option<usize>> {
-        let mut memo = vec![None; self.slots.len()];
-        for i in 0..self.slots.len() {
-            self.hold_of(i, &mut memo);
-        }
-        memo.into_iter().map(Option::flatten).collect()
-    }
-
-    fn hold_of(&self, i: usize, memo: &mut [Option<Option<usize>>]) -> Option<usize> {
-        if let Some(known) = memo[i] {
-            return known;
-        }
-        let mut hold = None;
-        for &d in &self.slots[i].deps {
-            hold = match self.slots[d].life.state {
-                State::Failed { .. } | State::Stopped => Some(d),
-                State::Pending => self.hold_of(d, memo),
-                _ => None,
-            };
-            if hold.is_some() {
-                break;
-            }
-        }
-        memo[i] = Some(hold);
-        hold
     }
 
     fn summary(&self) -> Summary {
@@ -749,6 +550,40 @@ impl Supervisor {
     }
 }
 
+impl Nodes for Supervisor {
+    fn count(&self) -> usize {
+        self.services.len()
+    }
+
+    fn name(&self, i: usize) -> &str {
+        &self.services[i].name
+    }
+
+    fn state(&self, i: usize) -> &State {
+        &self.services[i].life.state
+    }
+
+    fn deps(&self, i: usize) -> &[usize] {
+        &self.services[i].deps
+    }
+
+    fn dependents(&self, i: usize) -> &[usize] {
+        &self.services[i].dependents
+    }
+
+    fn retired(&self, i: usize) -> bool {
+        self.services[i].retired()
+    }
+
+    fn blocker(&self, i: usize) -> Option<String> {
+        self.services[i].container()?.blocker(self.engine.is_some())
+    }
+
+    fn kept(&self, i: usize) -> bool {
+        self.upgrading && self.services[i].container().is_some()
+    }
+}
+
 /// Why a restart happened, from the state it left: a backoff or a stop that was for a
 /// restart say so; a run that ended and started again at once was a crash.
 fn restart_reason(from: &State) -> &'static str {
@@ -756,6 +591,8 @@ fn restart_reason(from: &State) -> &'static str {
         State::Backoff { reason, .. } | State::Stopping { then: fsm::Then::Restart(reason), .. } => {
             reason.label()
         }
+        // a service at rest restarts by itself only when dockerd took its container down
+        State::Exited { .. } | State::Failed { .. } => fsm::Reason::Dockerd.label(),
         _ => "crash",
     }
 }

@@ -11,60 +11,44 @@
 use std::ffi::CString;
 
 use super::actor::Supervisor;
-use crate::runtime::cgroup::Limits;
+use super::service::{Backend, Caps};
 
 impl Supervisor {
-    /// Creates every native service's cgroup; failures are kept and reported at spawn.
-    pub(super) fn setup_cgroups(&mut self) {
-        for i in 0..self.slots.len() {
-            self.setup_cgroup(i);
+    /// The cgroup of a native service with caps, made for its definition's limits (any
+    /// earlier one, of this or an earlier supervisor, emptied and removed first). Called when
+    /// a definition is installed, with no run in progress.
+    pub(super) fn caps_for(&self, name: &str, limits: &crate::runtime::cgroup::Limits) -> Caps {
+        if limits.memory_max.is_none() && limits.pids_max.is_none() {
+            return Caps::None;
         }
-    }
-
-    /// Creates (or re-creates, after a reload changed its caps) one service's cgroup.
-    pub(super) fn setup_cgroup(&mut self, i: usize) {
-        let prefix = self.cfg.supervisor.project.clone();
-        let slot = &mut self.slots[i];
-        let limits = Limits { memory_max: slot.svc.memory.map(|m| m.bytes()), pids_max: slot.svc.max_pids };
-        slot.cgroup_error = None;
-        if let Some(old) = slot.cgroup.take() {
+        let root = match &self.cgroups {
+            Ok(root) => root,
+            Err(e) => return Caps::Failed(format!("cgroups unavailable: {e}")),
+        };
+        let prefix = &self.settings.project;
+        if let Ok(Some(old)) = root.existing(prefix, name) {
             let _ = old.kill_all();
             let _ = old.remove();
         }
-        if limits.memory_max.is_none() && limits.pids_max.is_none() {
-            return;
-        }
-        let made = match &self.cgroups {
-            Ok(root) => {
-                if let Ok(Some(old)) = root.existing(&prefix, &slot.name) {
-                    let _ = old.kill_all();
-                    let _ = old.remove();
-                }
-                root.create(&prefix, &slot.name, &limits).map_err(|e| e.to_string())
-            }
-            Err(e) => Err(format!("cgroups unavailable: {e}")),
-        };
-        match made {
-            Ok(cg) => slot.cgroup = Some(cg),
-            Err(e) => slot.cgroup_error = Some(format!("cannot apply memory/pids caps: {e}")),
+        match root.create(prefix, name, limits) {
+            Ok(cg) => Caps::Applied(cg),
+            Err(e) => Caps::Failed(e.to_string()),
         }
     }
 
     /// The files a child writes to join its cgroup; an error when its caps could not be made.
     pub(super) fn cgroup_join(&self, i: usize) -> Result<Vec<CString>, String> {
-        let slot = &self.slots[i];
-        if let Some(e) = &slot.cgroup_error {
-            return Err(e.clone());
+        match &self.services[i].backend {
+            Backend::Native(Caps::Failed(e)) => Err(e.clone()),
+            Backend::Native(Caps::Applied(cg)) => Ok(cg.join_files().to_vec()),
+            _ => Ok(Vec::new()),
         }
-        Ok(slot.cgroup.as_ref().map(|c| c.join_files().to_vec()).unwrap_or_default())
     }
 
     /// SIGKILLs every process in the service's cgroup, once, without waiting: the actor must
     /// not block, and a new run may join the cgroup right after.
     pub(super) fn kill_cgroup(&self, i: usize) {
-        let Some(cg) = &self.slots[i].cgroup else {
-            return;
-        };
+        let Some(cg) = self.services[i].cgroup() else { return };
         for pid in cg.pids().unwrap_or_default() {
             if pid > 0 && pid != std::process::id() as i32 {
                 let _ = nix::sys::signal::kill(
@@ -75,27 +59,22 @@ impl Supervisor {
         }
     }
 
-    /// Remembers the OOM counter when a run starts.
-    pub(super) fn note_spawned(&mut self, i: usize) {
-        let slot = &mut self.slots[i];
-        slot.oom_base = slot.cgroup.as_ref().and_then(|c| c.oom_kills().ok()).unwrap_or(0);
-    }
-
-    /// Whether the kernel OOM-killed something in the service's cgroup during this run.
-    pub(super) fn oom_since_spawn(&self, i: usize) -> bool {
-        let slot = &self.slots[i];
-        slot.cgroup.as_ref().and_then(|c| c.oom_kills().ok()).is_some_and(|n| n > slot.oom_base)
-    }
-
     /// Kills leftovers and removes every service cgroup (at exit).
     pub(super) fn remove_cgroups(&mut self) {
-        for slot in &mut self.slots {
-            if let Some(cg) = slot.cgroup.take() {
-                let _ = cg.kill_all();
-                if let Err(e) = cg.remove() {
-                    tracing::debug!(service = %slot.name, "cgroup not removed: {e}");
-                }
+        for svc in &mut self.services {
+            if let Backend::Native(caps) = &mut svc.backend
+                && let Caps::Applied(cg) = std::mem::replace(caps, Caps::None)
+            {
+                release(&svc.name, cg);
             }
         }
+    }
+}
+
+/// Empties and removes a service's cgroup.
+pub(super) fn release(service: &str, cg: crate::runtime::cgroup::ServiceCgroup) {
+    let _ = cg.kill_all();
+    if let Err(e) = cg.remove() {
+        tracing::debug!(service, "cgroup not removed: {e}");
     }
 }

@@ -4,12 +4,14 @@
 
 use serde::Serialize;
 
+use super::fsm::StateKind;
+
 /// A service changed state.
 #[derive(Clone, Debug, Serialize)]
 pub struct Event {
     pub service: String,
-    pub from: &'static str,
-    pub to: &'static str,
+    pub from: StateKind,
+    pub to: StateKind,
     /// Why, when there is a reason (a crash, a failed gate, a memory restart, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

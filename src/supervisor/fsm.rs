@@ -6,15 +6,19 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use super::restart::{self, Decision, History};
 use crate::config::{self, Kind, Restart};
+use crate::runtime::exit::Exit;
 
 /// What the state machine needs to know about a service.
 #[derive(Clone, Debug)]
 pub struct Spec {
     pub oneshot: bool,
-    /// Has a health check (or readiness notification), or is a container (running only once
-    /// Docker says so): it must pass a gate before `healthy`.
+    /// Has a health check (or readiness notification): it must pass its gate before
+    /// `healthy`. Without one it is healthy once it runs: once its exec succeeded, or once
+    /// Docker started its container (`Spawned`).
     pub gated: bool,
     pub startup_timeout: Duration,
     pub stop_timeout: Duration,
@@ -26,31 +30,11 @@ impl Spec {
     pub fn of(svc: &config::Service) -> Self {
         Spec {
             oneshot: svc.kind == Kind::Oneshot,
-            gated: !matches!(svc.health.check, config::Check::None)
-                || matches!(svc.exec, config::Exec::Image { .. }),
+            gated: !matches!(svc.health.check, config::Check::None),
             startup_timeout: svc.startup_timeout.0,
             stop_timeout: svc.stop_timeout.0,
             unhealthy_after: svc.unhealthy_after,
             restart: svc.restart.clone(),
-        }
-    }
-}
-
-/// How a process ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Exit {
-    Code(i32),
-    Signal(i32),
-}
-
-impl fmt::Display for Exit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Exit::Code(c) => write!(f, "exit code {c}"),
-            Exit::Signal(s) => match nix::sys::signal::Signal::try_from(s) {
-                Ok(sig) => write!(f, "killed by {}", sig.as_str()),
-                Err(_) => write!(f, "killed by signal {s}"),
-            },
         }
     }
 }
@@ -64,8 +48,14 @@ pub enum Reason {
     Memory,
     GateTimeout(Duration),
     Spawn(String),
-    CrashLoop { restarts: u32, window: Duration, last: Box<Reason> },
+    CrashLoop {
+        restarts: u32,
+        window: Duration,
+        last: Box<Reason>,
+    },
     Manual,
+    /// Its container stopped because dockerd did (a restart or crash of the daemon).
+    Dockerd,
 }
 
 impl Reason {
@@ -80,6 +70,7 @@ impl Reason {
             Reason::Spawn(_) => "spawn",
             Reason::CrashLoop { .. } => "crash_loop",
             Reason::Manual => "manual",
+            Reason::Dockerd => "dockerd",
         }
     }
 }
@@ -101,6 +92,7 @@ impl fmt::Display for Reason {
                 humantime::format_duration(*window)
             ),
             Reason::Manual => f.write_str("restarted by request"),
+            Reason::Dockerd => f.write_str("its container stopped with dockerd"),
         }
     }
 }
@@ -128,20 +120,81 @@ pub enum State {
     Failed { reason: Reason },
 }
 
+/// Which of SPEC's states, without its data: how states travel (events, status, metrics,
+/// the control API) and are compared, never as text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateKind {
+    Pending,
+    Starting,
+    Healthy,
+    Unhealthy,
+    Backoff,
+    Stopping,
+    Stopped,
+    Exited,
+    Failed,
+}
+
+impl StateKind {
+    pub const ALL: [StateKind; 9] = [
+        StateKind::Pending,
+        StateKind::Starting,
+        StateKind::Healthy,
+        StateKind::Unhealthy,
+        StateKind::Backoff,
+        StateKind::Stopping,
+        StateKind::Stopped,
+        StateKind::Exited,
+        StateKind::Failed,
+    ];
+
+    /// SPEC's name of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateKind::Pending => "pending",
+            StateKind::Starting => "starting",
+            StateKind::Healthy => "healthy",
+            StateKind::Unhealthy => "unhealthy",
+            StateKind::Backoff => "backoff",
+            StateKind::Stopping => "stopping",
+            StateKind::Stopped => "stopped",
+            StateKind::Exited => "exited",
+            StateKind::Failed => "failed",
+        }
+    }
+
+    /// Up for `titan_service_up`: healthy (or unhealthy but not yet restarted), or a oneshot
+    /// that has exited. (A oneshot's exit code is in its state, not its kind.)
+    pub fn is_up(self) -> bool {
+        matches!(self, StateKind::Healthy | StateKind::Unhealthy | StateKind::Exited)
+    }
+}
+
+impl fmt::Display for StateKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl State {
+    pub fn kind(&self) -> StateKind {
+        match self {
+            State::Pending => StateKind::Pending,
+            State::Starting { .. } => StateKind::Starting,
+            State::Healthy { .. } => StateKind::Healthy,
+            State::Unhealthy { .. } => StateKind::Unhealthy,
+            State::Backoff { .. } => StateKind::Backoff,
+            State::Stopping { .. } => StateKind::Stopping,
+            State::Stopped => StateKind::Stopped,
+            State::Exited { .. } => StateKind::Exited,
+            State::Failed { .. } => StateKind::Failed,
+        }
+    }
+
     /// SPEC's name of the state.
     pub fn name(&self) -> &'static str {
-        match self {
-            State::Pending => "pending",
-            State::Starting { .. } => "starting",
-            State::Healthy { .. } => "healthy",
-            State::Unhealthy { .. } => "unhealthy",
-            State::Backoff { .. } => "backoff",
-            State::Stopping { .. } => "stopping",
-            State::Stopped => "stopped",
-            State::Exited { .. } => "exited",
-            State::Failed { .. } => "failed",
-        }
+        self.kind().as_str()
     }
 
     /// When the run began, for states with a live process.
@@ -181,6 +234,8 @@ impl State {
 pub enum Event {
     /// Its dependencies are ready, or an operator asked to start it.
     Start,
+    /// The start succeeded: the exec happened (native), or Docker started the container.
+    Spawned,
     SpawnFailed(String),
     /// A probe passed, `READY=1` arrived, or the log line was seen.
     Ready,
@@ -202,6 +257,9 @@ pub enum Event {
     Restart,
     /// A reload changed the service: back to pending, to start again in dependency order.
     Requeue,
+    /// Its container ended because dockerd went away; dockerd is back. The restart policy
+    /// decides as for a crash, and a restart counts toward `max_restarts`.
+    Revive,
 }
 
 /// Side effects for the actor.
@@ -248,6 +306,15 @@ pub fn next(life: &Lifecycle, spec: &Spec, event: Event, now: Instant) -> Option
             l.history.reset();
             vec![]
         }
+        // a oneshot that completed is done: dockerd going away afterwards does not undo it
+        (State::Exited { code: 0 }, Event::Revive) if spec.oneshot => return None,
+        (State::Exited { .. } | State::Failed { .. }, Event::Revive) => {
+            let d = restart::decide(&spec.restart, &mut l.history, true, Duration::MAX, now);
+            if d == Decision::Leave {
+                return None;
+            }
+            after_decision(&mut l, spec, d, Reason::Dockerd, true, now)
+        }
         (
             State::Pending | State::Backoff { .. } | State::Exited { .. } | State::Failed { .. },
             Event::Stop | Event::Kill,
@@ -264,12 +331,11 @@ pub fn next(life: &Lifecycle, spec: &Spec, event: Event, now: Instant) -> Option
     Some((l, actions))
 }
 
+/// Every start goes through `starting`: even a service without a health check is healthy
+/// only once its start has succeeded (`Spawned`), so no dependent starts beside a program
+/// that could not be executed.
 fn start(l: &mut Lifecycle, spec: &Spec, now: Instant) -> Vec<Action> {
-    l.state = if spec.gated || spec.oneshot {
-        State::Starting { since: now, gate_until: now + spec.startup_timeout }
-    } else {
-        State::Healthy { since: now }
-    };
+    l.state = State::Starting { since: now, gate_until: now + spec.startup_timeout };
     vec![Action::Spawn]
 }
 
@@ -282,6 +348,10 @@ fn running(life: &Lifecycle, spec: &Spec, event: Event, now: Instant) -> Option<
         vec![Action::Term]
     };
     let actions = match (&life.state, event) {
+        (State::Starting { .. }, Event::Spawned) if !spec.gated && !spec.oneshot => {
+            l.state = State::Healthy { since };
+            vec![]
+        }
         (State::Starting { .. }, Event::Ready) if !spec.oneshot => {
             l.state = State::Healthy { since };
             vec![]
@@ -394,6 +464,9 @@ fn stopping(life: &Lifecycle, spec: &Spec, event: Event, now: Instant) -> Option
             l.state = State::Stopping { since: *since, kill_at: None, then: then.clone() };
             vec![Action::Kill]
         }
+        // a start still under way when the stop was asked for (a container's) has now
+        // succeeded: the signal sent before it ran reached nothing, so it goes again
+        Event::Spawned => vec![if kill_at.is_some() { Action::Term } else { Action::Kill }],
         Event::KillDue if kill_at.is_some() => {
             l.state = State::Stopping { since: *since, kill_at: None, then: then.clone() };
             vec![Action::Kill]
@@ -437,6 +510,78 @@ fn stopping(life: &Lifecycle, spec: &Spec, event: Event, now: Instant) -> Option
         _ => return None,
     };
     Some((l, actions))
+}
+
+/// What an operator asks of one service (`start`, `stop`, `restart`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Start => "start",
+            Verb::Stop => "stop",
+            Verb::Restart => "restart",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Verb> {
+        match s {
+            "start" => Some(Verb::Start),
+            "stop" => Some(Verb::Stop),
+            "restart" => Some(Verb::Restart),
+            _ => None,
+        }
+    }
+
+    /// The states that answer this verb: where the service has got to once it is done.
+    pub fn outcomes(self) -> &'static [StateKind] {
+        match self {
+            Verb::Stop => &[StateKind::Stopped, StateKind::Failed, StateKind::Exited],
+            Verb::Start | Verb::Restart => {
+                &[StateKind::Healthy, StateKind::Failed, StateKind::Exited, StateKind::Stopped]
+            }
+        }
+    }
+
+    /// Whether reaching `state` is what the verb asked for (else it ran and failed).
+    pub fn wanted(self, state: StateKind) -> bool {
+        match self {
+            Verb::Stop => state == StateKind::Stopped,
+            Verb::Start | Verb::Restart => matches!(state, StateKind::Healthy | StateKind::Exited),
+        }
+    }
+}
+
+/// How the state machine takes an operator's verb in a state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Operator {
+    /// Feed this event.
+    Apply(Event),
+    /// Feed this start, once every dependency is ready (else refused, naming what it waits for).
+    StartWhenReady(Event),
+    /// Nothing to do: the service is where the verb would take it, or on its way there.
+    Already,
+    /// Refused in this state.
+    Refused(&'static str),
+}
+
+/// The operator's table: what `verb` means in `state`. A stop holds the service stopped until a
+/// start; a start of a running service is nothing; nothing starts while it is stopping.
+pub fn operator(state: &State, verb: Verb) -> Operator {
+    let running = state.running_since().is_some();
+    match (state, verb) {
+        (State::Stopped | State::Stopping { then: Then::Hold, .. }, Verb::Stop) => Operator::Already,
+        (_, Verb::Stop) => Operator::Apply(Event::Stop),
+        (State::Stopping { .. }, _) => Operator::Refused("is stopping; start it once it has stopped"),
+        (_, Verb::Start) if running => Operator::Already,
+        (_, Verb::Restart) if running => Operator::Apply(Event::Restart),
+        (_, Verb::Start | Verb::Restart) => Operator::StartWhenReady(Event::Start),
+    }
 }
 
 #[cfg(test)]

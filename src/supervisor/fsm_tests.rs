@@ -48,6 +48,7 @@ fn states(t: Instant) -> Vec<State> {
 fn events() -> Vec<Event> {
     vec![
         Event::Start,
+        Event::Spawned,
         Event::SpawnFailed("ENOENT".into()),
         Event::Ready,
         Event::ProbeFailed,
@@ -60,6 +61,7 @@ fn events() -> Vec<Event> {
         Event::MemoryOver,
         Event::Restart,
         Event::Requeue,
+        Event::Revive,
     ]
 }
 
@@ -76,7 +78,9 @@ fn render_table() -> String {
         "# Service lifecycle\n\nGenerated from `supervisor::fsm::next` by its tests \
          (`UPDATE_LIFECYCLE_DOC=1 cargo test --lib fsm`); do not edit by hand.\n\
          A crash exit (code 1, ran < min_uptime, restart = on-failure, limit not reached) stands for\n\
-         `Exited`; `-` means the event is ignored in that state.\n\n| state |",
+         `Exited`; `-` means the event is ignored in that state. The service has a health check;\n\
+         without one, `Spawned` (its exec succeeded, or Docker started its container) takes\n\
+         `starting` to `healthy`.\n\n| state |",
     );
     for e in &events {
         out.push_str(&format!(" {} |", event_name(e)));
@@ -277,10 +281,83 @@ fn memory_over_the_soft_cap_restarts_gracefully() {
 }
 
 #[test]
-fn an_ungated_service_is_healthy_as_soon_as_it_runs() {
+fn an_ungated_service_is_healthy_once_its_start_succeeded() {
     let plain = Spec { gated: false, ..spec() };
     let (l, actions) = walk(&plain, Lifecycle::default(), &[(Event::Start, 0)]);
-    assert_eq!((l.state.name(), actions), ("healthy", vec![Action::Spawn]));
+    assert_eq!((l.state.name(), actions), ("starting", vec![Action::Spawn]));
+    assert!(!l.state.is_ready(), "nothing may start beside it before its exec succeeded");
+    let (l, _) = walk(&plain, l, &[(Event::Spawned, 1)]);
+    assert_eq!(l.state.name(), "healthy");
+    // a gated service waits for its check instead
+    let (l, _) = walk(&spec(), Lifecycle::default(), &[(Event::Start, 0)]);
+    assert_eq!(next(&l, &spec(), Event::Spawned, Instant::now()), None);
+}
+
+#[test]
+fn a_service_whose_exec_fails_is_never_ready() {
+    // regression: `command = ["/nonexistent/program"]` went pending -> healthy -> failed, and
+    // its dependent started in between
+    let plain = Spec { gated: false, ..spec() };
+    let (l, _) =
+        walk(&plain, Lifecycle::default(), &[(Event::Start, 0), (Event::SpawnFailed("ENOENT".into()), 0)]);
+    assert!(matches!(l.state, State::Failed { reason: Reason::Spawn(_) }), "{:?}", l.state);
+}
+
+#[test]
+fn a_container_started_after_its_stop_was_asked_gets_the_signal_again() {
+    let stopping =
+        at(State::Stopping { since: Instant::now(), kill_at: Some(Instant::now()), then: Then::Hold });
+    let (l, actions) = walk(&spec(), stopping, &[(Event::Spawned, 0)]);
+    assert_eq!((l.state.name(), actions), ("stopping", vec![Action::Term]));
+}
+
+#[test]
+fn a_container_dockerd_took_down_goes_through_the_restart_policy() {
+    let exited = at(State::Exited { code: 0 });
+    let (l, actions) = walk(&spec(), exited.clone(), &[(Event::Revive, 0)]);
+    assert_eq!((l.state.name(), actions, l.restarts), ("starting", vec![Action::Spawn], 1));
+    // it counts toward max_restarts: with none left, it fails as a crash loop
+    let none_left = Spec { restart: Restart { max_restarts: 0, ..spec().restart }, ..spec() };
+    let (l, _) = walk(&none_left, exited.clone(), &[(Event::Revive, 0)]);
+    let State::Failed { reason: Reason::CrashLoop { last, .. } } = &l.state else { panic!("{:?}", l.state) };
+    assert_eq!(**last, Reason::Dockerd);
+    // restart = "never" leaves it as it was; a oneshot that completed stays completed
+    let never = Spec { restart: Restart { policy: RestartPolicy::Never, ..spec().restart }, ..spec() };
+    assert_eq!(next(&exited, &never, Event::Revive, Instant::now()), None);
+    let oneshot = Spec { oneshot: true, ..spec() };
+    assert_eq!(next(&exited, &oneshot, Event::Revive, Instant::now()), None);
+}
+
+#[test]
+fn operator_verbs_are_decided_by_the_table() {
+    let t = Instant::now();
+    let healthy = State::Healthy { since: t };
+    let stopping = |then| State::Stopping { since: t, kill_at: Some(t), then };
+    assert_eq!(operator(&healthy, Verb::Stop), Operator::Apply(Event::Stop));
+    assert_eq!(operator(&healthy, Verb::Start), Operator::Already);
+    assert_eq!(operator(&healthy, Verb::Restart), Operator::Apply(Event::Restart));
+    assert_eq!(operator(&State::Stopped, Verb::Stop), Operator::Already);
+    assert_eq!(operator(&stopping(Then::Hold), Verb::Stop), Operator::Already);
+    // a stop wins over the restart that was to follow
+    assert_eq!(
+        operator(&stopping(Then::Restart(Reason::Unhealthy)), Verb::Stop),
+        Operator::Apply(Event::Stop)
+    );
+    assert!(matches!(operator(&stopping(Then::Hold), Verb::Start), Operator::Refused(_)));
+    for rest in
+        [State::Pending, State::Stopped, State::Exited { code: 0 }, State::Failed { reason: Reason::Oom }]
+    {
+        assert_eq!(operator(&rest, Verb::Start), Operator::StartWhenReady(Event::Start), "{rest:?}");
+        assert_eq!(operator(&rest, Verb::Restart), Operator::StartWhenReady(Event::Start), "{rest:?}");
+    }
+    // every verb in every state is decided, and an applied event is one the machine takes
+    for s in states(t) {
+        for verb in [Verb::Start, Verb::Stop, Verb::Restart] {
+            if let Operator::Apply(e) | Operator::StartWhenReady(e) = operator(&s, verb) {
+                assert!(next(&at(s.clone()), &spec(), e.clone(), t).is_some(), "{s:?} {verb:?} -> {e:?}");
+            }
+        }
+    }
 }
 
 #[test]

@@ -19,21 +19,21 @@ pub const PERSIST: Duration = Duration::from_millis(700);
 pub const SAMPLE: Duration = Duration::from_secs(5);
 
 impl Supervisor {
-    /// Services with a soft cap and a live process.
-    fn capped(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.slots.len())
-            .filter(|&i| self.slots[i].svc.memory_restart.is_some() && self.main_pid(i).is_some())
-    }
-
     /// The process a service's memory is counted from: its own, or its container's main one
     /// (each leads a session of its own, which `tree_rss` sums).
     fn main_pid(&self, i: usize) -> Option<nix::unistd::Pid> {
-        self.slots[i].pid.or_else(|| self.container_pid(i))
+        self.services[i].run.as_ref()?.main_pid()
+    }
+
+    /// Services with a soft cap and a live process.
+    fn capped(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.services.len())
+            .filter(|&i| self.services[i].def.config.memory_restart.is_some() && self.main_pid(i).is_some())
     }
 
     /// When the next measurement is due, if any service needs one.
     pub(super) fn memory_wake(&self) -> Option<Instant> {
-        let sample = (0..self.slots.len()).any(|i| self.main_pid(i).is_some()).then_some(self.sample_due);
+        let sample = (0..self.services.len()).any(|i| self.main_pid(i).is_some()).then_some(self.sample_due);
         let capped = self.capped().next().map(|_| self.memory_due);
         sample.into_iter().chain(capped).min()
     }
@@ -52,23 +52,25 @@ impl Supervisor {
         let rss = sampled.unwrap_or_else(|| self.tree_rss(&capped));
         self.mark_dirty(); // new readings for the status board
         for i in capped {
-            let slot = &mut self.slots[i];
-            let (Some(limit), Some(used)) = (slot.svc.memory_restart, rss.get(&i).copied()) else {
+            let svc = &mut self.services[i];
+            let (Some(limit), Some(used), Some(run)) =
+                (svc.def.config.memory_restart, rss.get(&i).copied(), svc.run.as_mut())
+            else {
                 continue;
             };
-            slot.last_rss = Some(used);
+            run.memory.rss = Some(used);
             if used <= limit.bytes() {
-                slot.memory_high_since = None;
+                run.memory.high_since = None;
                 continue;
             }
-            let since = *slot.memory_high_since.get_or_insert(now);
+            let since = *run.memory.high_since.get_or_insert(now);
             if now.saturating_duration_since(since) >= PERSIST {
-                slot.memory_high_since = None;
+                run.memory.high_since = None;
                 let note = format!(
                     "RSS {} above memory_restart {limit}: restarting",
                     crate::config::units::Size(used)
                 );
-                self.logs.note(&slot.log, note);
+                self.logs.note(&svc.log, note);
                 self.apply(i, Event::MemoryOver);
             }
         }
@@ -81,10 +83,12 @@ impl Supervisor {
             return None;
         }
         self.sample_due = now + SAMPLE;
-        let running: Vec<usize> = (0..self.slots.len()).filter(|&i| self.main_pid(i).is_some()).collect();
+        let running: Vec<usize> = (0..self.services.len()).filter(|&i| self.main_pid(i).is_some()).collect();
         let rss = if running.is_empty() { Default::default() } else { self.tree_rss(&running) };
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            slot.last_rss = rss.get(&i).copied();
+        for (i, svc) in self.services.iter_mut().enumerate() {
+            if let Some(run) = svc.run.as_mut() {
+                run.memory.rss = rss.get(&i).copied();
+            }
         }
         self.mark_dirty();
         Some(rss)
@@ -92,9 +96,9 @@ impl Supervisor {
 
     /// RSS of each service's process tree: every process in the service's session (each
     /// service runs in its own, so double-forked children count too).
-    fn tree_rss(&self, slots: &[usize]) -> HashMap<usize, u64> {
+    fn tree_rss(&self, services: &[usize]) -> HashMap<usize, u64> {
         let by_session: HashMap<i32, usize> =
-            slots.iter().filter_map(|&i| self.main_pid(i).map(|p| (p.as_raw(), i))).collect();
+            services.iter().filter_map(|&i| self.main_pid(i).map(|p| (p.as_raw(), i))).collect();
         let mut rss = HashMap::new();
         let page = page_size();
         let Ok(dir) = std::fs::read_dir("/proc") else {

@@ -1,221 +1,200 @@
 //! Health checks as the actor runs them: http and tcp probes as short tasks, exec probes as
-//! children of the one spawner and reaper, `log` checks armed on the output capture, and
-//! `notify` sockets. Probes run every `start_interval` during the startup gate and every
-//! `interval` after it; every result comes back to the actor as a message.
+//! children of the one spawner and reaper (or through Docker's exec API, inside a container),
+//! `log` checks armed on the output capture. Probes run every `start_interval` during the
+//! startup gate and every `interval` after it; their schedule is the current run's, and every
+//! result comes back to the actor as a message naming the run it is for.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::actor::{Msg, Owner, Supervisor};
-use super::fsm::{Event, Exit, State};
+use super::fsm::{Event, State};
 use crate::config::Check;
 use crate::health;
 use crate::logs::capture::Watch;
+use crate::runtime::exit::Exit;
 use crate::runtime::spawn;
 
 impl Supervisor {
-    /// Arms or disarms probes when a service's state changes.
+    /// Moves the current run's probes to the new state: every `interval` once healthy, none
+    /// once it is on its way down.
     pub(super) fn schedule_probes(&mut self, i: usize, from: &State, now: Instant) {
-        let slot = &mut self.slots[i];
-        let polled = matches!(slot.svc.health.check, Check::Http(_) | Check::Tcp(_) | Check::Exec(_));
-        match &slot.life.state {
-            State::Starting { .. } if !matches!(from, State::Starting { .. }) => {
-                // (a `log` check is armed before the spawn: see `log_watch`)
-                slot.probe.next = polled.then(|| now + slot.svc.health.start_interval.0);
-            }
-            State::Healthy { since } if matches!(from, State::Starting { .. }) => {
-                slot.ready_after = Some(now.saturating_duration_since(*since));
-                slot.probe.next = polled.then(|| now + slot.svc.health.interval.0);
-                slot.log_armed.store(false, Ordering::Release);
+        let svc = &mut self.services[i];
+        let health = &svc.def.config.health;
+        let polled = health.check.is_polled();
+        let (interval, state) = (health.interval.0, &svc.life.state);
+        if let State::Healthy { since } = state
+            && matches!(from, State::Starting { .. })
+        {
+            svc.ready_after = Some(now.saturating_duration_since(*since));
+        }
+        let Some(run) = svc.run.as_mut() else { return };
+        match state {
+            State::Starting { .. } => {}
+            State::Healthy { .. } if matches!(from, State::Starting { .. }) => {
+                run.probe.next = polled.then(|| now + interval);
+                run.log_armed.store(false, Ordering::Release);
             }
             State::Healthy { .. } | State::Unhealthy { .. } => {}
             _ => {
-                slot.probe.next = None;
-                slot.log_armed.store(false, Ordering::Release);
+                run.probe.next = None;
+                run.log_armed.store(false, Ordering::Release);
             }
         }
     }
 
     /// Launches a due probe and kills an exec probe past its timeout.
     pub(super) fn probe_timers(&mut self, i: usize, now: Instant) {
-        if let Some((pid, at)) = self.slots[i].probe.exec {
-            if at <= now {
-                let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
-            }
+        let svc = &mut self.services[i];
+        let start_interval = svc.def.config.health.start_interval.0;
+        let Some(run) = svc.run.as_mut() else { return };
+        if let Some((pid, at)) = run.probe.exec
+            && at <= now
+        {
+            let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
         }
-        let probe = &self.slots[i].probe;
-        if probe.next.is_some_and(|at| at <= now) && !probe.in_flight {
-            if self.container_starting(i) {
+        if run.probe.next.is_some_and(|at| at <= now) && run.probe.in_flight.is_none() {
+            if run.awaiting_container() {
                 // nothing to probe before the container runs (and its port is docker-proxy's)
-                let slot = &mut self.slots[i];
-                slot.probe.next = Some(now + slot.svc.health.start_interval.0);
+                run.probe.next = Some(now + start_interval);
                 return;
             }
-            self.launch_probe(i);
+            self.launch_probe(i, now);
         }
     }
 
-    /// An http check of a container aimed at a published port, aimed at the container itself.
-    fn direct_uri(&self, i: usize, uri: &http::Uri) -> Option<http::Uri> {
-        let port = uri.port_u16().unwrap_or(80);
-        let direct = self.direct_probe_addr(i, uri.host()?, port)?;
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
-        format!("{}://{direct}{path}", uri.scheme_str().unwrap_or("http")).parse().ok()
-    }
-
-    fn launch_probe(&mut self, i: usize) {
-        let slot = &mut self.slots[i];
-        slot.probe.next = None;
-        slot.probe.in_flight = true;
-        slot.probe.launched = Some(Instant::now());
-        let (run, timeout, tx) = (slot.run, slot.svc.health.timeout.0, self.tx.clone());
-        let slot = &self.slots[i];
-        match &slot.svc.health.check {
+    fn launch_probe(&mut self, i: usize, now: Instant) {
+        let svc = &mut self.services[i];
+        let Some(run) = svc.run.as_mut() else { return };
+        run.probe.next = None;
+        run.probe.in_flight = Some(now);
+        let (generation, timeout, tx) = (run.generation, svc.def.config.health.timeout.0, self.tx.clone());
+        let svc = &self.services[i];
+        let report = move |ok| drop(tx.send(Msg::Probe { slot: i, run: generation, ok }));
+        match &svc.def.config.health.check {
             Check::Http(uri) => {
-                let uri = self.direct_uri(i, uri).unwrap_or_else(|| uri.clone());
-                tokio::spawn(async move {
-                    let ok = health::http::probe(&uri, timeout).await.is_ok();
-                    let _ = tx.send(Msg::Probe { slot: i, run, ok });
-                });
+                let uri = direct_uri(svc, uri).unwrap_or_else(|| uri.clone());
+                tokio::spawn(async move { report(health::http::probe(&uri, timeout).await.is_ok()) });
             }
             Check::Tcp(addr) => {
-                let direct = addr
-                    .rsplit_once(':')
-                    .and_then(|(h, p)| self.direct_probe_addr(i, h, p.parse().ok()?))
-                    .map(|a| a.to_string());
-                let addr = direct.unwrap_or_else(|| addr.clone());
-                tokio::spawn(async move {
-                    let ok = health::tcp::probe(&addr, timeout).await.is_ok();
-                    let _ = tx.send(Msg::Probe { slot: i, run, ok });
-                });
+                let direct = addr.rsplit_once(':').and_then(|(h, p)| svc.probe_target(h, p.parse().ok()?));
+                let addr = direct.map_or_else(|| addr.clone(), |a| a.to_string());
+                tokio::spawn(async move { report(health::tcp::probe(&addr, timeout).await.is_ok()) });
             }
-            Check::Exec(argv) if slot.container.is_some() => {
-                let (argv, id, engine) = (argv.clone(), self.container_id(i), self.engine.clone());
+            Check::Exec(argv) if svc.container().is_some() => {
+                let id = svc.run.as_ref().and_then(|r| r.container_id()).map(str::to_owned);
+                let docker = self.engine.as_ref().map(|e| e.docker().clone());
+                let (Some(id), Some(docker)) = (id, docker) else { return report(false) };
+                let argv = argv.clone();
                 tokio::spawn(async move {
-                    let ok = match (engine, id) {
-                        (Some(engine), Some(id)) => {
-                            crate::runtime::docker::exec::probe(engine.docker(), &id, &argv, timeout).await
-                                == Ok(true)
-                        }
-                        _ => false,
-                    };
-                    let _ = tx.send(Msg::Probe { slot: i, run, ok });
+                    report(
+                        crate::runtime::docker::exec::probe(&docker, &id, &argv, timeout)
+                            .await
+                            .is_ok_and(|ok| ok),
+                    )
                 });
             }
             Check::Exec(argv) => {
                 let argv = argv.clone();
-                self.launch_exec_probe(i, &argv);
+                self.launch_exec_probe(i, generation, &argv);
             }
-            Check::None | Check::Log(_) | Check::Notify => self.slots[i].probe.in_flight = false,
+            Check::None | Check::Log(_) | Check::Notify => {
+                if let Some(run) = self.services[i].run.as_mut() {
+                    run.probe.in_flight = None;
+                }
+            }
         }
     }
 
     /// Runs an exec check as a child of ours (reaped like any other), with the service's
     /// environment, directory and user, its output discarded.
-    fn launch_exec_probe(&mut self, i: usize, argv: &[String]) {
-        let slot = &self.slots[i];
-        let env = slot.environment();
+    fn launch_exec_probe(&mut self, i: usize, generation: u64, argv: &[String]) {
+        let svc = &self.services[i];
+        let Some(native) = svc.def.native() else { return self.on_probe(i, generation, false) };
+        let env = native.environment(svc.notify.as_ref().map(|b| b.addr.as_str()));
         let cmd = spawn::Command {
             argv,
             env: &env,
-            cwd: slot.cwd(),
-            credentials: slot.credentials.as_ref(),
+            cwd: native.cwd.as_deref(),
+            credentials: native.credentials.as_ref(),
             cgroup_join: &[],
             stdout: None,
             stderr: None,
         };
-        let run = slot.run;
         match spawn::spawn(cmd) {
             Ok(pid) => {
-                self.owners.insert(pid, Owner::Probe { slot: i, run });
-                self.slots[i].probe.exec = Some((pid, Instant::now() + self.slots[i].svc.health.timeout.0));
+                self.owners.insert(pid, Owner::Probe { slot: i, run: generation });
+                let deadline = Instant::now() + self.services[i].def.config.health.timeout.0;
+                if let Some(run) = self.services[i].run.as_mut() {
+                    run.probe.exec = Some((pid, deadline));
+                }
             }
             Err(e) => {
-                tracing::warn!(service = %self.slots[i].name, "exec health check cannot start: {e}");
-                self.on_probe(i, run, false);
+                tracing::warn!(service = %self.services[i].name, "exec health check cannot start: {e}");
+                self.on_probe(i, generation, false);
             }
         }
     }
 
-    pub(super) fn on_exec_probe_exit(&mut self, i: usize, run: u64, exit: Exit) {
-        self.slots[i].probe.exec = None;
-        self.on_probe(i, run, exit == Exit::Code(0));
+    pub(super) fn on_exec_probe_exit(&mut self, i: usize, generation: u64, exit: Exit) {
+        if let Some(run) = self.services[i].run.as_mut().filter(|r| r.generation == generation) {
+            run.probe.exec = None;
+        }
+        self.on_probe(i, generation, exit.success());
     }
 
-    /// A probe result: schedules the next probe and tells the state machine.
-    pub(super) fn on_probe(&mut self, i: usize, run: u64, ok: bool) {
-        let slot = &mut self.slots[i];
-        // At most one probe is in flight, so this result is that one's even when it is from an
-        // earlier run: clear the flag before dropping a stale result, or the new run is never
-        // probed again.
-        slot.probe.in_flight = false;
-        let launched = slot.probe.launched.take();
-        if run != slot.run {
-            return;
-        }
+    /// A probe result for run `generation`: schedules the next probe and tells the state
+    /// machine. A result of an earlier run is dropped (that run and its schedule are gone).
+    pub(super) fn on_probe(&mut self, i: usize, generation: u64, ok: bool) {
+        let svc = &mut self.services[i];
+        let Some(run) = svc.run.as_mut().filter(|r| r.generation == generation) else { return };
+        let launched = run.probe.in_flight.take();
         if let Some(at) = launched {
-            self.metrics.probed(&slot.name, at.elapsed().as_secs_f64(), ok);
+            self.metrics.probed(&svc.name, at.elapsed().as_secs_f64(), ok);
         }
-        let slot = &mut self.slots[i];
-        let health = &slot.svc.health;
-        let every = match slot.life.state {
+        let health = &svc.def.config.health;
+        let every = match svc.life.state {
             State::Starting { .. } => health.start_interval.0,
             State::Healthy { .. } | State::Unhealthy { .. } => health.interval.0,
             _ => return,
         };
-        slot.probe.next = Some(Instant::now() + every);
+        run.probe.next = Some(Instant::now() + every);
         self.apply(i, if ok { Event::Ready } else { Event::ProbeFailed });
     }
 
     /// READY=1 or the awaited log line: only a service in its startup gate cares.
-    pub(super) fn on_ready(&mut self, i: usize, run: Option<u64>) {
-        let slot = &self.slots[i];
-        if run.is_some_and(|r| r != slot.run) || !matches!(slot.life.state, State::Starting { .. }) {
+    pub(super) fn on_ready(&mut self, i: usize, generation: Option<u64>) {
+        let svc = &self.services[i];
+        let stale = generation.is_some_and(|g| !svc.is_current(g));
+        if stale || !matches!(svc.life.state, State::Starting { .. }) {
             return;
         }
         self.apply(i, Event::Ready);
     }
 
-    /// The output watch of a run whose health check is a `log` pattern, armed already: the
-    /// output is read on the log thread and may show the line before the actor moves on.
-    pub(super) fn log_watch(&self, i: usize) -> Option<Watch> {
-        let slot = &self.slots[i];
-        let pattern = slot.log_pattern.clone()?;
-        slot.log_armed.store(matches!(slot.life.state, State::Starting { .. }), Ordering::Release);
-        let (tx, run) = (self.tx.clone(), slot.run);
+    /// The output watch of run `generation` when the check is a `log` pattern, armed by
+    /// `armed` (the run's own).
+    pub(super) fn log_watch(&self, i: usize, generation: u64, armed: &Arc<AtomicBool>) -> Option<Watch> {
+        let pattern = self.services[i].def.log_pattern.clone()?;
+        let tx = self.tx.clone();
         Some(Watch {
             pattern,
-            armed: Arc::clone(&slot.log_armed),
+            armed: Arc::clone(armed),
             on_match: Arc::new(move || {
-                let _ = tx.send(Msg::Ready { slot: i, run: Some(run) });
+                let _ = tx.send(Msg::Ready { slot: i, run: Some(generation) });
             }),
         })
     }
+}
 
-    /// Binds the notify socket of every `notify = true` service and forwards READY=1.
-    pub(super) fn bind_notify_sockets(&mut self) -> std::io::Result<()> {
-        let dir = self.cfg.supervisor.state_dir.join("notify");
-        for i in 0..self.slots.len() {
-            if !matches!(self.slots[i].svc.health.check, Check::Notify) {
-                continue;
-            }
-            crate::logs::writer::create_dir(&dir)?;
-            let path = dir.join(format!("{}.sock", self.slots[i].name));
-            let socket = health::notify::NotifySocket::bind(&path)?;
-            self.slots[i].notify_socket = Some(path);
-            let tx = self.tx.clone();
-            tokio::spawn(async move {
-                while let Ok(n) = socket.recv().await {
-                    if n.ready && tx.send(Msg::Ready { slot: i, run: None }).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Ok(())
-    }
+/// An http check of a container aimed at a published port, aimed at the container itself.
+fn direct_uri(svc: &super::service::Service, uri: &http::Uri) -> Option<http::Uri> {
+    let port = uri.port_u16().unwrap_or(80);
+    let direct = svc.probe_target(uri.host()?, port)?;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    format!("{}://{direct}{path}", uri.scheme_str().unwrap_or("http")).parse().ok()
 }

@@ -1,7 +1,10 @@
-//! Reload (SIGHUP, `/v1/reload`): re-read the config and validate it fully first — an invalid
-//! one changes nothing — then stop removed services, add new ones, and take changed ones down
-//! to start again in dependency order with their new definition. Untouched services keep
-//! running. Slots are never removed (indices stay valid): a removed service is retired.
+//! Reload (SIGHUP, `/v1/reload`): re-read the config and check all of it first — the file, the
+//! graph, and every added or changed service's definition built (its user resolved on this
+//! host) — so that a reload that is refused has changed nothing at all. Then removed services
+//! are stopped, new ones added, and changed ones taken down to start again in dependency order
+//! with their whole new definition, installed once they are at rest. Untouched services keep
+//! running. Services are never removed from the actor (indices stay valid): a removed one is
+//! retired, and one added back later takes its place again.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -9,10 +12,11 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::actor::Supervisor;
-use super::fsm::{Event, Spec, State};
+use super::definition::{Definition, DefinitionError};
+use super::fsm::{Event, State, Then};
+use super::service::Standing;
 use crate::config::{self, Config};
-use crate::graph::Graph;
-use crate::runtime::docker::ContainerSpec;
+use crate::graph::GraphError;
 
 /// What a reload did.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -23,141 +27,165 @@ pub struct Reloaded {
     pub unchanged: usize,
 }
 
+/// Why a reload was refused (nothing changed then).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("this supervisor was not started from a config file")]
+    NoFile,
+    #[error("the supervisor is stopping")]
+    Stopping,
+    #[error("{0}")]
+    Config(#[from] config::LoadError),
+    #[error("{0}")]
+    Graph(#[from] GraphError),
+    #[error("{0}")]
+    Definition(#[from] DefinitionError),
+}
+
+/// A reload worked out in full before anything is touched.
+#[derive(Default)]
+struct Plan {
+    removed: Vec<usize>,
+    changed: Vec<(usize, Definition)>,
+    /// Removed by an earlier reload, in the config again.
+    readded: Vec<(usize, Definition)>,
+    added: Vec<Definition>,
+    unchanged: usize,
+}
+
 impl Supervisor {
-    /// Reloads from `path`; the error is the validation report (nothing changed then).
-    pub(super) fn reload(&mut self, path: &Path) -> Result<Reloaded, String> {
-        let cfg = config::load(path).map_err(|e| e.to_string())?;
-        let graph = Graph::of(&cfg).map_err(|e| e.to_string())?;
-        if cfg.supervisor != self.cfg.supervisor {
+    /// Reloads from `path`.
+    pub(super) fn reload(&mut self, path: &Path) -> Result<Reloaded, ReloadError> {
+        let cfg = config::load(path)?;
+        cfg.graph()?;
+        if cfg.supervisor != self.settings {
             tracing::warn!("reload: [supervisor] changes take effect at the next start");
         }
-        let mut done = Reloaded::default();
-        for i in 0..self.slots.len() {
-            if !self.slots[i].retired {
-                self.reconcile(i, &cfg, &mut done);
+        let plan = self.plan(&cfg)?;
+        Ok(self.carry_out(plan, &cfg))
+    }
+
+    /// Sorts every service into removed, changed, added back, added and unchanged, building the
+    /// definition of each that will be installed. Fails before anything changes.
+    fn plan(&self, cfg: &Config) -> Result<Plan, DefinitionError> {
+        let mut plan = Plan::default();
+        let build = |svc: &config::Service| Definition::build(&self.settings, svc);
+        for (i, svc) in self.services.iter().enumerate() {
+            match (cfg.services.get(&svc.name), svc.retired()) {
+                (None, false) => plan.removed.push(i),
+                (None, true) => {}
+                (Some(new), true) => plan.readded.push((i, build(new)?)),
+                (Some(new), false) if *new != *self.current_config(i) => plan.changed.push((i, build(new)?)),
+                (Some(_), false) => plan.unchanged += 1,
             }
         }
-        for name in graph.names() {
-            if !self.slots.iter().any(|s| !s.retired && &s.name == name) {
-                self.add(name, &cfg).map_err(|e| e.to_string())?;
-                done.added.push(name.clone());
+        for (name, svc) in &cfg.services {
+            if !self.services.iter().any(|s| &s.name == name) {
+                plan.added.push(build(svc)?);
             }
         }
-        self.cfg.services = cfg.services;
-        self.rewire();
+        Ok(plan)
+    }
+
+    /// The config a service will run with: the one waiting to replace the running one, if any.
+    fn current_config(&self, i: usize) -> &config::Service {
+        match &self.services[i].standing {
+            Standing::Replacing { def, .. } => &def.config,
+            _ => &self.services[i].def.config,
+        }
+    }
+
+    fn carry_out(&mut self, plan: Plan, cfg: &Config) -> Reloaded {
+        let mut done = Reloaded { unchanged: plan.unchanged, ..Reloaded::default() };
+        for i in plan.removed {
+            done.removed.push(self.services[i].name.clone());
+            self.services[i].standing = Standing::Retired;
+            self.apply(i, Event::Stop);
+            if let Some(c) = self.services[i].container_mut() {
+                c.remove();
+            }
+        }
+        for (i, def) in plan.changed {
+            done.changed.push(self.services[i].name.clone());
+            // an operator's stop holds: the new definition waits for their start (a stop an
+            // earlier reload made is no operator's)
+            let restarting = matches!(self.services[i].standing, Standing::Replacing { start: true, .. });
+            let stopped = matches!(
+                self.services[i].life.state,
+                State::Stopped | State::Stopping { then: Then::Hold, .. }
+            );
+            self.replace(i, def, restarting || !stopped);
+        }
+        for (i, def) in plan.readded {
+            done.added.push(self.services[i].name.clone());
+            self.replace(i, def, true);
+        }
+        for def in plan.added {
+            done.added.push(def.config.name.clone());
+            // the directory and log could be made at boot: a failure here is the disk's
+            if let Err(e) = self.add_service(def) {
+                tracing::error!("reload: {e}");
+            }
+        }
+        done.added.sort();
+        self.rewire(cfg);
         self.start_ready();
-        Ok(done)
+        done
     }
 
-    /// One existing service against the new config.
-    fn reconcile(&mut self, i: usize, cfg: &Config, done: &mut Reloaded) {
-        let name = self.slots[i].name.clone();
-        match cfg.services.get(&name) {
-            None => {
-                done.removed.push(name);
-                self.slots[i].retired = true;
-                self.slots[i].requeue = false;
-                self.apply(i, Event::Stop);
-                self.remove_container(i);
-            }
-            Some(new) if *new != self.slots[i].svc => {
-                done.changed.push(name);
-                self.slots[i].svc = new.clone();
-                self.slots[i].spec = Spec::of(new);
-                self.slots[i].log_pattern = match &new.health.check {
-                    config::Check::Log(re) => regex::bytes::Regex::new(re.as_str()).ok(),
-                    _ => None,
-                };
-                self.requeue(i);
-                self.recontain(i, &cfg.supervisor.project);
-            }
-            Some(_) => done.unchanged += 1,
+    /// Service `i` gets `def`: at once when it is at rest, else once its run has stopped; then
+    /// it goes back to pending if `start`.
+    fn replace(&mut self, i: usize, def: Definition, start: bool) {
+        self.services[i].standing = Standing::Replacing { def: Box::new(def), start };
+        if self.services[i].life.state.is_at_rest() {
+            self.after_requeue(i);
+        } else {
+            self.apply(i, Event::Stop);
         }
     }
 
-    /// Takes a changed service down; it comes back through `after_requeue` once stopped.
-    fn requeue(&mut self, i: usize) {
-        match self.slots[i].life.state {
-            State::Pending | State::Stopped => self.setup_cgroup(i),
-            State::Exited { .. } | State::Failed { .. } => {
-                self.setup_cgroup(i);
-                self.apply(i, Event::Requeue);
-            }
-            _ => {
-                self.slots[i].requeue = true;
-                self.apply(i, Event::Stop);
-            }
-        }
-    }
-
-    /// Called when a service reaches `stopped`: a changed one goes back to pending.
+    /// Called after every transition: a service waiting for a new definition gets it once it is
+    /// at rest, and goes back to pending to start again in dependency order.
     pub(super) fn after_requeue(&mut self, i: usize) {
-        if self.slots[i].requeue && matches!(self.slots[i].life.state, State::Stopped) {
-            self.slots[i].requeue = false;
-            self.setup_cgroup(i);
+        if !self.services[i].life.state.is_at_rest() {
+            return;
+        }
+        let Standing::Replacing { .. } = self.services[i].standing else { return };
+        let Standing::Replacing { def, start } =
+            std::mem::replace(&mut self.services[i].standing, Standing::Active)
+        else {
+            return;
+        };
+        self.install(i, *def);
+        if start {
             self.apply(i, Event::Requeue);
         }
     }
 
-    fn add(&mut self, name: &str, cfg: &Config) -> Result<(), super::BootError> {
-        if let Some(i) = self.slots.iter().position(|s| s.retired && s.name == name) {
-            // re-added after a removal: the same slot, with the new definition
-            let new = &cfg.services[name];
-            let slot = &mut self.slots[i];
-            slot.retired = false;
-            slot.svc = new.clone();
-            slot.spec = Spec::of(new);
-            self.requeue(i);
-            self.recontain(i, &cfg.supervisor.project);
-            return Ok(());
-        }
-        let slot = super::slot_for(cfg, name, &self.logs, &self.metrics)?;
-        self.slots.push(slot);
-        let i = self.slots.len() - 1;
-        self.setup_cgroup(i);
-        self.start_worker(i);
-        Ok(())
-    }
-
-    /// A changed definition for a service's container: prepared again (recreated) once the
-    /// old one is stopped; a service that became or stopped being a container switches too.
-    fn recontain(&mut self, i: usize, project: &str) {
-        let log_dir = self.cfg.supervisor.log_dir.clone();
-        match ContainerSpec::of(project, &self.slots[i].svc) {
-            Some(spec) if self.slots[i].container.is_some() => self.reprepare(i, spec),
-            Some(spec) => {
-                self.slots[i].container = Some(super::containers::ContainerSlot::new(spec, &log_dir));
-                self.start_worker(i);
-            }
-            None => {
-                self.remove_container(i);
-                self.slots[i].container = None;
-            }
-        }
-    }
-
     /// Dependencies and dependents as indices, from the (new) config.
-    fn rewire(&mut self) {
+    pub(super) fn rewire(&mut self, cfg: &Config) {
         let index: HashMap<String, usize> = self
-            .slots
+            .services
             .iter()
             .enumerate()
-            .filter(|(_, s)| !s.retired)
+            .filter(|(_, s)| !s.retired())
             .map(|(i, s)| (s.name.clone(), i))
             .collect();
-        for slot in &mut self.slots {
-            slot.dependents.clear();
+        for svc in &mut self.services {
+            svc.dependents.clear();
         }
-        for i in 0..self.slots.len() {
-            let deps: Vec<usize> = if self.slots[i].retired {
-                Vec::new()
-            } else {
-                self.slots[i].svc.depends_on.iter().filter_map(|d| index.get(d).copied()).collect()
-            };
+        for i in 0..self.services.len() {
+            let deps: Vec<usize> =
+                match (self.services[i].retired(), cfg.services.get(&self.services[i].name)) {
+                    (false, Some(svc)) => {
+                        svc.depends_on.iter().filter_map(|d| index.get(d).copied()).collect()
+                    }
+                    _ => Vec::new(),
+                };
             for &d in &deps {
-                self.slots[d].dependents.push(i);
+                self.services[d].dependents.push(i);
             }
-            self.slots[i].deps = deps;
+            self.services[i].deps = deps;
         }
     }
 }

@@ -1,77 +1,98 @@
-//! Snapshots of the supervisor for status displays and the final summary.
+//! The wire schema of the supervisor's state: one set of types for the board the actor posts,
+//! the control API's `/v1/status` and `/v1/services/{name}` bodies, the CLI's table and
+//! `/metrics` — defined once, so the two ends cannot drift. Also the run's final summary.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::fsm::State;
-use super::slot::Slot;
-use crate::config::{Check, Exec, Kind};
+pub use super::fsm::StateKind;
+use crate::config::Check;
 
-/// One service as `status` shows it (SPEC's `/v1/status` fields).
-#[derive(Clone, Debug, Serialize)]
-pub struct ServiceStatus {
-    pub name: String,
-    pub group: Option<String>,
-    pub kind: &'static str,
-    pub state: &'static str,
-    pub pid: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container_id: Option<String>,
-    pub restarts: u32,
-    pub uptime_s: Uptime,
-    pub memory_bytes: Option<u64>,
-    pub health: &'static str,
-    /// Why it is failed, backing off, or still pending.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// How long its last start took to become ready.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ready_after_ms: Option<u64>,
+/// What runs a service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceKind {
+    Process,
+    Container,
+    Oneshot,
 }
 
-impl ServiceStatus {
-    /// The status of `s`; `waiting` says why a pending service has not started.
-    pub fn of(s: &Slot, waiting: Option<String>) -> Self {
-        let reason = match &s.life.state {
-            State::Failed { reason } | State::Backoff { reason, .. } => Some(reason.to_string()),
-            State::Pending => waiting,
-            _ => None,
-        };
-        ServiceStatus {
-            name: s.name.clone(),
-            group: s.svc.group.clone(),
-            kind: match (s.svc.kind, &s.svc.exec) {
-                (Kind::Oneshot, _) => "oneshot",
-                (_, Exec::Image { .. }) => "container",
-                _ => "process",
-            },
-            state: s.life.state.name(),
-            pid: s.pid.map(|p| p.as_raw()),
-            container_id: s.container.as_ref().and_then(|c| Some(c.running.as_ref()?.id.clone())),
-            restarts: s.life.restarts,
-            uptime_s: Uptime(s.life.state.running_since().map(|since| container_since(s).unwrap_or(since))),
-            memory_bytes: s.last_rss,
-            health: check_name(&s.svc.health.check),
-            reason,
-            ready_after_ms: s.ready_after.map(|d| d.as_millis() as u64),
+/// Which health check a service has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    None,
+    Http,
+    Tcp,
+    Exec,
+    Log,
+    Notify,
+}
+
+impl CheckKind {
+    pub fn of(check: &Check) -> CheckKind {
+        match check {
+            Check::None => CheckKind::None,
+            Check::Http(_) => CheckKind::Http,
+            Check::Tcp(_) => CheckKind::Tcp,
+            Check::Exec(_) => CheckKind::Exec,
+            Check::Log(_) => CheckKind::Log,
+            Check::Notify => CheckKind::Notify,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckKind::None => "none",
+            CheckKind::Http => "http",
+            CheckKind::Tcp => "tcp",
+            CheckKind::Exec => "exec",
+            CheckKind::Log => "log",
+            CheckKind::Notify => "notify",
         }
     }
 }
 
-/// When an adopted (or any) container really started, as an `Instant`: its run began before
-/// this supervisor did.
-fn container_since(s: &Slot) -> Option<std::time::Instant> {
-    let nanos = s.container.as_ref()?.running.as_ref()?.started_nanos;
-    let started = std::time::UNIX_EPOCH + Duration::from_nanos(u64::try_from(nanos).ok().filter(|&n| n > 0)?);
-    let ago = std::time::SystemTime::now().duration_since(started).ok()?;
-    std::time::Instant::now().checked_sub(ago)
+/// One service as `status` shows it (SPEC's `/v1/status` fields, and why it is where it is).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub group: Option<String>,
+    pub kind: ServiceKind,
+    pub state: StateKind,
+    pub pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    pub restarts: u32,
+    pub uptime_s: Uptime,
+    pub memory_bytes: Option<u64>,
+    pub health: CheckKind,
+    /// Why it is failed, backing off, or still pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// How long its last start took to become ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_after_ms: Option<u64>,
 }
 
-/// Since when a service runs; it reads (and serializes) as the seconds up to that moment, so
-/// a status taken once stays right however late it is shown.
+/// Every service's status as of its last change, shared by every reader without copies.
+pub type Board = Arc<Vec<ServiceStatus>>;
+
+/// `GET /v1/status`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    /// The release running (`current`'s target), when there is one.
+    pub release: Option<String>,
+    pub services: Board,
+}
+
+/// Since when a service runs. It travels as the seconds up to the moment it is written, and
+/// reads back as the moment that many seconds before it was read: a status taken once stays
+/// right however late it is shown, on either side of the socket.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Uptime(pub Option<std::time::Instant>);
+pub struct Uptime(pub Option<Instant>);
 
 impl Uptime {
     pub fn secs(&self) -> Option<f64> {
@@ -85,14 +106,14 @@ impl Serialize for Uptime {
     }
 }
 
-pub fn check_name(c: &Check) -> &'static str {
-    match c {
-        Check::None => "none",
-        Check::Http(_) => "http",
-        Check::Tcp(_) => "tcp",
-        Check::Exec(_) => "exec",
-        Check::Log(_) => "log",
-        Check::Notify => "notify",
+impl<'de> Deserialize<'de> for Uptime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let secs = Option::<f64>::deserialize(d)?;
+        let since = secs
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .and_then(|ago| Instant::now().checked_sub(ago));
+        Ok(Uptime(since))
     }
 }
 
@@ -105,4 +126,66 @@ pub struct Summary {
     pub ran_for: Duration,
     /// Stopped for an upgrade: the caller execs the (new) binary, which adopts the containers.
     pub upgrade: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ServiceStatus {
+        ServiceStatus {
+            name: "titan-brain".into(),
+            group: Some("brain".into()),
+            kind: ServiceKind::Container,
+            state: StateKind::Healthy,
+            pid: None,
+            container_id: Some("0123456789abcdef".into()),
+            restarts: 2,
+            uptime_s: Uptime(Instant::now().checked_sub(Duration::from_secs(90))),
+            memory_bytes: Some(123 << 20),
+            health: CheckKind::Http,
+            reason: None,
+            ready_after_ms: Some(212),
+        }
+    }
+
+    /// What the daemon writes is what the client reads, field for field; uptime moves only
+    /// by the time the round trip took.
+    #[test]
+    fn the_status_body_round_trips() {
+        let status =
+            Status { release: Some("20261201T000000Z-abcdef0".into()), services: Arc::new(vec![sample()]) };
+        let sent = serde_json::to_value(&status).unwrap();
+        let read: Status = serde_json::from_value(sent.clone()).unwrap();
+        let again = serde_json::to_value(&read).unwrap();
+        let uptime = |v: &serde_json::Value| v["services"][0]["uptime_s"].as_f64().unwrap();
+        assert!((uptime(&again) - uptime(&sent)).abs() < 1.0, "{sent} vs {again}");
+        let without_uptime = |mut v: serde_json::Value| {
+            v["services"][0]["uptime_s"] = serde_json::Value::Null;
+            v
+        };
+        assert_eq!(without_uptime(again), without_uptime(sent.clone()));
+        // SPEC's names, as other tools read them
+        let s = &sent["services"][0];
+        assert_eq!(
+            (s["kind"].as_str(), s["state"].as_str(), s["health"].as_str()),
+            (Some("container"), Some("healthy"), Some("http"))
+        );
+        assert_eq!(s["ready_after_ms"], 212);
+    }
+
+    #[test]
+    fn a_service_not_running_has_no_uptime_and_bad_uptimes_read_as_none() {
+        let mut s = sample();
+        s.uptime_s = Uptime(None);
+        let v = serde_json::to_value(&s).unwrap();
+        assert!(v["uptime_s"].is_null());
+        let read: ServiceStatus = serde_json::from_value(v).unwrap();
+        assert!(read.uptime_s.0.is_none());
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["uptime_s"] = serde_json::json!(-5.0);
+        let read: ServiceStatus = serde_json::from_value(v).unwrap();
+        assert!(read.uptime_s.0.is_none());
+        assert!(serde_json::from_str::<ServiceStatus>("{\"name\": 1}").is_err());
+    }
 }

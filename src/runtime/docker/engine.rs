@@ -14,6 +14,7 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
+use super::error::{DockerError, status_of};
 use super::spec::{self, ContainerSpec};
 
 /// A running container as the supervisor tracks it.
@@ -76,7 +77,7 @@ pub struct Engine {
 const PREPARING: usize = 3;
 
 fn not_found(e: &ApiError) -> bool {
-    matches!(e, ApiError::DockerResponseServerError { status_code: 404, .. })
+    status_of(e) == Some(404)
 }
 
 fn labels(project: &str) -> HashMap<String, String> {
@@ -102,38 +103,35 @@ impl Engine {
 
     /// Makes sure `image` is present: pulled when absent (progress in the supervisor's log),
     /// and a `name@sha256:…` reference must then be among the image's RepoDigests exactly.
-    pub async fn ensure_image(&self, image: &str) -> Result<(), String> {
+    pub async fn ensure_image(&self, image: &str) -> Result<(), DockerError> {
         let present = match self.docker.inspect_image(image).await {
             Ok(_) => true,
             Err(e) if not_found(&e) => false,
-            Err(e) => return Err(format!("cannot inspect image {image}: {e}")),
+            Err(e) => return Err(DockerError::api("inspect image", image)(e)),
         };
         if !present {
             self.pull(image).await?;
         }
         let Some((_, digest)) = image.split_once('@') else { return Ok(()) };
-        let inspected = self
-            .docker
-            .inspect_image(image)
-            .await
-            .map_err(|e| format!("cannot inspect image {image}: {e}"))?;
-        let digests = inspected.repo_digests.unwrap_or_default();
-        if digests.iter().any(|d| d.rsplit_once('@').is_some_and(|(_, d)| d == digest)) {
+        let inspected =
+            self.docker.inspect_image(image).await.map_err(DockerError::api("inspect image", image))?;
+        let found = inspected.repo_digests.unwrap_or_default();
+        if found.iter().any(|d| d.rsplit_once('@').is_some_and(|(_, d)| d == digest)) {
             Ok(())
         } else {
-            Err(format!("image {image}: pulled, but its digests are {digests:?}, not {digest}"))
+            Err(DockerError::Digest { image: image.to_owned(), found, digest: digest.to_owned() })
         }
     }
 
-    async fn pull(&self, image: &str) -> Result<(), String> {
+    async fn pull(&self, image: &str) -> Result<(), DockerError> {
         tracing::info!(image, "pulling");
         let options = CreateImageOptions { from_image: Some(image.to_owned()), ..Default::default() };
         let mut progress = self.docker.create_image(Some(options), None, None);
         let mut last = String::new();
         while let Some(step) = progress.next().await {
-            let step = step.map_err(|e| format!("cannot pull {image}: {e}"))?;
+            let step = step.map_err(DockerError::api("pull", image))?;
             if let Some(detail) = step.error_detail.and_then(|d| d.message) {
-                return Err(format!("cannot pull {image}: {detail}"));
+                return Err(DockerError::Pull { image: image.to_owned(), detail });
             }
             let status = step.status.unwrap_or_default();
             if status != last {
@@ -146,12 +144,12 @@ impl Engine {
     }
 
     /// Creates the network, labelled with the project, unless it exists.
-    pub async fn ensure_network(&self, name: &str) -> Result<(), String> {
+    pub async fn ensure_network(&self, name: &str) -> Result<(), DockerError> {
         let _one_at_a_time = self.creating.lock().await;
         match self.docker.inspect_network(name, None).await {
             Ok(_) => return Ok(()),
             Err(e) if not_found(&e) => {}
-            Err(e) => return Err(format!("cannot inspect network {name}: {e}")),
+            Err(e) => return Err(DockerError::api("inspect network", name)(e)),
         }
         let mut labels = labels(&self.project);
         labels.insert("com.docker.compose.network".into(), name.to_owned());
@@ -164,34 +162,31 @@ impl Engine {
         match self.docker.create_network(request).await {
             Ok(_) => Ok(()),
             // created meanwhile by another service's preparation
-            Err(ApiError::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
-            Err(e) => Err(format!("cannot create network {name}: {e}")),
+            Err(e) if status_of(&e) == Some(409) => Ok(()),
+            Err(e) => Err(DockerError::api("create network", name)(e)),
         }
     }
 
     /// Creates the named volume, labelled with the project, unless it exists.
-    pub async fn ensure_volume(&self, name: &str) -> Result<(), String> {
+    pub async fn ensure_volume(&self, name: &str) -> Result<(), DockerError> {
         let _one_at_a_time = self.creating.lock().await;
         match self.docker.inspect_volume(name).await {
             Ok(_) => return Ok(()),
             Err(e) if not_found(&e) => {}
-            Err(e) => return Err(format!("cannot inspect volume {name}: {e}")),
+            Err(e) => return Err(DockerError::api("inspect volume", name)(e)),
         }
         let mut labels = labels(&self.project);
         labels.insert("com.docker.compose.volume".into(), name.to_owned());
         let request =
             VolumeCreateRequest { name: Some(name.to_owned()), labels: Some(labels), ..Default::default() };
-        self.docker
-            .create_volume(request)
-            .await
-            .map(drop)
-            .map_err(|e| format!("cannot create volume {name}: {e}"))
+        self.docker.create_volume(request).await.map(drop).map_err(DockerError::api("create volume", name))
     }
 
     /// Everything a start needs, done ahead: image, network, volumes, and the container itself
     /// — adopted when it runs with this spec, recreated when its spec changed.
-    pub async fn prepare(&self, spec: &ContainerSpec) -> Result<Prepared, String> {
-        let _turn = self.preparing.acquire().await.map_err(|e| e.to_string())?;
+    pub async fn prepare(&self, spec: &ContainerSpec) -> Result<Prepared, DockerError> {
+        // the semaphore is never closed: a permit always comes
+        let _turn = self.preparing.acquire().await.ok();
         self.ensure_image(&spec.image).await?;
         self.ensure_network(&spec.network).await?;
         for volume in &spec.volumes {
@@ -201,13 +196,11 @@ impl Engine {
             Ok(found) => {
                 let labels = found.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
                 if labels.get(spec::LABEL_PROJECT) != Some(&self.project) {
-                    return Err(format!(
-                        "a container named {} exists and is not this project's (no {}={} label): \
-                         remove or rename it",
-                        spec.name,
-                        spec::LABEL_PROJECT,
-                        self.project
-                    ));
+                    return Err(DockerError::NotOurs {
+                        name: spec.name.clone(),
+                        label: spec::LABEL_PROJECT,
+                        project: self.project.clone(),
+                    });
                 }
                 if labels.get(spec::LABEL_HASH) == Some(&spec.hash) {
                     let running = found.state.as_ref().and_then(|s| s.running) == Some(true);
@@ -221,66 +214,65 @@ impl Engine {
                 self.remove(&spec.name, spec.body.stop_timeout.unwrap_or(10)).await?;
             }
             Err(e) if not_found(&e) => {}
-            Err(e) => return Err(format!("cannot inspect container {}: {e}", spec.name)),
+            Err(e) => return Err(DockerError::api("inspect container", &spec.name)(e)),
         }
         let options = CreateContainerOptions { name: Some(spec.name.clone()), ..Default::default() };
         self.docker
             .create_container(Some(options), spec.body.clone())
             .await
-            .map_err(|e| format!("cannot create container {}: {e}", spec.name))?;
+            .map_err(DockerError::api("create container", &spec.name))?;
         Ok(Prepared::Created)
     }
 
     /// Starts the prepared container and reads back its main pid and start time.
-    pub async fn start(&self, name: &str) -> Result<Running, String> {
-        self.docker
-            .start_container(name, None)
-            .await
-            .map_err(|e| format!("cannot start container {name}: {e}"))?;
+    pub async fn start(&self, name: &str) -> Result<Running, DockerError> {
+        self.docker.start_container(name, None).await.map_err(DockerError::api("start container", name))?;
         let found = self
             .docker
             .inspect_container(name, None)
             .await
-            .map_err(|e| format!("cannot inspect container {name}: {e}"))?;
+            .map_err(DockerError::api("inspect container", name))?;
         Ok(Running::of(found))
     }
 
     /// Sends `signal` to the container's main process; one that is not running is no error.
-    pub async fn signal(&self, name: &str, signal: &str) -> Result<(), String> {
+    pub async fn signal(&self, name: &str, signal: &str) -> Result<(), DockerError> {
         let options = KillContainerOptions { signal: signal.to_owned() };
         match self.docker.kill_container(name, Some(options)).await {
             Ok(()) => Ok(()),
-            Err(ApiError::DockerResponseServerError { status_code: 404 | 409, .. }) => Ok(()),
-            Err(e) => Err(format!("cannot signal container {name}: {e}")),
+            Err(e) if matches!(status_of(&e), Some(404 | 409)) => Ok(()),
+            Err(e) => Err(DockerError::api("signal container", name)(e)),
         }
     }
 
     /// Exit code and OOM kill of a container that stopped; `None` while it runs.
-    pub async fn exit_of(&self, name: &str) -> Result<Option<(i64, bool)>, String> {
+    pub async fn exit_of(&self, name: &str) -> Result<Option<(i64, bool)>, DockerError> {
         let found = self
             .docker
             .inspect_container(name, None)
             .await
-            .map_err(|e| format!("cannot inspect container {name}: {e}"))?;
+            .map_err(DockerError::api("inspect container", name))?;
         Ok(Running::of(found).ended)
     }
 
     /// Stops (within `grace` seconds) and removes a container.
-    pub async fn remove(&self, name: &str, grace: i64) -> Result<(), String> {
-        let stop = StopContainerOptions { t: Some(grace as i32), signal: None };
+    pub async fn remove(&self, name: &str, grace: i64) -> Result<(), DockerError> {
+        let stop = StopContainerOptions { t: Some(i32::try_from(grace).unwrap_or(i32::MAX)), signal: None };
         match self.docker.stop_container(name, Some(stop)).await {
-            Ok(()) | Err(ApiError::DockerResponseServerError { status_code: 304 | 404, .. }) => {}
-            Err(e) => return Err(format!("cannot stop container {name}: {e}")),
+            Ok(()) => {}
+            Err(e) if matches!(status_of(&e), Some(304 | 404)) => {}
+            Err(e) => return Err(DockerError::api("stop container", name)(e)),
         }
         let options = RemoveContainerOptions { force: true, ..Default::default() };
         match self.docker.remove_container(name, Some(options)).await {
-            Ok(()) | Err(ApiError::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
-            Err(e) => Err(format!("cannot remove container {name}: {e}")),
+            Ok(()) => Ok(()),
+            Err(e) if not_found(&e) => Ok(()),
+            Err(e) => Err(DockerError::api("remove container", name)(e)),
         }
     }
 
     /// Stops and removes the project's containers whose service is not in `keep`.
-    pub async fn remove_orphans(&self, keep: &[String]) -> Result<Vec<String>, String> {
+    pub async fn remove_orphans(&self, keep: &[String]) -> Result<Vec<String>, DockerError> {
         let filter = format!("{}={}", spec::LABEL_PROJECT, self.project);
         let options = ListContainersOptions {
             all: true,
@@ -291,7 +283,7 @@ impl Engine {
             .docker
             .list_containers(Some(options))
             .await
-            .map_err(|e| format!("cannot list containers: {e}"))?;
+            .map_err(DockerError::api("list containers of project", &self.project))?;
         let mut removed = Vec::new();
         for c in found {
             let service =

@@ -7,8 +7,15 @@ use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use futures_util::StreamExt;
 
+use super::DockerError;
+
 /// Runs `argv` in container `id`; `Ok(true)` when it exited 0 within `timeout`.
-pub async fn probe(docker: &Docker, id: &str, argv: &[String], timeout: Duration) -> Result<bool, String> {
+pub async fn probe(
+    docker: &Docker,
+    id: &str,
+    argv: &[String],
+    timeout: Duration,
+) -> Result<bool, DockerError> {
     let run = async {
         let options = CreateExecOptions {
             cmd: Some(argv.to_vec()),
@@ -16,15 +23,18 @@ pub async fn probe(docker: &Docker, id: &str, argv: &[String], timeout: Duration
             attach_stderr: Some(true),
             ..Default::default()
         };
-        let exec = docker.create_exec(id, options).await.map_err(|e| format!("cannot create exec: {e}"))?;
+        let exec =
+            docker.create_exec(id, options).await.map_err(DockerError::api("create an exec in", id))?;
         let start = StartExecOptions { detach: false, tty: false, output_capacity: None };
-        if let StartExecResults::Attached { mut output, .. } =
-            docker.start_exec(&exec.id, Some(start)).await.map_err(|e| format!("cannot start exec: {e}"))?
+        if let StartExecResults::Attached { mut output, .. } = docker
+            .start_exec(&exec.id, Some(start))
+            .await
+            .map_err(DockerError::api("start exec", &exec.id))?
         {
             // the output ends when the command does
             while output.next().await.is_some() {}
         }
-        let done = docker.inspect_exec(&exec.id).await.map_err(|e| format!("cannot inspect exec: {e}"))?;
+        let done = docker.inspect_exec(&exec.id).await.map_err(DockerError::api("inspect exec", &exec.id))?;
         Ok(done.exit_code == Some(0))
     };
     tokio::time::timeout(timeout, run).await.unwrap_or(Ok(false))

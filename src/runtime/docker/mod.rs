@@ -4,6 +4,7 @@
 //! only: what to do and when is the actor's.
 
 pub mod engine;
+pub mod error;
 pub mod events;
 pub mod exec;
 pub mod logs;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use bollard::{API_DEFAULT_VERSION, Docker};
 
 pub use engine::{Engine, Running};
+pub use error::DockerError;
 pub use spec::ContainerSpec;
 
 /// How long one Engine API request may take before it counts as failed (streams are not
@@ -22,11 +24,12 @@ const REQUEST_TIMEOUT: u64 = 120;
 
 /// Connects to the daemon at `host` (`unix:///var/run/docker.sock`) and settles on the highest
 /// API version both sides speak (Debian's dockerd is 1.41; bollard defaults above it).
-pub async fn connect(host: &str) -> Result<Docker, String> {
+pub async fn connect(host: &str) -> Result<Docker, DockerError> {
     let path = host.strip_prefix("unix://").unwrap_or(host);
-    let docker = Docker::connect_with_unix(path, REQUEST_TIMEOUT, API_DEFAULT_VERSION)
-        .map_err(|e| format!("cannot reach dockerd at {host}: {e}"))?;
-    docker.negotiate_version().await.map_err(|e| format!("cannot reach dockerd at {host}: {e}"))
+    let unreachable = |source| DockerError::Connect { host: host.to_owned(), source };
+    let docker =
+        Docker::connect_with_unix(path, REQUEST_TIMEOUT, API_DEFAULT_VERSION).map_err(unreachable)?;
+    docker.negotiate_version().await.map_err(unreachable)
 }
 
 /// Connects, retrying with backoff (0.2 s doubling to 10 s) and saying why each time, until

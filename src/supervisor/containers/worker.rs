@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::tracker::Inspected;
 use super::{Report, tell};
-use crate::runtime::docker::{ContainerSpec, Engine, Running};
+use crate::runtime::docker::{ContainerSpec, DockerError, Engine, Running};
+use crate::runtime::exit::Exit;
 use crate::supervisor::actor::Msg;
-use crate::supervisor::fsm::Exit;
 
 /// What a worker does for its service.
 pub(super) enum Op {
@@ -25,7 +26,7 @@ pub(super) enum Op {
         run: u64,
         sig: String,
     },
-    /// dockerd came back: is the container of `run` still running?
+    /// Is the container of `run` still running, and if not, how did it end?
     Check {
         run: u64,
         id: String,
@@ -73,12 +74,21 @@ impl Worker {
             }
             Op::Start { run, adopt: None } => Some(Report::Started { slot, run, result: self.start().await }),
             Op::Signal { run, sig } => self.signal(run, &sig).await,
-            Op::Check { run, id } => Some(match self.engine.exit_of(&id).await {
-                Ok(Some((code, oom))) => Report::Exited { slot, run, exit: exit_of(code), oom },
-                Ok(None) => Report::Alive { slot, run },
-                // gone altogether (removed while dockerd was down)
-                Err(_) => Report::Exited { slot, run, exit: Exit::Code(-1), oom: false },
-            }),
+            Op::Check { run, id } => {
+                let found = match self.retried(|e| e.exit_of(&id)).await {
+                    Ok(Some((code, oom))) => Inspected::Ended { exit: Exit::of_docker(code), oom },
+                    Ok(None) => Inspected::Running,
+                    // gone altogether (removed while dockerd was down), or dockerd answers no
+                    // more: nothing of it is left to wait for
+                    Err(e) => {
+                        if !e.is_not_found() {
+                            tracing::warn!(service = %self.spec.service, "{e}");
+                        }
+                        Inspected::Gone
+                    }
+                };
+                Some(Report::Inspected { slot, run, found })
+            }
             Op::Remove => {
                 let grace = self.spec.body.stop_timeout.unwrap_or(10);
                 if let Err(e) = self.engine.remove(&self.spec.name, grace).await {
@@ -91,7 +101,7 @@ impl Worker {
 
     /// A start; after a failed preparation it is tried again first (and the start fails with
     /// its reason), and a container removed behind our back is created again.
-    async fn start(&mut self) -> Result<Running, String> {
+    async fn start(&mut self) -> Result<Running, DockerError> {
         if !self.prepared {
             self.retried(|e| e.prepare(&self.spec)).await?;
             self.prepared = true;
@@ -99,7 +109,7 @@ impl Worker {
         let spec = &self.spec;
         self.retried(|e| async move {
             match e.start(&spec.name).await {
-                Err(err) if err.contains("No such container") => {
+                Err(err) if err.is_not_found() => {
                     e.prepare(spec).await?;
                     e.start(&spec.name).await
                 }
@@ -115,7 +125,8 @@ impl Worker {
         let Err(e) = self.engine.signal(&self.spec.name, sig).await else { return None };
         if sig == "SIGKILL" && !reachable(&self.engine).await {
             tracing::warn!(service = %self.spec.service, "{e}: dockerd unreachable, leaving the container as it is");
-            return Some(Report::Exited { slot: self.slot, run, exit: Exit::Signal(9), oom: false });
+            let found = Inspected::Ended { exit: Exit::Signal(9), oom: false };
+            return Some(Report::Inspected { slot: self.slot, run, found });
         }
         tracing::warn!(service = %self.spec.service, "{e}");
         None
@@ -123,10 +134,10 @@ impl Worker {
 
     /// Runs `call`, and while dockerd does not answer at all (restarting), tries again for up
     /// to `patience`.
-    async fn retried<'a, T, F, Fut>(&'a self, call: F) -> Result<T, String>
+    async fn retried<'a, T, F, Fut>(&'a self, call: F) -> Result<T, DockerError>
     where
         F: Fn(&'a Engine) -> Fut,
-        Fut: std::future::Future<Output = Result<T, String>>,
+        Fut: std::future::Future<Output = Result<T, DockerError>>,
     {
         let deadline = Instant::now() + self.patience;
         let mut delay = Duration::from_millis(100);
@@ -144,28 +155,7 @@ impl Worker {
     }
 }
 
-/// Docker's exit code as the state machine knows exits: above 128, a signal.
-pub(super) fn exit_of(code: i64) -> Exit {
-    match code {
-        129..=192 => Exit::Signal((code - 128) as i32),
-        c => Exit::Code(c as i32),
-    }
-}
-
 /// Whether dockerd answers a ping within 2 s (a hung daemon counts as unreachable).
 async fn reachable(engine: &Engine) -> bool {
     matches!(tokio::time::timeout(Duration::from_secs(2), engine.docker().ping()).await, Ok(Ok(_)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn docker_exit_codes_above_128_are_signals() {
-        assert_eq!(exit_of(137), Exit::Signal(9));
-        assert_eq!(exit_of(143), Exit::Signal(15));
-        assert_eq!(exit_of(3), Exit::Code(3));
-        assert_eq!(exit_of(-1), Exit::Code(-1));
-    }
 }
