@@ -4,13 +4,13 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod control;
+pub(crate) mod control;
 pub mod demo;
 pub mod graph;
 pub mod health;
 pub mod logs;
-pub mod metrics;
-pub mod notify;
+pub(crate) mod metrics;
+pub(crate) mod notify;
 pub mod runtime;
 pub mod supervisor;
 pub mod testsvc;

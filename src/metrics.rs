@@ -29,14 +29,14 @@ fn probe_buckets() -> Histogram {
 
 /// Counters of one service's log, shared with its writer on the log thread.
 #[derive(Clone, Debug, Default)]
-pub struct LogCounters {
-    pub bytes: Counter,
-    pub lines: Counter,
-    pub rotations: Counter,
-    pub dropped: Counter,
+pub(crate) struct LogCounters {
+    pub(crate) bytes: Counter,
+    pub(crate) lines: Counter,
+    pub(crate) rotations: Counter,
+    pub(crate) dropped: Counter,
 }
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     up: Family<Labels, Gauge>,
     state: Family<Labels, Gauge>,
@@ -60,7 +60,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut r = Registry::default();
         let m = Metrics {
             up: Family::default(),
@@ -110,7 +110,7 @@ impl Metrics {
     }
 
     /// The counters a service's log writer moves.
-    pub fn log_counters(&self, name: &str) -> LogCounters {
+    pub(crate) fn log_counters(&self, name: &str) -> LogCounters {
         let l = service(name);
         LogCounters {
             bytes: self.log_bytes.get_or_create(&l).clone(),
@@ -120,17 +120,17 @@ impl Metrics {
         }
     }
 
-    pub fn restarted(&self, name: &str, reason: &str) {
+    pub(crate) fn restarted(&self, name: &str, reason: &str) {
         self.restarts
             .get_or_create(&vec![("service".into(), name.into()), ("reason".into(), reason.into())])
             .inc();
     }
 
-    pub fn exited(&self, name: &str, code: i64) {
+    pub(crate) fn exited(&self, name: &str, code: i64) {
         self.last_exit.get_or_create(&service(name)).set(code);
     }
 
-    pub fn probed(&self, name: &str, seconds: f64, ok: bool) {
+    pub(crate) fn probed(&self, name: &str, seconds: f64, ok: bool) {
         self.probe_seconds.get_or_create(&service(name)).observe(seconds);
         if !ok {
             self.probe_failures.get_or_create(&service(name)).inc();
@@ -138,7 +138,7 @@ impl Metrics {
     }
 
     /// The text exposition, gauges refreshed from `services` first.
-    pub fn render(&self, services: &[ServiceStatus]) -> String {
+    pub(crate) fn render(&self, services: &[ServiceStatus]) -> String {
         for s in services {
             let l = service(&s.name);
             self.up.get_or_create(&l).set(i64::from(s.state.is_up()));

@@ -26,7 +26,7 @@ const VICTIM: &str = "titan-hunter";
 /// How long after everything is up the victim is killed.
 const KILL_AFTER: Duration = Duration::from_secs(3);
 
-pub fn run(args: &DemoArgs) -> Exit {
+pub(crate) fn run(args: &DemoArgs) -> Exit {
     if args.print_config {
         print!("{}", demo::CONFIG);
         return Exit::Ok;

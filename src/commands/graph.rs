@@ -8,7 +8,7 @@ use crate::cli::{GraphArgs, GraphFormat};
 use crate::config::{self, Config, Kind};
 use crate::graph::Graph;
 
-pub fn run(args: &GraphArgs) -> Exit {
+pub(crate) fn run(args: &GraphArgs) -> Exit {
     let path = default_config(args.file.as_deref());
     let cfg = match config::load(&path) {
         Ok(cfg) => cfg,
@@ -51,7 +51,7 @@ fn tiers(cfg: &Config) -> Vec<(Option<&str>, Vec<&str>)> {
     tiers
 }
 
-pub fn render_text(cfg: &Config, graph: &Graph) -> String {
+pub(crate) fn render_text(cfg: &Config, graph: &Graph) -> String {
     let layers = graph.layers();
     let mut out = String::new();
     let _ = writeln!(
@@ -86,7 +86,7 @@ pub fn render_text(cfg: &Config, graph: &Graph) -> String {
     out
 }
 
-pub fn render_dot(cfg: &Config) -> String {
+pub(crate) fn render_dot(cfg: &Config) -> String {
     let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
     let mut out = String::from("digraph services {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n");
     for (i, (group, members)) in tiers(cfg).into_iter().enumerate() {

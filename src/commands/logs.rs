@@ -16,7 +16,7 @@ use crate::logs::read::{self, Select};
 /// How often `-f` looks for new lines.
 const POLL: Duration = Duration::from_millis(100);
 
-pub fn run(socket: Option<&Path>, args: &LogsArgs) -> Exit {
+pub(crate) fn run(socket: Option<&Path>, args: &LogsArgs) -> Exit {
     let path = default_config(args.config.as_deref());
     let found = config::load_supervisor(&path);
     let daemon = socket.map(Path::to_owned).or_else(|| found.as_ref().ok().map(|(s, _)| s.socket.clone()));

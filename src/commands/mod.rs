@@ -1,13 +1,13 @@
 //! One module per subcommand; `dispatch` routes the parsed command line and maps outcomes to
 //! SPEC's exit codes.
 
-pub mod demo;
-pub mod graph;
-pub mod logs;
-pub mod ops;
-pub mod run;
-pub mod table;
-pub mod validate;
+pub(crate) mod demo;
+pub(crate) mod graph;
+pub(crate) mod logs;
+pub(crate) mod ops;
+pub(crate) mod run;
+pub(crate) mod table;
+pub(crate) mod validate;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,7 +17,7 @@ use crate::control::proto::Verb;
 
 /// SPEC's exit codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Exit {
+pub(crate) enum Exit {
     /// Done.
     Ok = 0,
     /// The operation ran and failed.
@@ -57,7 +57,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
 
 /// SPEC's default config: `<current>/services.toml` when a release is active, else
 /// `./services.toml`.
-pub fn default_config(file: Option<&Path>) -> PathBuf {
+pub(crate) fn default_config(file: Option<&Path>) -> PathBuf {
     if let Some(f) = file {
         return f.to_owned();
     }

@@ -15,7 +15,7 @@ use crate::control::proto::{ErrorBody, Outcome, StateKind, Status, Verb};
 
 /// `--socket` / `TITAN_SUPERVISOR_SOCKET`, else `[supervisor] socket` of the default config,
 /// else SPEC's default.
-pub fn socket_path(given: Option<&Path>) -> PathBuf {
+pub(crate) fn socket_path(given: Option<&Path>) -> PathBuf {
     if let Some(p) = given {
         return p.to_owned();
     }
@@ -50,7 +50,7 @@ fn refused(status: StatusCode, body: &[u8]) -> Exit {
     }
 }
 
-pub fn status(socket: Option<&Path>, args: &StatusArgs) -> Exit {
+pub(crate) fn status(socket: Option<&Path>, args: &StatusArgs) -> Exit {
     let socket = socket_path(socket);
     let (code, body) = match call(&socket, Method::GET, "/v1/status") {
         Ok(r) => r,
@@ -71,7 +71,7 @@ pub fn status(socket: Option<&Path>, args: &StatusArgs) -> Exit {
     Exit::Ok
 }
 
-pub fn act(socket: Option<&Path>, service: &str, verb: Verb) -> Exit {
+pub(crate) fn act(socket: Option<&Path>, service: &str, verb: Verb) -> Exit {
     let socket = socket_path(socket);
     let path = format!("/v1/services/{service}/{}", verb.as_str());
     let (code, body) = match call(&socket, Method::POST, &path) {
@@ -90,7 +90,7 @@ pub fn act(socket: Option<&Path>, service: &str, verb: Verb) -> Exit {
     if verb.wanted(outcome.state) { Exit::Ok } else { Exit::Failed }
 }
 
-pub fn events(socket: Option<&Path>) -> Exit {
+pub(crate) fn events(socket: Option<&Path>) -> Exit {
     let socket = socket_path(socket);
     let mut out = std::io::stdout().lock();
     match client::follow(&socket, "/v1/events", &mut out) {
@@ -100,7 +100,7 @@ pub fn events(socket: Option<&Path>) -> Exit {
     }
 }
 
-pub fn reload(socket: Option<&Path>) -> Exit {
+pub(crate) fn reload(socket: Option<&Path>) -> Exit {
     let socket = socket_path(socket);
     let (code, body) = match call(&socket, Method::POST, "/v1/reload") {
         Ok(r) => r,
@@ -130,7 +130,7 @@ pub fn reload(socket: Option<&Path>) -> Exit {
 
 /// Asks the daemon to re-execute itself, then waits until the new process answers with every
 /// service settled.
-pub fn upgrade(socket: Option<&Path>) -> Exit {
+pub(crate) fn upgrade(socket: Option<&Path>) -> Exit {
     let socket = socket_path(socket);
     let (code, body) = match call(&socket, Method::POST, "/v1/upgrade") {
         Ok(r) => r,

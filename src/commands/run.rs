@@ -15,7 +15,7 @@ use crate::supervisor::Supervisor;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::Layer;
 
-pub fn run(args: &RunArgs) -> Exit {
+pub(crate) fn run(args: &RunArgs) -> Exit {
     // the path, not /proc/self/exe: an upgrade runs whatever binary is there by then
     let exe = std::env::current_exe().ok().map(|p| strip_deleted(&p));
     let path = default_config(args.config.as_deref());
@@ -69,7 +69,7 @@ fn strip_deleted(p: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// The name under `log_dir` of the supervisor's own log (`titan-supervisor logs supervisor`).
-pub const OWN_LOG: &str = "supervisor";
+pub(crate) const OWN_LOG: &str = "supervisor";
 
 /// Rotation and retention of the supervisor's own log: the built-in service defaults.
 fn own_log_spec() -> config::Logs {
@@ -85,18 +85,18 @@ fn own_log_spec() -> config::Logs {
 
 /// A supervisor ready to run, its control API already answering, with what must live as
 /// long as it.
-pub struct Booted {
-    pub supervisor: Supervisor,
-    pub runtime: tokio::runtime::Runtime,
+pub(crate) struct Booted {
+    pub(crate) supervisor: Supervisor,
+    pub(crate) runtime: tokio::runtime::Runtime,
     /// Flushes the supervisor's own log file when dropped.
-    pub _flush: Option<WorkerGuard>,
+    pub(crate) _flush: Option<WorkerGuard>,
 }
 
 /// What `run` and `demo` share: the control socket bound, the log threads, the supervisor's own
 /// log (to stderr too when `to_stderr`), subreaper, the actor's single-threaded runtime,
 /// cgroups, the supervisor (built inside its runtime), and the control API served on its
 /// handle. Errors are reported here; the caller only exits with the code.
-pub fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Result<Booted, Exit> {
+pub(crate) fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Result<Booted, Exit> {
     one_malloc_arena();
     let sup_cfg = &cfg.supervisor;
     let listener =
@@ -157,7 +157,11 @@ fn one_malloc_arena() {
 /// text, in `<log_dir>/supervisor/` through a background writer that never blocks the actor
 /// (when it falls behind, lines are dropped, not waited for). `TITAN_SUPERVISOR_LOG` sets the
 /// level (default `info`). Keep the returned guard until exit: it flushes the file.
-pub fn init_tracing(style: LogStyle, to_stderr: bool, file: Option<SharedWriter>) -> Option<WorkerGuard> {
+pub(crate) fn init_tracing(
+    style: LogStyle,
+    to_stderr: bool,
+    file: Option<SharedWriter>,
+) -> Option<WorkerGuard> {
     use tracing_subscriber::filter::LevelFilter;
     use tracing_subscriber::fmt;
     use tracing_subscriber::layer::SubscriberExt;

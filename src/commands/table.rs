@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::control::proto::{ServiceStatus, StateKind};
 
-pub fn render(services: &[ServiceStatus], color: bool) -> String {
+pub(crate) fn render(services: &[ServiceStatus], color: bool) -> String {
     let name_w = services.iter().map(|s| s.name.len()).max().unwrap_or(4).max(4);
     let group_w = services.iter().filter_map(|s| s.group.as_ref().map(String::len)).max().unwrap_or(5).max(5);
     let mut out = String::new();

@@ -6,7 +6,7 @@ use super::{Exit, default_config};
 use crate::cli::ValidateArgs;
 use crate::config::{self, LoadError};
 
-pub fn run(args: &ValidateArgs) -> Exit {
+pub(crate) fn run(args: &ValidateArgs) -> Exit {
     let path = default_config(args.file.as_deref());
     let shown = path.display().to_string();
     match config::load(&path) {

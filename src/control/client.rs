@@ -8,7 +8,7 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     #[error("cannot reach the daemon at {}: {source} (is titan-supervisor running? --socket or TITAN_SUPERVISOR_SOCKET name another socket)", socket.display())]
     Unreachable {
         socket: PathBuf,
@@ -20,7 +20,11 @@ pub enum ClientError {
 }
 
 /// Sends `method path` and returns the status and the body.
-pub fn request(socket: &Path, method: Method, path: &str) -> Result<(StatusCode, Vec<u8>), ClientError> {
+pub(crate) fn request(
+    socket: &Path,
+    method: Method,
+    path: &str,
+) -> Result<(StatusCode, Vec<u8>), ClientError> {
     runtime(socket)?.block_on(send(socket, method, path))
 }
 
@@ -34,7 +38,11 @@ fn runtime(socket: &Path) -> Result<tokio::runtime::Runtime, ClientError> {
 
 /// Sends `GET path` and copies the body to `out` as it arrives (event streams, followed
 /// logs) until the daemon ends it; returns the status.
-pub fn follow(socket: &Path, path: &str, out: &mut impl std::io::Write) -> Result<StatusCode, ClientError> {
+pub(crate) fn follow(
+    socket: &Path,
+    path: &str,
+    out: &mut impl std::io::Write,
+) -> Result<StatusCode, ClientError> {
     runtime(socket)?.block_on(async {
         let broke = |detail: String| ClientError::Protocol { socket: socket.to_owned(), detail };
         let mut body = open(socket, Method::GET, path).await?;

@@ -3,25 +3,25 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::supervisor::fsm::{StateKind, Verb};
-pub use crate::supervisor::status::{Board, CheckKind, ServiceKind, ServiceStatus, Status};
+pub(crate) use crate::supervisor::fsm::{StateKind, Verb};
+pub(crate) use crate::supervisor::status::{Board, ServiceStatus, Status};
 
 /// The answer to start/stop/restart, once the outcome is known.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Outcome {
-    pub service: String,
-    pub action: String,
+pub(crate) struct Outcome {
+    pub(crate) service: String,
+    pub(crate) action: String,
     /// The state the service reached (`healthy`, `stopped`, `failed`, ...).
-    pub state: StateKind,
+    pub(crate) state: StateKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
 }
 
 /// Every error body: `{"error": "..."}`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub error: String,
+pub(crate) struct ErrorBody {
+    pub(crate) error: String,
 }
 
 /// Paths reserved for the release issue; the server answers 501 until then.
-pub const RESERVED: &[&str] = &["/v1/switch", "/v1/rollback", "/v1/releases"];
+pub(crate) const RESERVED: &[&str] = &["/v1/switch", "/v1/rollback", "/v1/releases"];

@@ -28,7 +28,7 @@ const MAX_BODY: usize = 64 * 1024;
 const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
-pub enum BindError {
+pub(crate) enum BindError {
     #[error("another titan-supervisor is running: {} answers", .0.display())]
     Running(PathBuf),
     #[error("cannot create the control socket {}: {source}", path.display())]
@@ -42,7 +42,7 @@ pub enum BindError {
 /// Binds the socket (mode `mode`, owned by `group` when given — the first of `allow_gids`, so
 /// that group's members can reach a 0660 socket at all), replacing a stale file but never a
 /// live socket.
-pub fn bind(
+pub(crate) fn bind(
     path: &Path,
     mode: u32,
     group: Option<u32>,
@@ -68,10 +68,10 @@ pub fn bind(
 
 /// Who may talk to the daemon, and where the logs are.
 #[derive(Clone, Debug)]
-pub struct Access {
-    pub uids: Vec<u32>,
-    pub gids: Vec<u32>,
-    pub log_dir: PathBuf,
+pub(crate) struct Access {
+    pub(crate) uids: Vec<u32>,
+    pub(crate) gids: Vec<u32>,
+    pub(crate) log_dir: PathBuf,
 }
 
 impl Access {
@@ -84,7 +84,7 @@ impl Access {
 /// a hundred clients at once — never takes the actor's thread; only the questions reach it.
 /// Once the supervisor has stopped, the socket at `path` is closed and removed (a daemon
 /// upgrading binds its own after the exec).
-pub fn spawn_thread(
+pub(crate) fn spawn_thread(
     listener: std::os::unix::net::UnixListener,
     path: PathBuf,
     access: Access,

@@ -16,7 +16,7 @@ use tokio::io::unix::AsyncFd;
 use super::writer::{SharedWriter, Stream, timestamp};
 
 /// Longest line kept whole; a longer one is written in pieces of this size.
-pub const MAX_LINE: usize = 64 * 1024;
+pub(crate) const MAX_LINE: usize = 64 * 1024;
 
 thread_local! {
     /// One read buffer for every reader on the actor's thread: reads never await while they
@@ -25,15 +25,15 @@ thread_local! {
 }
 
 /// The ends of one run's pipes: the write ends go to the child, the read ends to `capture`.
-pub struct Pipes {
-    pub out_read: OwnedFd,
-    pub out_write: OwnedFd,
-    pub err_read: OwnedFd,
-    pub err_write: OwnedFd,
+pub(crate) struct Pipes {
+    pub(crate) out_read: OwnedFd,
+    pub(crate) out_write: OwnedFd,
+    pub(crate) err_read: OwnedFd,
+    pub(crate) err_write: OwnedFd,
 }
 
 /// Two close-on-exec pipes (the spawner dup2s the write ends onto 1 and 2).
-pub fn pipes() -> io::Result<Pipes> {
+pub(crate) fn pipes() -> io::Result<Pipes> {
     let (out_read, out_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     let (err_read, err_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     Ok(Pipes { out_read, out_write, err_read, err_write })
@@ -42,14 +42,14 @@ pub fn pipes() -> io::Result<Pipes> {
 /// Watches output for a `log` health check: once a line matches while `armed`, calls `on_match`
 /// (once per arming).
 #[derive(Clone)]
-pub struct Watch {
-    pub pattern: Regex,
-    pub armed: Arc<AtomicBool>,
-    pub on_match: Arc<dyn Fn() + Send + Sync>,
+pub(crate) struct Watch {
+    pub(crate) pattern: Regex,
+    pub(crate) armed: Arc<AtomicBool>,
+    pub(crate) on_match: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl Watch {
-    pub fn check(&self, line: &[u8]) {
+    pub(crate) fn check(&self, line: &[u8]) {
         if self.armed.load(Ordering::Relaxed)
             && self.pattern.is_match(line)
             && self.armed.swap(false, Ordering::AcqRel)
@@ -60,7 +60,7 @@ impl Watch {
 }
 
 /// Reads one pipe of a service until its end, writing whole records.
-pub struct Reader {
+pub(crate) struct Reader {
     fd: AsyncFd<OwnedFd>,
     lines: Lines,
 }
@@ -76,7 +76,12 @@ struct Lines {
 
 impl Reader {
     /// Must be called on the runtime that will run it (it registers the pipe there).
-    pub fn new(fd: OwnedFd, stream: Stream, writer: SharedWriter, watch: Option<Watch>) -> io::Result<Self> {
+    pub(crate) fn new(
+        fd: OwnedFd,
+        stream: Stream,
+        writer: SharedWriter,
+        watch: Option<Watch>,
+    ) -> io::Result<Self> {
         let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
         fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
         // SAFETY: the OwnedFd moves into the AsyncFd, so it stays open for the AsyncFd's life.
@@ -84,7 +89,7 @@ impl Reader {
         Ok(Reader { fd, lines: Lines { stream, writer, watch, partial: Vec::new() } })
     }
 
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         loop {
             let (fd, lines) = (&self.fd, &mut self.lines);
             let Ok(mut ready) = fd.readable().await else { break };

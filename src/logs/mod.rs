@@ -3,9 +3,9 @@
 //! rotates by rename, `compress` gzips rotated files in the background, `rotated` names them
 //! and applies retention, `read` reads them back for `titan-supervisor logs`.
 
-pub mod capture;
+pub(crate) mod capture;
 pub mod compress;
-pub mod pipeline;
+pub(crate) mod pipeline;
 pub mod read;
 pub mod rotated;
-pub mod writer;
+pub(crate) mod writer;

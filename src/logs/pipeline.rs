@@ -19,7 +19,7 @@ use crate::metrics::LogCounters;
 const MAINTENANCE: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     handle: tokio::runtime::Handle,
     compressor: Compressor,
     writers: Arc<Mutex<Vec<SharedWriter>>>,
@@ -29,7 +29,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Starts the log thread and the compression thread.
-    pub fn start() -> io::Result<Pipeline> {
+    pub(crate) fn start() -> io::Result<Pipeline> {
         let compressor = Compressor::start()?;
         let writers: Arc<Mutex<Vec<SharedWriter>>> = Arc::default();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -47,7 +47,7 @@ impl Pipeline {
     }
 
     /// Opens a service's log, first finishing compressions a crash interrupted.
-    pub fn open_writer(
+    pub(crate) fn open_writer(
         &self,
         log_dir: &Path,
         service: &str,
@@ -65,7 +65,7 @@ impl Pipeline {
 
     /// Applies new settings to a service's open log (a reload changed them): its size limit
     /// and format from the next record on, compression and retention from the next rotation.
-    pub fn configure(&self, writer: &SharedWriter, service: &str, spec: &Logs) {
+    pub(crate) fn configure(&self, writer: &SharedWriter, service: &str, spec: &Logs) {
         let on_rotate = self.on_rotate(service, spec);
         writer.lock().unwrap_or_else(|p| p.into_inner()).configure(spec, Some(on_rotate));
     }
@@ -78,7 +78,7 @@ impl Pipeline {
     }
 
     /// Reads one run's stdout and stderr into `writer` on the log thread.
-    pub fn capture(&self, out: OwnedFd, err: OwnedFd, writer: SharedWriter, watch: Option<Watch>) {
+    pub(crate) fn capture(&self, out: OwnedFd, err: OwnedFd, writer: SharedWriter, watch: Option<Watch>) {
         for (fd, stream) in [(out, writer::Stream::Out), (err, writer::Stream::Err)] {
             let (writer, watch) = (writer.clone(), watch.clone());
             self.spawn_reader(async move {
@@ -92,7 +92,7 @@ impl Pipeline {
 
     /// Runs a reader of a service's output (a pipe, a container's log stream) on the log
     /// thread; `drain` waits for it.
-    pub fn spawn_reader(&self, reader: impl Future<Output = ()> + Send + 'static) {
+    pub(crate) fn spawn_reader(&self, reader: impl Future<Output = ()> + Send + 'static) {
         let readers = Arc::clone(&self.readers);
         readers.fetch_add(1, Ordering::AcqRel);
         self.handle.spawn(async move {
@@ -103,14 +103,14 @@ impl Pipeline {
 
     /// Writes a `[titan-supervisor]` line into a service's log, on the log thread (`drain`
     /// waits for it too: the last note before an exit is not lost).
-    pub fn note(&self, writer: &SharedWriter, text: String) {
+    pub(crate) fn note(&self, writer: &SharedWriter, text: String) {
         let writer = Arc::clone(writer);
         self.spawn_reader(async move { writer.lock().unwrap_or_else(|p| p.into_inner()).note(&text) });
     }
 
     /// Waits up to `limit` for every reader to reach the end of its pipe (after the services
     /// have stopped) and every note to be written, so their last lines are on disk.
-    pub fn drain(&self, limit: Duration) {
+    pub(crate) fn drain(&self, limit: Duration) {
         let deadline = Instant::now() + limit;
         while self.readers.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));

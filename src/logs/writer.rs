@@ -19,13 +19,13 @@ use crate::metrics::LogCounters;
 
 /// Which pipe a line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stream {
+pub(crate) enum Stream {
     Out,
     Err,
 }
 
 impl Stream {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Stream::Out => "out",
             Stream::Err => "err",
@@ -34,13 +34,13 @@ impl Stream {
 }
 
 /// Called with every file rotated away (to compress it and apply retention).
-pub type OnRotate = Arc<dyn Fn(PathBuf) + Send + Sync>;
+pub(crate) type OnRotate = Arc<dyn Fn(PathBuf) + Send + Sync>;
 
 /// A file that is not rotated for age gets rotated once it holds lines older than this.
-pub const MAX_AGE: Duration = Duration::from_secs(86_400);
+pub(crate) const MAX_AGE: Duration = Duration::from_secs(86_400);
 
 /// The current log of one service.
-pub struct LogWriter {
+pub(crate) struct LogWriter {
     dir: PathBuf,
     service: String,
     path: PathBuf,
@@ -61,10 +61,10 @@ pub struct LogWriter {
     counters: LogCounters,
 }
 
-pub type SharedWriter = Arc<Mutex<LogWriter>>;
+pub(crate) type SharedWriter = Arc<Mutex<LogWriter>>;
 
 /// Creates `dir` (and parents) with mode 0750.
-pub fn create_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_dir(dir: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(0o750).create(dir)
 }
 
@@ -75,7 +75,12 @@ fn open_current(path: &Path) -> io::Result<File> {
 impl LogWriter {
     /// Opens (appending) `<log_dir>/<service>/current.log`; rotates it at once when it already
     /// holds lines older than `MAX_AGE`.
-    pub fn open(log_dir: &Path, service: &str, spec: &Logs, on_rotate: Option<OnRotate>) -> io::Result<Self> {
+    pub(crate) fn open(
+        log_dir: &Path,
+        service: &str,
+        spec: &Logs,
+        on_rotate: Option<OnRotate>,
+    ) -> io::Result<Self> {
         let dir = log_dir.join(service);
         create_dir(&dir)?;
         let path = dir.join("current.log");
@@ -105,29 +110,30 @@ impl LogWriter {
     /// New settings for the records from now on (a reload changed `logs`): the size limit
     /// and format, and what happens to rotated files. A file already past a smaller limit is
     /// rotated before its next record.
-    pub fn configure(&mut self, spec: &Logs, on_rotate: Option<OnRotate>) {
+    pub(crate) fn configure(&mut self, spec: &Logs, on_rotate: Option<OnRotate>) {
         self.max_size = spec.max_size.bytes();
         self.format = spec.format;
         self.on_rotate = on_rotate;
     }
 
     /// Counts what this writer does in `counters` (the `/metrics` families).
-    pub fn with_counters(mut self, counters: LogCounters) -> Self {
+    pub(crate) fn with_counters(mut self, counters: LogCounters) -> Self {
         self.counters = counters;
         self
     }
 
-    pub fn shared(self) -> SharedWriter {
+    pub(crate) fn shared(self) -> SharedWriter {
         Arc::new(Mutex::new(self))
     }
 
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    fn path(&self) -> &Path {
         &self.path
     }
 
     /// Adds one line (without its newline) to the pending batch; `continues` marks a piece of
     /// a longer line whose rest follows.
-    pub fn push(&mut self, stream: Stream, line: &[u8], stamp: &str, continues: bool) {
+    pub(crate) fn push(&mut self, stream: Stream, line: &[u8], stamp: &str, continues: bool) {
         let start = self.buf.len();
         format_record(&mut self.buf, self.format, stream, line, stamp, continues);
         let len = (self.buf.len() - start) as u64;
@@ -144,7 +150,7 @@ impl LogWriter {
 
     /// Writes the pending records in as few writes as possible, rotating before any record
     /// that would not fit in the current file.
-    pub fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         if self.ends.is_empty() {
             return;
         }
@@ -229,7 +235,7 @@ impl LogWriter {
     }
 
     /// `current.log` becomes `<service>-<UTC stamp>.log`; a fresh `current.log` takes its place.
-    pub fn rotate(&mut self) {
+    pub(crate) fn rotate(&mut self) {
         if self.size == 0 {
             return;
         }
@@ -255,7 +261,7 @@ impl LogWriter {
     }
 
     /// Rotates a non-empty file whose oldest record is older than `age`.
-    pub fn rotate_if_older(&mut self, now: SystemTime, age: Duration) {
+    pub(crate) fn rotate_if_older(&mut self, now: SystemTime, age: Duration) {
         let old = self.since.is_some_and(|t| now.duration_since(t).is_ok_and(|d| d >= age));
         if self.size > 0 && old {
             self.rotate();
@@ -263,18 +269,10 @@ impl LogWriter {
     }
 
     /// A line from the supervisor itself about this service (`[titan-supervisor] ...`).
-    pub fn note(&mut self, text: &str) {
+    pub(crate) fn note(&mut self, text: &str) {
         let line = format!("[titan-supervisor] {text}");
         self.push(Stream::Err, line.as_bytes(), &timestamp(SystemTime::now()), false);
         self.flush();
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub fn service(&self) -> &str {
-        &self.service
     }
 }
 
@@ -369,7 +367,7 @@ fn first_stamp(path: &Path) -> Option<SystemTime> {
 }
 
 /// RFC 3339 UTC with milliseconds, `2026-11-23T14:59:43.123Z`.
-pub fn timestamp(t: SystemTime) -> String {
+pub(crate) fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 

@@ -9,12 +9,12 @@ use nix::unistd::{Gid, Group, Uid, User};
 
 /// Who the child runs as.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Credentials {
-    pub uid: u32,
-    pub gid: u32,
-    pub groups: Vec<u32>,
-    pub home: PathBuf,
-    pub name: String,
+pub(crate) struct Credentials {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) groups: Vec<u32>,
+    pub(crate) home: PathBuf,
+    pub(crate) name: String,
 }
 
 /// Why a `user` cannot be resolved here.
@@ -32,7 +32,7 @@ pub enum UserError {
 
 /// Resolves `user` or `user:group` to credentials with the user's supplementary groups (of
 /// the given group when one is named).
-pub fn resolve(spec: &str) -> Result<Credentials, UserError> {
+pub(crate) fn resolve(spec: &str) -> Result<Credentials, UserError> {
     let lookup = |e: nix::Error| UserError::Lookup { user: spec.to_owned(), problem: e.to_string() };
     let (user, group) = spec.split_once(':').map_or((spec, None), |(u, g)| (u, Some(g)));
     let found = match user.parse::<u32>() {

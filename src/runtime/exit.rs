@@ -5,14 +5,14 @@ use std::fmt;
 
 /// How a process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Exit {
+pub(crate) enum Exit {
     Code(i32),
     Signal(i32),
 }
 
 impl Exit {
     /// Docker's exit code as a process end: above 128, a signal (137 is SIGKILL).
-    pub fn of_docker(code: i64) -> Exit {
+    pub(crate) fn of_docker(code: i64) -> Exit {
         match code {
             129..=192 => Exit::Signal((code - 128) as i32),
             c => Exit::Code(i32::try_from(c).unwrap_or(-1)),
@@ -20,14 +20,14 @@ impl Exit {
     }
 
     /// The shell's number for it: the code, or 128 + the signal.
-    pub fn as_code(self) -> i64 {
+    pub(crate) fn as_code(self) -> i64 {
         match self {
             Exit::Code(c) => i64::from(c),
             Exit::Signal(s) => 128 + i64::from(s),
         }
     }
 
-    pub fn success(self) -> bool {
+    pub(crate) fn success(self) -> bool {
         self == Exit::Code(0)
     }
 }

@@ -3,8 +3,8 @@
 
 pub mod cgroup;
 pub mod credentials;
-pub mod docker;
-pub mod exit;
-pub mod procfs;
-pub mod reaper;
-pub mod spawn;
+pub(crate) mod docker;
+pub(crate) mod exit;
+pub(crate) mod procfs;
+pub(crate) mod reaper;
+pub(crate) mod spawn;

@@ -2,13 +2,13 @@
 //! parentheses: fields are counted after its last `)`.
 
 /// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`, for n ≥ 3.
-pub fn stat_field(stat: &str, n: usize) -> Option<&str> {
+pub(crate) fn stat_field(stat: &str, n: usize) -> Option<&str> {
     let rest = stat.get(stat.rfind(')')? + 2..)?;
     rest.split(' ').nth(n.checked_sub(3)?)
 }
 
 /// The text of `/proc/PID/stat`.
-pub fn stat(pid: i32) -> Option<String> {
+pub(crate) fn stat(pid: i32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()
 }
 

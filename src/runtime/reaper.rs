@@ -7,7 +7,7 @@ use nix::unistd::Pid;
 use crate::runtime::exit::Exit;
 
 /// Every child that has ended since the last call, with how it ended.
-pub fn reap() -> Vec<(Pid, Exit)> {
+pub(crate) fn reap() -> Vec<(Pid, Exit)> {
     let mut ended = Vec::new();
     loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
@@ -23,7 +23,7 @@ pub fn reap() -> Vec<(Pid, Exit)> {
 
 /// Makes this process the reaper of its descendants' orphans (unless it is PID 1 already,
 /// which is the reaper of everything).
-pub fn become_subreaper() -> nix::Result<()> {
+pub(crate) fn become_subreaper() -> nix::Result<()> {
     if nix::unistd::getpid().as_raw() == 1 {
         return Ok(());
     }

@@ -16,7 +16,7 @@ use super::credentials::Credentials;
 
 /// Why a child could not be started.
 #[derive(Debug, thiserror::Error)]
-pub enum SpawnError {
+pub(crate) enum SpawnError {
     #[error("program {program:?} not found in PATH")]
     NotFound { program: String },
     #[error("{what} contains a NUL byte")]
@@ -30,17 +30,17 @@ pub enum SpawnError {
 }
 
 /// What to run, as given by the caller.
-pub struct Command<'a> {
-    pub argv: &'a [String],
+pub(crate) struct Command<'a> {
+    pub(crate) argv: &'a [String],
     /// The complete environment (nothing is inherited).
-    pub env: &'a [(String, String)],
-    pub cwd: Option<&'a Path>,
-    pub credentials: Option<&'a Credentials>,
+    pub(crate) env: &'a [(String, String)],
+    pub(crate) cwd: Option<&'a Path>,
+    pub(crate) credentials: Option<&'a Credentials>,
     /// `cgroup.procs` files to join before exec.
-    pub cgroup_join: &'a [CString],
+    pub(crate) cgroup_join: &'a [CString],
     /// Write ends for stdout and stderr; `None` means /dev/null.
-    pub stdout: Option<OwnedFd>,
-    pub stderr: Option<OwnedFd>,
+    pub(crate) stdout: Option<OwnedFd>,
+    pub(crate) stderr: Option<OwnedFd>,
 }
 
 /// A command turned into C strings and pointer arrays, ready for a fork.
@@ -75,7 +75,11 @@ fn prepare(cmd: &Command<'_>) -> Result<Prepared, SpawnError> {
 
 /// Finds `program` like execvp would: a path with a slash is used as is (relative to `cwd`),
 /// a bare name is looked up in PATH.
-pub fn resolve_program(program: &str, path: Option<&str>, cwd: Option<&Path>) -> Result<PathBuf, SpawnError> {
+pub(crate) fn resolve_program(
+    program: &str,
+    path: Option<&str>,
+    cwd: Option<&Path>,
+) -> Result<PathBuf, SpawnError> {
     let not_found = || SpawnError::NotFound { program: program.to_owned() };
     if program.is_empty() {
         return Err(not_found());
@@ -112,7 +116,7 @@ const STEPS: [&str; 8] = [
 
 /// Starts `cmd` in a new process. Returns once the child has exec'd (or reports why it could
 /// not; its exit is then reaped like any other and can be ignored).
-pub fn spawn(cmd: Command<'_>) -> Result<Pid, SpawnError> {
+pub(crate) fn spawn(cmd: Command<'_>) -> Result<Pid, SpawnError> {
     let prepared = prepare(&cmd)?;
     let argv_ptrs: Vec<*const libc::c_char> =
         prepared.argv.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();

@@ -62,7 +62,7 @@ pub(crate) enum Msg {
 
 /// How the actor took an operator's request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Act {
+pub(crate) enum Act {
     Unknown,
     Refused(String),
     /// Nothing to wait for: the service is in this state.
@@ -133,22 +133,22 @@ impl Handle {
         self.board.borrow().clone()
     }
 
-    pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+    pub(crate) async fn reload(&self) -> Result<Reloaded, ReloadError> {
         self.ask(Msg::Reload).await.unwrap_or(Err(ReloadError::Stopping))
     }
 
-    pub async fn metrics(&self) -> String {
+    pub(crate) async fn metrics(&self) -> String {
         self.ask(Msg::Metrics).await.unwrap_or_default()
     }
 
-    pub async fn act(&self, name: &str, verb: Verb) -> Act {
+    pub(crate) async fn act(&self, name: &str, verb: Verb) -> Act {
         let name = name.to_owned();
         self.ask(|reply| Msg::Act { name, verb, reply })
             .await
             .unwrap_or_else(|| Act::Refused(STOPPING.into()))
     }
 
-    pub fn subscribe(&self) -> events::Receiver {
+    pub(crate) fn subscribe(&self) -> events::Receiver {
         self.events.subscribe()
     }
 
@@ -157,13 +157,13 @@ impl Handle {
     }
 
     /// Starts an upgrade; false once the supervisor is stopping.
-    pub fn upgrade(&self) -> bool {
+    pub(crate) fn upgrade(&self) -> bool {
         self.tx.send(Msg::Upgrade).is_ok()
     }
 
     /// Resolves once the supervisor has stopped supervising (every service at rest, or handed
     /// over for an upgrade): nothing asked of it from then on can be answered.
-    pub async fn stopped(&self) {
+    pub(crate) async fn stopped(&self) {
         self.tx.closed().await;
     }
 }
@@ -203,7 +203,7 @@ impl Supervisor {
     }
 
     /// Reloads re-read `path`.
-    pub fn reload_from(&mut self, path: std::path::PathBuf) {
+    pub(crate) fn reload_from(&mut self, path: std::path::PathBuf) {
         self.config_path = Some(path);
     }
 

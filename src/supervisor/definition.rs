@@ -21,14 +21,14 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 #[derive(Clone, Debug)]
 pub(crate) struct Definition {
     /// The resolved config it came from (a reload compares these).
-    pub config: config::Service,
-    pub spec: fsm::Spec,
-    pub launch: Launch,
-    pub logs: config::Logs,
+    pub(crate) config: config::Service,
+    pub(crate) spec: fsm::Spec,
+    pub(crate) launch: Launch,
+    pub(crate) logs: config::Logs,
     /// The compiled pattern of a `log` health check.
-    pub log_pattern: Option<regex::bytes::Regex>,
+    pub(crate) log_pattern: Option<regex::bytes::Regex>,
     /// Readiness comes as `READY=1` on a notify socket of its own.
-    pub notify: bool,
+    pub(crate) notify: bool,
 }
 
 /// How a run is started.
@@ -41,14 +41,14 @@ pub(crate) enum Launch {
 /// A native process: what the spawner needs, ready to use.
 #[derive(Clone, Debug)]
 pub(crate) struct Native {
-    pub argv: Vec<String>,
+    pub(crate) argv: Vec<String>,
     /// PATH and HOME (USER and LOGNAME with a user), then the config's `env`, which may
     /// override them. NOTIFY_SOCKET is added at spawn, from the socket bound for the service.
-    pub env: BTreeMap<String, String>,
-    pub cwd: Option<PathBuf>,
-    pub credentials: Option<Credentials>,
+    pub(crate) env: BTreeMap<String, String>,
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) credentials: Option<Credentials>,
     /// Its cgroup caps (`memory`, `max_pids`); none: it gets no cgroup.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
 }
 
 /// Why a service's definition cannot be built on this host.
@@ -71,7 +71,10 @@ pub enum DefinitionError {
 impl Definition {
     /// The definition of `svc` run by a supervisor with settings `sup` (its project names the
     /// containers). Resolves the user on this host.
-    pub fn build(sup: &config::Supervisor, svc: &config::Service) -> Result<Definition, DefinitionError> {
+    pub(crate) fn build(
+        sup: &config::Supervisor,
+        svc: &config::Service,
+    ) -> Result<Definition, DefinitionError> {
         let launch = match &svc.exec {
             Exec::Image { .. } => match ContainerSpec::of(&sup.project, svc) {
                 Some(spec) => Launch::Container(Box::new(spec)),
@@ -96,14 +99,14 @@ impl Definition {
         })
     }
 
-    pub fn container(&self) -> Option<&ContainerSpec> {
+    pub(crate) fn container(&self) -> Option<&ContainerSpec> {
         match &self.launch {
             Launch::Container(spec) => Some(spec),
             Launch::Native(_) => None,
         }
     }
 
-    pub fn native(&self) -> Option<&Native> {
+    pub(crate) fn native(&self) -> Option<&Native> {
         match &self.launch {
             Launch::Native(n) => Some(n),
             Launch::Container(_) => None,
@@ -111,7 +114,7 @@ impl Definition {
     }
 
     /// The uid its processes run as (and may send READY=1 as): its user's, else ours.
-    pub fn uid(&self) -> u32 {
+    pub(crate) fn uid(&self) -> u32 {
         let own = nix::unistd::geteuid().as_raw();
         self.native().and_then(|n| n.credentials.as_ref()).map_or(own, |c| c.uid)
     }
@@ -154,7 +157,7 @@ fn native(
 
 impl Native {
     /// The whole environment of a run, NOTIFY_SOCKET included when it has one.
-    pub fn environment(&self, notify_socket: Option<&str>) -> Vec<(String, String)> {
+    pub(crate) fn environment(&self, notify_socket: Option<&str>) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = self.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         if let Some(addr) = notify_socket {
             env.retain(|(k, _)| k != "NOTIFY_SOCKET");

@@ -8,28 +8,28 @@ use super::fsm::StateKind;
 
 /// A service changed state.
 #[derive(Clone, Debug, Serialize)]
-pub struct Event {
-    pub service: String,
-    pub from: StateKind,
-    pub to: StateKind,
+pub(crate) struct Event {
+    pub(crate) service: String,
+    pub(crate) from: StateKind,
+    pub(crate) to: StateKind,
     /// Why, when there is a reason (a crash, a failed gate, a memory restart, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// The reason's stable label (`crash`, `oom`, `unhealthy`, `memory`, ...).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason_kind: Option<&'static str>,
-    pub restarts: u32,
+    pub(crate) reason_kind: Option<&'static str>,
+    pub(crate) restarts: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pid: Option<i32>,
+    pub(crate) pid: Option<i32>,
     /// How the last run ended, when it just did.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub exit: Option<String>,
+    pub(crate) exit: Option<String>,
     /// Milliseconds since the supervisor started.
-    pub at_ms: u64,
+    pub(crate) at_ms: u64,
 }
 
-pub type Sender = tokio::sync::broadcast::Sender<Event>;
-pub type Receiver = tokio::sync::broadcast::Receiver<Event>;
+pub(crate) type Sender = tokio::sync::broadcast::Sender<Event>;
+pub(crate) type Receiver = tokio::sync::broadcast::Receiver<Event>;
 
 /// How many events a slow listener may fall behind before it loses the oldest.
-pub const BACKLOG: usize = 4096;
+pub(crate) const BACKLOG: usize = 4096;

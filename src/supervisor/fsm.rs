@@ -14,20 +14,20 @@ use crate::runtime::exit::Exit;
 
 /// What the state machine needs to know about a service.
 #[derive(Clone, Debug)]
-pub struct Spec {
-    pub oneshot: bool,
+pub(crate) struct Spec {
+    pub(crate) oneshot: bool,
     /// Has a health check (or readiness notification): it must pass its gate before
     /// `healthy`. Without one it is healthy once it runs: once its exec succeeded, or once
     /// Docker started its container (`Spawned`).
-    pub gated: bool,
-    pub startup_timeout: Duration,
-    pub stop_timeout: Duration,
-    pub unhealthy_after: u32,
-    pub restart: Restart,
+    pub(crate) gated: bool,
+    pub(crate) startup_timeout: Duration,
+    pub(crate) stop_timeout: Duration,
+    pub(crate) unhealthy_after: u32,
+    pub(crate) restart: Restart,
 }
 
 impl Spec {
-    pub fn of(svc: &config::Service) -> Self {
+    pub(crate) fn of(svc: &config::Service) -> Self {
         Spec {
             oneshot: svc.kind == Kind::Oneshot,
             gated: !matches!(svc.health.check, config::Check::None),
@@ -41,7 +41,7 @@ impl Spec {
 
 /// Why a service restarted, stopped trying or failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     Exit(Exit),
     Oom,
     Unhealthy,
@@ -60,7 +60,7 @@ pub enum Reason {
 
 impl Reason {
     /// A short stable label (`crash`, `oom`, `unhealthy`, `memory`, ...) for metrics and events.
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Reason::Exit(_) => "crash",
             Reason::Oom => "oom",
@@ -99,7 +99,7 @@ impl fmt::Display for Reason {
 
 /// What to do once a stopping process has exited.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Then {
+pub(crate) enum Then {
     /// Stay stopped until started again.
     Hold,
     Restart(Reason),
@@ -108,7 +108,7 @@ pub enum Then {
 
 /// SPEC's states, with the data each one needs in the variant.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     Pending,
     Starting { since: Instant, gate_until: Instant },
     Healthy { since: Instant },
@@ -178,7 +178,7 @@ impl fmt::Display for StateKind {
 }
 
 impl State {
-    pub fn kind(&self) -> StateKind {
+    pub(crate) fn kind(&self) -> StateKind {
         match self {
             State::Pending => StateKind::Pending,
             State::Starting { .. } => StateKind::Starting,
@@ -193,12 +193,12 @@ impl State {
     }
 
     /// SPEC's name of the state.
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         self.kind().as_str()
     }
 
     /// When the run began, for states with a live process.
-    pub fn running_since(&self) -> Option<Instant> {
+    pub(crate) fn running_since(&self) -> Option<Instant> {
         match *self {
             State::Starting { since, .. }
             | State::Healthy { since }
@@ -209,7 +209,7 @@ impl State {
     }
 
     /// The timer this state waits for, and the event it delivers.
-    pub fn deadline(&self) -> Option<(Instant, Event)> {
+    pub(crate) fn deadline(&self) -> Option<(Instant, Event)> {
         match *self {
             State::Starting { gate_until, .. } => Some((gate_until, Event::GateExpired)),
             State::Backoff { until, .. } => Some((until, Event::BackoffElapsed)),
@@ -219,19 +219,19 @@ impl State {
     }
 
     /// Whether dependents may start: healthy, or a oneshot that exited 0.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         matches!(self, State::Healthy { .. } | State::Unhealthy { .. } | State::Exited { code: 0 })
     }
 
     /// No process and nothing scheduled: safe to stop what it depends on.
-    pub fn is_at_rest(&self) -> bool {
+    pub(crate) fn is_at_rest(&self) -> bool {
         matches!(self, State::Pending | State::Stopped | State::Exited { .. } | State::Failed { .. })
     }
 }
 
 /// What happened to a service.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     /// Its dependencies are ready, or an operator asked to start it.
     Start,
     /// The start succeeded: the exec happened (native), or Docker started the container.
@@ -264,7 +264,7 @@ pub enum Event {
 
 /// Side effects for the actor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     Spawn,
     /// Send the service's stop signal to its process group.
     Term,
@@ -274,12 +274,12 @@ pub enum Action {
 
 /// A service's state plus the memory the restart policy needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lifecycle {
-    pub state: State,
-    pub history: History,
+pub(crate) struct Lifecycle {
+    pub(crate) state: State,
+    pub(crate) history: History,
     /// Restarts so far (all reasons, for status).
-    pub restarts: u32,
-    pub last_exit: Option<Exit>,
+    pub(crate) restarts: u32,
+    pub(crate) last_exit: Option<Exit>,
 }
 
 impl Default for Lifecycle {
@@ -289,7 +289,12 @@ impl Default for Lifecycle {
 }
 
 /// The transition: `None` when the event does not apply in the current state (it is ignored).
-pub fn next(life: &Lifecycle, spec: &Spec, event: Event, now: Instant) -> Option<(Lifecycle, Vec<Action>)> {
+pub(crate) fn next(
+    life: &Lifecycle,
+    spec: &Spec,
+    event: Event,
+    now: Instant,
+) -> Option<(Lifecycle, Vec<Action>)> {
     let mut l = life.clone();
     let actions = match (&life.state, event) {
         (
@@ -514,14 +519,14 @@ fn stopping(life: &Lifecycle, spec: &Spec, event: Event, now: Instant) -> Option
 
 /// What an operator asks of one service (`start`, `stop`, `restart`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verb {
+pub(crate) enum Verb {
     Start,
     Stop,
     Restart,
 }
 
 impl Verb {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Verb::Start => "start",
             Verb::Stop => "stop",
@@ -529,7 +534,7 @@ impl Verb {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Verb> {
+    pub(crate) fn parse(s: &str) -> Option<Verb> {
         match s {
             "start" => Some(Verb::Start),
             "stop" => Some(Verb::Stop),
@@ -539,7 +544,7 @@ impl Verb {
     }
 
     /// The states that answer this verb: where the service has got to once it is done.
-    pub fn outcomes(self) -> &'static [StateKind] {
+    pub(crate) fn outcomes(self) -> &'static [StateKind] {
         match self {
             Verb::Stop => &[StateKind::Stopped, StateKind::Failed, StateKind::Exited],
             Verb::Start | Verb::Restart => {
@@ -549,7 +554,7 @@ impl Verb {
     }
 
     /// Whether reaching `state` is what the verb asked for (else it ran and failed).
-    pub fn wanted(self, state: StateKind) -> bool {
+    pub(crate) fn wanted(self, state: StateKind) -> bool {
         match self {
             Verb::Stop => state == StateKind::Stopped,
             Verb::Start | Verb::Restart => matches!(state, StateKind::Healthy | StateKind::Exited),
@@ -559,7 +564,7 @@ impl Verb {
 
 /// How the state machine takes an operator's verb in a state.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Operator {
+pub(crate) enum Operator {
     /// Feed this event.
     Apply(Event),
     /// Feed this start, once every dependency is ready (else refused, naming what it waits for).
@@ -572,7 +577,7 @@ pub enum Operator {
 
 /// The operator's table: what `verb` means in `state`. A stop holds the service stopped until a
 /// start; a start of a running service is nothing; nothing starts while it is stopping.
-pub fn operator(state: &State, verb: Verb) -> Operator {
+pub(crate) fn operator(state: &State, verb: Verb) -> Operator {
     let running = state.running_since().is_some();
     match (state, verb) {
         (State::Stopped | State::Stopping { then: Then::Hold, .. }, Verb::Stop) => Operator::Already,

@@ -15,19 +15,22 @@ fn file(dir: &Path, service: &str) -> PathBuf {
 }
 
 /// Notes that `pid` runs `service`.
-pub fn record(dir: &Path, service: &str, pid: Pid) -> io::Result<()> {
+pub(crate) fn record(dir: &Path, service: &str, pid: Pid) -> io::Result<()> {
     let started = start_time(pid.as_raw()).unwrap_or(0);
     std::fs::write(file(dir, service), format!("{} {started}\n", pid.as_raw()))
 }
 
 /// Notes that `service` runs nothing.
-pub fn forget(dir: &Path, service: &str) {
+pub(crate) fn forget(dir: &Path, service: &str) {
     let _ = std::fs::remove_file(file(dir, service));
 }
 
 /// Kills the process group of every recorded service process that is still the same process;
 /// returns which ones were found.
-pub fn kill_leftovers<'a>(dir: &Path, services: impl IntoIterator<Item = &'a str>) -> Vec<(String, i32)> {
+pub(crate) fn kill_leftovers<'a>(
+    dir: &Path,
+    services: impl IntoIterator<Item = &'a str>,
+) -> Vec<(String, i32)> {
     let mut killed = Vec::new();
     for service in services {
         let path = file(dir, service);

@@ -12,11 +12,11 @@ use super::fsm::Event;
 use crate::runtime::procfs;
 
 /// How often capped services are measured.
-pub const TICK: Duration = Duration::from_millis(250);
+pub(crate) const TICK: Duration = Duration::from_millis(250);
 /// How long RSS must stay above the cap before the restart.
-pub const PERSIST: Duration = Duration::from_millis(700);
+pub(crate) const PERSIST: Duration = Duration::from_millis(700);
 /// How often every running service is measured for status and metrics.
-pub const SAMPLE: Duration = Duration::from_secs(5);
+pub(crate) const SAMPLE: Duration = Duration::from_secs(5);
 
 impl Supervisor {
     /// The process a service's memory is counted from: its own, or its container's main one

@@ -4,11 +4,11 @@
 //! and the actor that owns all service state and performs what the state machine decides
 //! (`actor`, with its probes, memory caps, cgroups, containers and reloads in their own files).
 
-pub mod actor;
+pub(crate) mod actor;
 mod cgroups;
 pub(crate) mod containers;
 mod definition;
-pub mod events;
+pub(crate) mod events;
 pub mod fsm;
 mod install;
 mod launch;
@@ -18,7 +18,7 @@ mod notify;
 mod order;
 mod probes;
 mod reload;
-pub mod restart;
+pub(crate) mod restart;
 mod run;
 mod service;
 pub mod status;
@@ -27,7 +27,6 @@ use std::path::PathBuf;
 
 pub use actor::{Handle, Supervisor};
 pub use definition::DefinitionError;
-pub use reload::{ReloadError, Reloaded};
 
 use crate::config::Config;
 use crate::graph::GraphError;
@@ -54,25 +53,23 @@ pub enum BootError {
 }
 
 impl Supervisor {
-    /// Builds the supervisor for a validated config. Must be called inside the runtime that
-    /// will run it (notify sockets are bound here).
-    pub fn new(cfg: Config) -> Result<Self, BootError> {
-        let logs = Pipeline::start().map_err(BootError::Logs)?;
-        Self::with(cfg, Cgroups::detect().map_err(|e| e.to_string()), logs)
-    }
-
-    /// `new` with the cgroup root given (tests use fixtures or a missing hierarchy).
+    /// A supervisor for a validated config with the cgroup root given (tests use fixtures or a
+    /// missing hierarchy) and a log pipeline of its own. Must be called inside the runtime
+    /// that will run it (notify sockets are bound here).
     pub fn with_cgroups(cfg: Config, cgroups: Result<Cgroups, String>) -> Result<Self, BootError> {
         let logs = Pipeline::start().map_err(BootError::Logs)?;
         Self::with(cfg, cgroups, logs)
     }
 
-    /// `new` with the cgroup root and the log pipeline given (the daemon's own log uses the
-    /// same pipeline): log and state directories, every service's definition built (users
+    /// `with_cgroups` with the log pipeline given (the daemon's own log uses the same pipeline): log and state directories, every service's definition built (users
     /// resolved) before anything else, leftovers of an earlier run killed, then each service
     /// added — log, notify socket, cgroup — in start order. Nothing runs yet; the status board
     /// already lists every service.
-    pub fn with(cfg: Config, cgroups: Result<Cgroups, String>, logs: Pipeline) -> Result<Self, BootError> {
+    pub(crate) fn with(
+        cfg: Config,
+        cgroups: Result<Cgroups, String>,
+        logs: Pipeline,
+    ) -> Result<Self, BootError> {
         let graph = cfg.graph()?;
         for dir in [&cfg.supervisor.log_dir, &cfg.supervisor.state_dir] {
             create_dir(dir).map_err(|source| BootError::Dir { path: dir.clone(), source })?;

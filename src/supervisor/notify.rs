@@ -15,9 +15,9 @@ use crate::health::notify::NotifySocket;
 #[derive(Debug)]
 pub(crate) struct Binding {
     /// `NOTIFY_SOCKET` for the service: `@<name>`.
-    pub addr: String,
+    pub(crate) addr: String,
     /// The uid whose datagrams are believed (besides root's).
-    pub uid: u32,
+    pub(crate) uid: u32,
     task: tokio::task::AbortHandle,
 }
 

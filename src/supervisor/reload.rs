@@ -20,16 +20,16 @@ use crate::graph::GraphError;
 
 /// What a reload did.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct Reloaded {
-    pub added: Vec<String>,
-    pub removed: Vec<String>,
-    pub changed: Vec<String>,
-    pub unchanged: usize,
+pub(crate) struct Reloaded {
+    pub(crate) added: Vec<String>,
+    pub(crate) removed: Vec<String>,
+    pub(crate) changed: Vec<String>,
+    pub(crate) unchanged: usize,
 }
 
 /// Why a reload was refused (nothing changed then).
 #[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
+pub(crate) enum ReloadError {
     #[error("this supervisor was not started from a config file")]
     NoFile,
     #[error("the supervisor is stopping")]

@@ -8,7 +8,7 @@ use crate::config::{Restart, RestartPolicy};
 
 /// What the policy decided about a run that ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Run again after this delay (zero: at once).
     Restart(Duration),
     /// Leave it ended: the policy does not restart this exit.
@@ -19,31 +19,21 @@ pub enum Decision {
 
 /// Restarts within the window and the run of consecutive short runs (for backoff).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct History {
+pub(crate) struct History {
     restarts: VecDeque<Instant>,
     consecutive_short: u32,
 }
 
 impl History {
-    /// Restarts counted in the current window as of `now`.
-    pub fn recent(&self, window: Duration, now: Instant) -> u32 {
-        self.restarts.iter().filter(|&&t| now.saturating_duration_since(t) < window).count() as u32
-    }
-
-    /// Total restarts remembered (for status; the window prunes old ones).
-    pub fn consecutive_short(&self) -> u32 {
-        self.consecutive_short
-    }
-
     /// Forgets crash history (an operator's start after `failed`).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         *self = History::default();
     }
 }
 
 /// Decides about a run that ended on its own. `failed` is whether the run counts as a failure
 /// (non-zero exit, signal, OOM, unhealthy, memory); `ran_for` is its uptime.
-pub fn decide(
+pub(crate) fn decide(
     policy: &Restart,
     history: &mut History,
     failed: bool,
@@ -64,7 +54,12 @@ pub fn decide(
 /// Records a restart that will happen and returns its delay, or gives up past `max_restarts`
 /// within `restart_window`. Also used for restarts the supervisor itself decides (unhealthy,
 /// memory), which count toward the limit like crashes.
-pub fn restart_after(policy: &Restart, history: &mut History, ran_for: Duration, now: Instant) -> Decision {
+pub(crate) fn restart_after(
+    policy: &Restart,
+    history: &mut History,
+    ran_for: Duration,
+    now: Instant,
+) -> Decision {
     let window = policy.window.0;
     while history.restarts.front().is_some_and(|&t| now.saturating_duration_since(t) >= window) {
         history.restarts.pop_front();
@@ -82,7 +77,7 @@ pub fn restart_after(policy: &Restart, history: &mut History, ran_for: Duration,
 }
 
 /// `initial` doubled per consecutive short run after the first, capped at `max`.
-pub fn backoff(policy: &Restart, consecutive_short: u32) -> Duration {
+pub(crate) fn backoff(policy: &Restart, consecutive_short: u32) -> Duration {
     let doublings = consecutive_short.saturating_sub(1).min(32);
     let delay = policy.backoff_initial.0.saturating_mul(1u32 << doublings.min(31));
     delay.min(policy.backoff_max.0)

@@ -14,13 +14,13 @@ use super::containers::tracker::ContainerRun;
 /// A run of a service.
 #[derive(Debug)]
 pub(crate) struct Run {
-    pub generation: u64,
-    pub kind: RunKind,
-    pub probe: Probe,
-    pub memory: MemoryWatch,
+    pub(crate) generation: u64,
+    pub(crate) kind: RunKind,
+    pub(crate) probe: Probe,
+    pub(crate) memory: MemoryWatch,
     /// Set while a `log` health check waits for its line; the output watch of this run holds
     /// it, so a line of an earlier run can never pass a later run's gate.
-    pub log_armed: Arc<AtomicBool>,
+    pub(crate) log_armed: Arc<AtomicBool>,
 }
 
 /// What runs: a process of ours, or a container.
@@ -38,23 +38,23 @@ pub(crate) enum RunKind {
 #[derive(Debug, Default)]
 pub(crate) struct Probe {
     /// When the next periodic probe is due (`None`: no periodic probe now).
-    pub next: Option<Instant>,
+    pub(crate) next: Option<Instant>,
     /// When the probe in flight was launched.
-    pub in_flight: Option<Instant>,
+    pub(crate) in_flight: Option<Instant>,
     /// A running exec probe and when it times out.
-    pub exec: Option<(Pid, Instant)>,
+    pub(crate) exec: Option<(Pid, Instant)>,
 }
 
 /// The memory of the run's processes, as last read.
 #[derive(Debug, Default)]
 pub(crate) struct MemoryWatch {
-    pub rss: Option<u64>,
+    pub(crate) rss: Option<u64>,
     /// Since when RSS has been above `memory_restart`.
-    pub high_since: Option<Instant>,
+    pub(crate) high_since: Option<Instant>,
 }
 
 impl Run {
-    pub fn new(generation: u64, kind: RunKind) -> Run {
+    pub(crate) fn new(generation: u64, kind: RunKind) -> Run {
         Run {
             generation,
             kind,
@@ -66,7 +66,7 @@ impl Run {
 
     /// The process whose session (and so whose memory) is the run's: our child, or the
     /// container's main process as the host sees it.
-    pub fn main_pid(&self) -> Option<Pid> {
+    pub(crate) fn main_pid(&self) -> Option<Pid> {
         match &self.kind {
             RunKind::Native { pid, .. } => Some(*pid),
             RunKind::Container(c) => c.running.as_ref()?.pid.map(Pid::from_raw),
@@ -74,21 +74,21 @@ impl Run {
     }
 
     /// The pid `status` shows: a native run's (a container shows its id instead).
-    pub fn pid(&self) -> Option<Pid> {
+    pub(crate) fn pid(&self) -> Option<Pid> {
         match &self.kind {
             RunKind::Native { pid, .. } => Some(*pid),
             RunKind::Container(_) => None,
         }
     }
 
-    pub fn container(&self) -> Option<&ContainerRun> {
+    pub(crate) fn container(&self) -> Option<&ContainerRun> {
         match &self.kind {
             RunKind::Container(c) => Some(c),
             RunKind::Native { .. } => None,
         }
     }
 
-    pub fn container_mut(&mut self) -> Option<&mut ContainerRun> {
+    pub(crate) fn container_mut(&mut self) -> Option<&mut ContainerRun> {
         match &mut self.kind {
             RunKind::Container(c) => Some(c),
             RunKind::Native { .. } => None,
@@ -96,19 +96,19 @@ impl Run {
     }
 
     /// The id of the run's container, once it runs.
-    pub fn container_id(&self) -> Option<&str> {
+    pub(crate) fn container_id(&self) -> Option<&str> {
         Some(self.container()?.running.as_ref()?.id.as_str())
     }
 
     /// A container that has not been reported running yet: nothing to probe (its published
     /// ports answer through docker-proxy before it listens).
-    pub fn awaiting_container(&self) -> bool {
+    pub(crate) fn awaiting_container(&self) -> bool {
         self.container().is_some_and(|c| c.running.is_none())
     }
 
     /// When the run really began, if before `fallback` (an adopted container started before
     /// this supervisor did).
-    pub fn started_at(&self) -> Option<Instant> {
+    pub(crate) fn started_at(&self) -> Option<Instant> {
         let nanos = self.container()?.running.as_ref()?.started_nanos;
         let nanos = u64::try_from(nanos).ok().filter(|&n| n > 0)?;
         let started = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(nanos);

@@ -19,21 +19,21 @@ use crate::logs::writer::SharedWriter;
 use crate::runtime::cgroup::ServiceCgroup;
 
 pub(crate) struct Service {
-    pub name: String,
-    pub def: Definition,
-    pub life: Lifecycle,
-    pub run: Option<Run>,
+    pub(crate) name: String,
+    pub(crate) def: Definition,
+    pub(crate) life: Lifecycle,
+    pub(crate) run: Option<Run>,
     /// Runs started so far: the next run's generation is one more.
     runs: u64,
     /// Direct dependencies and dependents, as indices (rewired by reloads).
-    pub deps: Vec<usize>,
-    pub dependents: Vec<usize>,
-    pub standing: Standing,
+    pub(crate) deps: Vec<usize>,
+    pub(crate) dependents: Vec<usize>,
+    pub(crate) standing: Standing,
     /// How long its last start took to become ready.
-    pub ready_after: Option<Duration>,
-    pub log: SharedWriter,
-    pub notify: Option<super::notify::Binding>,
-    pub backend: Backend,
+    pub(crate) ready_after: Option<Duration>,
+    pub(crate) log: SharedWriter,
+    pub(crate) notify: Option<super::notify::Binding>,
+    pub(crate) backend: Backend,
 }
 
 /// Where a service stands in the config a reload brought.
@@ -65,7 +65,7 @@ pub(crate) enum Caps {
 }
 
 impl Service {
-    pub fn new(def: Definition, log: SharedWriter, backend: Backend) -> Service {
+    pub(crate) fn new(def: Definition, log: SharedWriter, backend: Backend) -> Service {
         Service {
             name: def.config.name.clone(),
             def,
@@ -83,35 +83,35 @@ impl Service {
     }
 
     /// The generation a new run gets.
-    pub fn next_generation(&mut self) -> u64 {
+    pub(crate) fn next_generation(&mut self) -> u64 {
         self.runs += 1;
         self.runs
     }
 
     /// Whether `generation` is the current run's (results of older runs are ignored).
-    pub fn is_current(&self, generation: u64) -> bool {
+    pub(crate) fn is_current(&self, generation: u64) -> bool {
         self.run.as_ref().is_some_and(|r| r.generation == generation)
     }
 
-    pub fn retired(&self) -> bool {
+    pub(crate) fn retired(&self) -> bool {
         matches!(self.standing, Standing::Retired)
     }
 
-    pub fn container(&self) -> Option<&ContainerBackend> {
+    pub(crate) fn container(&self) -> Option<&ContainerBackend> {
         match &self.backend {
             Backend::Container(c) => Some(c),
             Backend::Native(_) => None,
         }
     }
 
-    pub fn container_mut(&mut self) -> Option<&mut ContainerBackend> {
+    pub(crate) fn container_mut(&mut self) -> Option<&mut ContainerBackend> {
         match &mut self.backend {
             Backend::Container(c) => Some(c),
             Backend::Native(_) => None,
         }
     }
 
-    pub fn cgroup(&self) -> Option<&ServiceCgroup> {
+    pub(crate) fn cgroup(&self) -> Option<&ServiceCgroup> {
         match &self.backend {
             Backend::Native(Caps::Applied(cg)) => Some(cg),
             _ => None,
@@ -120,7 +120,7 @@ impl Service {
 
     /// Sends `sig` to the current run: a native run's whole process group, a container's
     /// main process (through its worker, in order with its other Docker calls).
-    pub fn signal(&self, sig: Signal) {
+    pub(crate) fn signal(&self, sig: Signal) {
         let Some(run) = &self.run else { return };
         match &self.backend {
             Backend::Native(_) => {
@@ -135,7 +135,7 @@ impl Service {
     /// Where a probe aimed at `host:port` reaches the service directly: a port a container
     /// publishes is probed at the container's own address (docker-proxy accepts before the
     /// container listens and holds such a probe for a second). `None`: probe `host:port`.
-    pub fn probe_target(&self, host: &str, port: u16) -> Option<SocketAddr> {
+    pub(crate) fn probe_target(&self, host: &str, port: u16) -> Option<SocketAddr> {
         let ip = self.run.as_ref()?.container()?.running.as_ref()?.ip?;
         let Exec::Image { ports, .. } = &self.def.config.exec else { return None };
         let local = matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]" | "0.0.0.0");
@@ -146,7 +146,7 @@ impl Service {
         Some(SocketAddr::new(ip, published.container))
     }
 
-    pub fn kind(&self) -> ServiceKind {
+    pub(crate) fn kind(&self) -> ServiceKind {
         match (self.def.config.kind, &self.def.config.exec) {
             (Kind::Oneshot, _) => ServiceKind::Oneshot,
             (_, Exec::Image { .. }) => ServiceKind::Container,
@@ -155,7 +155,7 @@ impl Service {
     }
 
     /// How `status` shows it; `waiting` says why a pending service has not started.
-    pub fn status(&self, waiting: Option<String>) -> ServiceStatus {
+    pub(crate) fn status(&self, waiting: Option<String>) -> ServiceStatus {
         let reason = match &self.life.state {
             State::Failed { reason } | State::Backoff { reason, .. } => Some(reason.to_string()),
             State::Pending => waiting,

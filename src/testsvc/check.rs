@@ -7,18 +7,18 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 /// The whole check (connect, request, status line) must fit in this.
-pub const TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where a check goes.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     /// `host:port`, as resolved and as sent in `Host:`.
-    pub authority: String,
-    pub path: String,
+    pub(crate) authority: String,
+    pub(crate) path: String,
 }
 
 /// `http://HOST[:PORT][/PATH]` (port 80 by default, path `/`); `https` and the rest are refused.
-pub fn parse_url(url: &str) -> Result<Target, String> {
+pub(crate) fn parse_url(url: &str) -> Result<Target, String> {
     let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url:?} is not an http:// URL"))?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -36,7 +36,7 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
 }
 
 /// The status code of one `GET`, within [`TIMEOUT`].
-pub fn status_of(target: &Target) -> Result<u16, String> {
+pub(crate) fn status_of(target: &Target) -> Result<u16, String> {
     let deadline = Instant::now() + TIMEOUT;
     let addrs: Vec<SocketAddr> = target
         .authority
@@ -72,7 +72,7 @@ pub fn status_of(target: &Target) -> Result<u16, String> {
 }
 
 /// Runs the check and exits: 0 on a 2xx, 1 otherwise (saying why on stderr).
-pub fn run(url: &str) -> ! {
+pub(crate) fn run(url: &str) -> ! {
     let target = parse_url(url).unwrap_or_else(|e| {
         super::output::warn("--check-http", &e);
         std::process::exit(2)

@@ -18,14 +18,14 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the server answers with; shared with the thread that flips readiness.
 #[derive(Debug)]
-pub struct State {
+pub(crate) struct State {
     ready: AtomicBool,
     connections: AtomicUsize,
     policy_json: String,
 }
 
 impl State {
-    pub fn new(policy_hash: &str) -> State {
+    pub(crate) fn new(policy_hash: &str) -> State {
         State {
             ready: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
@@ -33,13 +33,13 @@ impl State {
         }
     }
 
-    pub fn set_ready(&self) {
+    pub(crate) fn set_ready(&self) {
         self.ready.store(true, Ordering::SeqCst);
     }
 }
 
 /// Binds `addr` and serves it on a background thread.
-pub fn start(addr: SocketAddr, state: Arc<State>) -> io::Result<()> {
+pub(crate) fn start(addr: SocketAddr, state: Arc<State>) -> io::Result<()> {
     let listener = TcpListener::bind(addr)?;
     std::thread::Builder::new().name("http-accept".into()).spawn(move || accept_loop(&listener, &state))?;
     Ok(())

@@ -11,7 +11,7 @@ const MIB: usize = 1 << 20;
 const PAGE: usize = 4096;
 
 /// Grows the resident memory as `alloc` asks, then returns (the memory is leaked, i.e. kept).
-pub fn run(alloc: &Alloc) -> Result<(), String> {
+pub(crate) fn run(alloc: &Alloc) -> Result<(), String> {
     let start = Instant::now();
     let mut total: u64 = 0;
     let mut step: u32 = 0;

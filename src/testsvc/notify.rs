@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 
 /// Sends `READY=1`; the error says what went wrong, for a warning line.
-pub fn send_ready() -> Result<(), String> {
+pub(crate) fn send_ready() -> Result<(), String> {
     let target = std::env::var_os("NOTIFY_SOCKET").ok_or("NOTIFY_SOCKET is not set")?;
     let fail = |e: std::io::Error| format!("cannot notify {}: {e}", target.to_string_lossy());
     let socket = UnixDatagram::unbound().map_err(fail)?;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Printed by `--help`.
-pub const USAGE: &str = "\
+pub(crate) const USAGE: &str = "\
 usage: titan-supervisor test-service [OPTIONS]
 
 A tiny stand-in service for tests, benchmarks and the demo.
@@ -52,7 +52,7 @@ const MAX_PROCS: u32 = 4096;
 
 /// Where numbered lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
+pub(crate) enum Stream {
     Out,
     Err,
     Both,
@@ -60,54 +60,54 @@ pub enum Stream {
 
 /// `--lines` and its companions.
 #[derive(Debug, Clone)]
-pub struct Lines {
+pub(crate) struct Lines {
     /// Number of lines; 0 means forever.
-    pub count: u64,
+    pub(crate) count: u64,
     /// Exact size of every line, newline included.
-    pub bytes: usize,
+    pub(crate) bytes: usize,
     /// Lines per second; 0 means as fast as possible.
-    pub rate: f64,
-    pub stream: Stream,
+    pub(crate) rate: f64,
+    pub(crate) stream: Stream,
     /// Exit 0 right after the last line.
-    pub exit: bool,
+    pub(crate) exit: bool,
 }
 
 /// `--alloc` and its companions.
 #[derive(Debug, Clone)]
-pub struct Alloc {
-    pub total_mib: u64,
+pub(crate) struct Alloc {
+    pub(crate) total_mib: u64,
     /// Growth per step; equals `total_mib` when allocating all at once.
-    pub step_mib: u64,
-    pub interval: Duration,
+    pub(crate) step_mib: u64,
+    pub(crate) interval: Duration,
 }
 
 /// Everything the test service was asked to do.
 #[derive(Debug, Clone)]
-pub struct Opts {
-    pub name: String,
-    pub listen: Option<SocketAddr>,
-    pub bind_early: bool,
-    pub policy_hash: String,
-    pub ready_after: Duration,
-    pub ready_line: String,
-    pub notify: bool,
-    pub exit_after: Option<Duration>,
-    pub exit_code: i32,
-    pub abort_after: Option<Duration>,
-    pub ignore_sigterm: bool,
-    pub term_delay: Duration,
-    pub alloc: Option<Alloc>,
-    pub lines: Option<Lines>,
-    pub fork_children: u32,
-    pub orphans: u32,
-    pub print_env: bool,
-    pub start_log: Option<PathBuf>,
-    pub pid_file: Option<PathBuf>,
+pub(crate) struct Opts {
+    pub(crate) name: String,
+    pub(crate) listen: Option<SocketAddr>,
+    pub(crate) bind_early: bool,
+    pub(crate) policy_hash: String,
+    pub(crate) ready_after: Duration,
+    pub(crate) ready_line: String,
+    pub(crate) notify: bool,
+    pub(crate) exit_after: Option<Duration>,
+    pub(crate) exit_code: i32,
+    pub(crate) abort_after: Option<Duration>,
+    pub(crate) ignore_sigterm: bool,
+    pub(crate) term_delay: Duration,
+    pub(crate) alloc: Option<Alloc>,
+    pub(crate) lines: Option<Lines>,
+    pub(crate) fork_children: u32,
+    pub(crate) orphans: u32,
+    pub(crate) print_env: bool,
+    pub(crate) start_log: Option<PathBuf>,
+    pub(crate) pid_file: Option<PathBuf>,
 }
 
 /// Outcome of a successful parse.
 #[derive(Debug)]
-pub enum Parsed {
+pub(crate) enum Parsed {
     Run(Box<Opts>),
     Help,
     /// `--check-http URL`: a one-shot health check instead of a service.
@@ -116,9 +116,9 @@ pub enum Parsed {
 
 /// A bad command line; displays as `test-service: <option>: <problem>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageError {
-    pub option: String,
-    pub problem: String,
+pub(crate) struct UsageError {
+    pub(crate) option: String,
+    pub(crate) problem: String,
 }
 
 impl fmt::Display for UsageError {
@@ -188,7 +188,7 @@ const VALUED: [&str; 20] = [
 ];
 
 /// Parses the arguments after `test-service`.
-pub fn parse(args: &[OsString]) -> Result<Parsed, UsageError> {
+pub(crate) fn parse(args: &[OsString]) -> Result<Parsed, UsageError> {
     let mut raw = Raw::default();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -369,7 +369,7 @@ fn requires(option: &str, given: bool, needs: &str, present: bool) -> Result<(),
 }
 
 /// The length of a numbered line's header (`<name> <stream> <seq:010> `).
-pub fn line_header_len(name: &str) -> usize {
+pub(crate) fn line_header_len(name: &str) -> usize {
     name.len() + " out ".len() + 10 + 1
 }
 

@@ -12,17 +12,17 @@ const BATCH_BYTES: usize = 64 << 10;
 const SEQ_MODULUS: u64 = 10_000_000_000;
 
 /// How long last words before an exit may wait for a blocked stdout.
-pub const LAST_WORDS: Duration = Duration::from_secs(1);
+pub(crate) const LAST_WORDS: Duration = Duration::from_secs(1);
 
 /// Prints one control line on stdout and flushes it; write errors (a closed pipe) are ignored.
-pub fn say(line: &str) {
+pub(crate) fn say(line: &str) {
     let mut out = io::stdout().lock();
     let _ = out.write_all(line.as_bytes()).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush());
 }
 
 /// Like [`say`], but gives up waiting after `limit`: for last words before exiting, which must
 /// not hang when nobody drains stdout (a full pipe blocks the write while holding the lock).
-pub fn say_within(line: &str, limit: Duration) {
+pub(crate) fn say_within(line: &str, limit: Duration) {
     let (done, finished) = std::sync::mpsc::channel();
     let line = line.to_owned();
     let spawned = std::thread::Builder::new().spawn(move || {
@@ -35,12 +35,12 @@ pub fn say_within(line: &str, limit: Duration) {
 }
 
 /// Prints `test-service: <what>: <problem>` on stderr; write errors are ignored.
-pub fn warn(what: &str, problem: &str) {
+pub(crate) fn warn(what: &str, problem: &str) {
     let _ = writeln!(io::stderr().lock(), "test-service: {what}: {problem}");
 }
 
 /// Prints the environment as `KEY=VALUE` lines sorted by key, then `--- env end`.
-pub fn print_env() {
+pub(crate) fn print_env() {
     let mut vars: Vec<(String, String)> = std::env::vars_os()
         .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
         .collect();
@@ -54,7 +54,7 @@ pub fn print_env() {
 }
 
 /// Prints the numbered lines `lines` asks for; returns once done or once a stream is closed.
-pub fn run_lines(name: &str, lines: &Lines) -> io::Result<()> {
+pub(crate) fn run_lines(name: &str, lines: &Lines) -> io::Result<()> {
     let mut out = Batch::new(Stream::Out, name, lines.bytes);
     let mut err = Batch::new(Stream::Err, name, lines.bytes);
     let start = Instant::now();

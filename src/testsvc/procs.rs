@@ -12,7 +12,7 @@ use nix::unistd::{self, ForkResult, Pid};
 use super::output::say;
 
 /// Forks `n` sleeping children, printing `child pid=<pid>` for each.
-pub fn fork_children(n: u32) -> nix::Result<()> {
+pub(crate) fn fork_children(n: u32) -> nix::Result<()> {
     for _ in 0..n {
         // SAFETY: the service is still single-threaded (no thread is spawned before this), so the
         // child may run arbitrary code; it only resets signals and sleeps.
@@ -25,7 +25,7 @@ pub fn fork_children(n: u32) -> nix::Result<()> {
 }
 
 /// Creates `n` orphaned grandchildren, printing `orphan pid=<pid>` for each.
-pub fn orphans(n: u32) -> nix::Result<()> {
+pub(crate) fn orphans(n: u32) -> nix::Result<()> {
     for _ in 0..n {
         let pid = orphan()?;
         say(&format!("orphan pid={pid}"));

@@ -8,7 +8,7 @@ use nix::sys::signal::{SigSet, Signal};
 use super::output::{LAST_WORDS, say, say_within};
 
 /// The signals the main thread waits for.
-pub fn handled() -> SigSet {
+pub(crate) fn handled() -> SigSet {
     let mut set = SigSet::empty();
     for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         set.add(sig);
@@ -17,7 +17,7 @@ pub fn handled() -> SigSet {
 }
 
 /// Blocks the handled signals in the calling thread (and so in every thread it spawns later).
-pub fn block() -> nix::Result<SigSet> {
+pub(crate) fn block() -> nix::Result<SigSet> {
     let set = handled();
     set.thread_block()?;
     Ok(set)
@@ -25,7 +25,7 @@ pub fn block() -> nix::Result<SigSet> {
 
 /// Waits for signals forever: SIGTERM/SIGINT stop the service (exit 0 after `term_delay`) unless
 /// ignored; SIGHUP is only logged.
-pub fn wait_loop(set: &SigSet, ignore_term: bool, term_delay: Duration) -> ! {
+pub(crate) fn wait_loop(set: &SigSet, ignore_term: bool, term_delay: Duration) -> ! {
     loop {
         let Ok(sig) = set.wait() else {
             continue;

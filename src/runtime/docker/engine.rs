@@ -19,18 +19,18 @@ use super::spec::{self, ContainerSpec};
 
 /// A running container as the supervisor tracks it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Running {
-    pub id: String,
+pub(crate) struct Running {
+    pub(crate) id: String,
     /// Its main process as the host sees it (for memory readings).
-    pub pid: Option<i32>,
+    pub(crate) pid: Option<i32>,
     /// `State.StartedAt` in nanoseconds: a `die` event from before it belongs to an earlier run.
-    pub started_nanos: i64,
+    pub(crate) started_nanos: i64,
     /// Its address on its network: probes go there rather than through docker-proxy, which
     /// accepts before the container listens and then holds the connection for a second.
-    pub ip: Option<std::net::IpAddr>,
+    pub(crate) ip: Option<std::net::IpAddr>,
     /// Exit code and OOM kill when it had already ended by the time it was inspected (a
     /// container can die before the start that ran it is reported).
-    pub ended: Option<(i64, bool)>,
+    pub(crate) ended: Option<(i64, bool)>,
 }
 
 impl Running {
@@ -54,7 +54,7 @@ impl Running {
 
 /// What `prepare` left in place.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Prepared {
+pub(crate) enum Prepared {
     /// Created (or found stopped with the same spec): a start runs it.
     Created,
     /// Already running with the same spec: adopted, no restart.
@@ -62,7 +62,7 @@ pub enum Prepared {
 }
 
 #[derive(Clone)]
-pub struct Engine {
+pub(crate) struct Engine {
     docker: Docker,
     project: String,
     /// Held while networks and volumes are looked up and created: Docker accepts two
@@ -88,7 +88,7 @@ fn labels(project: &str) -> HashMap<String, String> {
 }
 
 impl Engine {
-    pub fn new(docker: Docker, project: &str) -> Self {
+    pub(crate) fn new(docker: Docker, project: &str) -> Self {
         Engine {
             docker,
             project: project.to_owned(),
@@ -97,13 +97,13 @@ impl Engine {
         }
     }
 
-    pub fn docker(&self) -> &Docker {
+    pub(crate) fn docker(&self) -> &Docker {
         &self.docker
     }
 
     /// Makes sure `image` is present: pulled when absent (progress in the supervisor's log),
     /// and a `name@sha256:…` reference must then be among the image's RepoDigests exactly.
-    pub async fn ensure_image(&self, image: &str) -> Result<(), DockerError> {
+    pub(crate) async fn ensure_image(&self, image: &str) -> Result<(), DockerError> {
         let present = match self.docker.inspect_image(image).await {
             Ok(_) => true,
             Err(e) if not_found(&e) => false,
@@ -144,7 +144,7 @@ impl Engine {
     }
 
     /// Creates the network, labelled with the project, unless it exists.
-    pub async fn ensure_network(&self, name: &str) -> Result<(), DockerError> {
+    pub(crate) async fn ensure_network(&self, name: &str) -> Result<(), DockerError> {
         let _one_at_a_time = self.creating.lock().await;
         match self.docker.inspect_network(name, None).await {
             Ok(_) => return Ok(()),
@@ -168,7 +168,7 @@ impl Engine {
     }
 
     /// Creates the named volume, labelled with the project, unless it exists.
-    pub async fn ensure_volume(&self, name: &str) -> Result<(), DockerError> {
+    pub(crate) async fn ensure_volume(&self, name: &str) -> Result<(), DockerError> {
         let _one_at_a_time = self.creating.lock().await;
         match self.docker.inspect_volume(name).await {
             Ok(_) => return Ok(()),
@@ -184,7 +184,7 @@ impl Engine {
 
     /// Everything a start needs, done ahead: image, network, volumes, and the container itself
     /// — adopted when it runs with this spec, recreated when its spec changed.
-    pub async fn prepare(&self, spec: &ContainerSpec) -> Result<Prepared, DockerError> {
+    pub(crate) async fn prepare(&self, spec: &ContainerSpec) -> Result<Prepared, DockerError> {
         // the semaphore is never closed: a permit always comes
         let _turn = self.preparing.acquire().await.ok();
         self.ensure_image(&spec.image).await?;
@@ -225,7 +225,7 @@ impl Engine {
     }
 
     /// Starts the prepared container and reads back its main pid and start time.
-    pub async fn start(&self, name: &str) -> Result<Running, DockerError> {
+    pub(crate) async fn start(&self, name: &str) -> Result<Running, DockerError> {
         self.docker.start_container(name, None).await.map_err(DockerError::api("start container", name))?;
         let found = self
             .docker
@@ -236,7 +236,7 @@ impl Engine {
     }
 
     /// Sends `signal` to the container's main process; one that is not running is no error.
-    pub async fn signal(&self, name: &str, signal: &str) -> Result<(), DockerError> {
+    pub(crate) async fn signal(&self, name: &str, signal: &str) -> Result<(), DockerError> {
         let options = KillContainerOptions { signal: signal.to_owned() };
         match self.docker.kill_container(name, Some(options)).await {
             Ok(()) => Ok(()),
@@ -246,7 +246,7 @@ impl Engine {
     }
 
     /// Exit code and OOM kill of a container that stopped; `None` while it runs.
-    pub async fn exit_of(&self, name: &str) -> Result<Option<(i64, bool)>, DockerError> {
+    pub(crate) async fn exit_of(&self, name: &str) -> Result<Option<(i64, bool)>, DockerError> {
         let found = self
             .docker
             .inspect_container(name, None)
@@ -256,7 +256,7 @@ impl Engine {
     }
 
     /// Stops (within `grace` seconds) and removes a container.
-    pub async fn remove(&self, name: &str, grace: i64) -> Result<(), DockerError> {
+    pub(crate) async fn remove(&self, name: &str, grace: i64) -> Result<(), DockerError> {
         let stop = StopContainerOptions { t: Some(i32::try_from(grace).unwrap_or(i32::MAX)), signal: None };
         match self.docker.stop_container(name, Some(stop)).await {
             Ok(()) => {}
@@ -272,7 +272,7 @@ impl Engine {
     }
 
     /// Stops and removes the project's containers whose service is not in `keep`.
-    pub async fn remove_orphans(&self, keep: &[String]) -> Result<Vec<String>, DockerError> {
+    pub(crate) async fn remove_orphans(&self, keep: &[String]) -> Result<Vec<String>, DockerError> {
         let filter = format!("{}={}", spec::LABEL_PROJECT, self.project);
         let options = ListContainersOptions {
             all: true,

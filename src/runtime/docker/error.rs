@@ -4,7 +4,7 @@
 use bollard::errors::Error as ApiError;
 
 #[derive(Debug, thiserror::Error)]
-pub enum DockerError {
+pub(crate) enum DockerError {
     #[error("cannot reach dockerd at {host}: {source}")]
     Connect {
         host: String,
@@ -32,13 +32,13 @@ pub enum DockerError {
 
 impl DockerError {
     /// A failed call `op` on `what` (an image, a container, a network by name).
-    pub fn api(op: &'static str, what: &str) -> impl FnOnce(ApiError) -> DockerError {
+    pub(crate) fn api(op: &'static str, what: &str) -> impl FnOnce(ApiError) -> DockerError {
         let what = what.to_owned();
         move |source| DockerError::Api { op, what, source }
     }
 
     /// The HTTP status dockerd answered with, when it answered.
-    pub fn status(&self) -> Option<u16> {
+    pub(crate) fn status(&self) -> Option<u16> {
         match self {
             DockerError::Api { source, .. } => status_of(source),
             _ => None,
@@ -46,13 +46,13 @@ impl DockerError {
     }
 
     /// The object does not exist (any more): removed behind our back, or never created.
-    pub fn is_not_found(&self) -> bool {
+    pub(crate) fn is_not_found(&self) -> bool {
         self.status() == Some(404)
     }
 }
 
 /// The status code of an answer dockerd gave (not of a connection that failed).
-pub fn status_of(e: &ApiError) -> Option<u16> {
+pub(crate) fn status_of(e: &ApiError) -> Option<u16> {
     match e {
         ApiError::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,

@@ -14,7 +14,7 @@ use super::spec;
 
 /// What the stream tells.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Notice {
+pub(crate) enum Notice {
     /// A container of the project stopped (`name` without Docker's leading `/`).
     Died { id: String, name: String, at_nanos: i64, exit_code: Option<i64> },
     /// The kernel's OOM killer struck in a container of the project (usually, not always,
@@ -30,7 +30,7 @@ pub enum Notice {
 ///
 /// The stream is read from the moment this is called, not from when dockerd first answers it:
 /// a container that dies while the request is on its way is still reported.
-pub async fn follow(host: String, mut docker: Docker, project: String, tell: impl Fn(Notice) -> bool) {
+pub(crate) async fn follow(host: String, mut docker: Docker, project: String, tell: impl Fn(Notice) -> bool) {
     let mut since = super::now_nanos();
     loop {
         let filters = HashMap::from([

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use super::DockerError;
 
 /// Runs `argv` in container `id`; `Ok(true)` when it exited 0 within `timeout`.
-pub async fn probe(
+pub(crate) async fn probe(
     docker: &Docker,
     id: &str,
     argv: &[String],

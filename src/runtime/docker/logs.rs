@@ -17,18 +17,18 @@ use crate::logs::writer::{SharedWriter, Stream};
 /// Where a service's container log stands: the last stamp written and how many lines carried
 /// exactly that stamp.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Cursor {
-    pub stamp: String,
-    pub same: usize,
+pub(crate) struct Cursor {
+    pub(crate) stamp: String,
+    pub(crate) same: usize,
 }
 
-pub type SharedCursor = Arc<Mutex<Cursor>>;
+pub(crate) type SharedCursor = Arc<Mutex<Cursor>>;
 
 impl Cursor {
     /// The cursor of `service`'s log in `dir`: its newest file holding a container line
     /// (current.log, else the rotated ones, compressed or not); nothing found means a fresh
     /// log, which takes the container's output from its first line.
-    pub fn of_log(dir: &Path, service: &str) -> Cursor {
+    pub(crate) fn of_log(dir: &Path, service: &str) -> Cursor {
         for path in crate::logs::read::files(dir, service).iter().rev() {
             let Ok(bytes) = crate::logs::compress::read_all(path) else { continue };
             let cursor = Cursor::of_text(&bytes);
@@ -98,7 +98,7 @@ fn stamp_token(line: &[u8]) -> Option<&str> {
 
 /// Docker's RFC3339Nano stamp (trailing zeros trimmed) with exactly nine fraction digits, so
 /// stamps compare as strings.
-pub fn normalize(stamp: &str) -> Option<String> {
+pub(crate) fn normalize(stamp: &str) -> Option<String> {
     let body = stamp.strip_suffix('Z')?;
     let (secs, frac) = body.split_once('.').unwrap_or((body, ""));
     (secs.len() == 19 && frac.len() <= 9 && frac.bytes().all(|b| b.is_ascii_digit()))
@@ -107,7 +107,7 @@ pub fn normalize(stamp: &str) -> Option<String> {
 
 /// Copies container `id`'s output from the cursor on into `writer` until the container stops
 /// (the stream then ends), matching lines for a `log` health check on the way.
-pub async fn follow(
+pub(crate) async fn follow(
     docker: Docker,
     id: String,
     writer: SharedWriter,

@@ -3,20 +3,20 @@
 //! starting and signalling containers, the events stream, log streams and exec probes. I/O
 //! only: what to do and when is the actor's.
 
-pub mod engine;
-pub mod error;
-pub mod events;
-pub mod exec;
-pub mod logs;
-pub mod spec;
+pub(crate) mod engine;
+pub(crate) mod error;
+pub(crate) mod events;
+pub(crate) mod exec;
+pub(crate) mod logs;
+pub(crate) mod spec;
 
 use std::time::Duration;
 
 use bollard::{API_DEFAULT_VERSION, Docker};
 
-pub use engine::{Engine, Running};
-pub use error::DockerError;
-pub use spec::ContainerSpec;
+pub(crate) use engine::{Engine, Running};
+pub(crate) use error::DockerError;
+pub(crate) use spec::ContainerSpec;
 
 /// How long one Engine API request may take before it counts as failed (streams are not
 /// bounded by it).
@@ -24,7 +24,7 @@ const REQUEST_TIMEOUT: u64 = 120;
 
 /// Connects to the daemon at `host` (`unix:///var/run/docker.sock`) and settles on the highest
 /// API version both sides speak (Debian's dockerd is 1.41; bollard defaults above it).
-pub async fn connect(host: &str) -> Result<Docker, DockerError> {
+pub(crate) async fn connect(host: &str) -> Result<Docker, DockerError> {
     let path = host.strip_prefix("unix://").unwrap_or(host);
     let unreachable = |source| DockerError::Connect { host: host.to_owned(), source };
     let docker =
@@ -34,7 +34,7 @@ pub async fn connect(host: &str) -> Result<Docker, DockerError> {
 
 /// Connects, retrying with backoff (0.2 s doubling to 10 s) and saying why each time, until
 /// dockerd answers.
-pub async fn connect_with_retry(host: &str) -> Docker {
+pub(crate) async fn connect_with_retry(host: &str) -> Docker {
     let mut delay = Duration::from_millis(200);
     loop {
         match connect(host).await {
@@ -49,13 +49,13 @@ pub async fn connect_with_retry(host: &str) -> Docker {
 }
 
 /// Nanoseconds since the epoch of an RFC 3339 time as Docker writes it (`StartedAt`).
-pub fn nanos_of(rfc3339: &str) -> Option<i64> {
+pub(crate) fn nanos_of(rfc3339: &str) -> Option<i64> {
     let t = humantime::parse_rfc3339_weak(rfc3339.trim_end_matches('Z')).ok()?;
     t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_nanos() as i64)
 }
 
 /// The wall clock in nanoseconds since the epoch, as Docker stamps its events.
-pub fn now_nanos() -> i64 {
+pub(crate) fn now_nanos() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 

@@ -12,31 +12,31 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{self, Exec, Protocol};
 
-pub const LABEL_PROJECT: &str = "titan.project";
-pub const LABEL_SERVICE: &str = "titan.service";
-pub const LABEL_HASH: &str = "titan.spec-hash";
-pub const COMPOSE_PROJECT: &str = "com.docker.compose.project";
-pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";
+pub(crate) const LABEL_PROJECT: &str = "titan.project";
+pub(crate) const LABEL_SERVICE: &str = "titan.service";
+pub(crate) const LABEL_HASH: &str = "titan.spec-hash";
+pub(crate) const COMPOSE_PROJECT: &str = "com.docker.compose.project";
+pub(crate) const COMPOSE_SERVICE: &str = "com.docker.compose.service";
 
 /// A container service as the Engine API will create it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ContainerSpec {
-    pub service: String,
+pub(crate) struct ContainerSpec {
+    pub(crate) service: String,
     /// `<project>-<service>`.
-    pub name: String,
-    pub image: String,
+    pub(crate) name: String,
+    pub(crate) image: String,
     /// The network it joins (its own `network`, else `<project>_default`).
-    pub network: String,
+    pub(crate) network: String,
     /// Named volumes it mounts (created when missing).
-    pub volumes: Vec<String>,
-    pub body: ContainerCreateBody,
+    pub(crate) volumes: Vec<String>,
+    pub(crate) body: ContainerCreateBody,
     /// Hex SHA-256 over everything that defines the container.
-    pub hash: String,
+    pub(crate) hash: String,
 }
 
 impl ContainerSpec {
     /// The spec of `svc` in `project`; `None` for a native service.
-    pub fn of(project: &str, svc: &config::Service) -> Option<Self> {
+    pub(crate) fn of(project: &str, svc: &config::Service) -> Option<Self> {
         let Exec::Image { image, args, cwd, ports, volumes, network } = &svc.exec else {
             return None;
         };

@@ -29,7 +29,7 @@ use crate::runtime::exit::Exit;
 
 /// What a container service keeps across runs.
 pub(crate) struct ContainerBackend {
-    pub prep: Prep,
+    pub(crate) prep: Prep,
     /// Where its log stands, shared with the log stream of the current run.
     cursor: SharedCursor,
     worker: Option<mpsc::UnboundedSender<Op>>,
@@ -55,7 +55,7 @@ pub(crate) enum Prep {
 }
 
 impl ContainerBackend {
-    pub fn new(service: &str, log_dir: &std::path::Path) -> Self {
+    pub(crate) fn new(service: &str, log_dir: &std::path::Path) -> Self {
         let cursor = Cursor::of_log(&log_dir.join(service), service);
         ContainerBackend {
             prep: Prep::Waiting,
@@ -73,12 +73,12 @@ impl ContainerBackend {
     }
 
     /// The stop signal or SIGKILL to the container of run `generation`.
-    pub fn signal(&self, generation: u64, sig: Signal) {
+    pub(crate) fn signal(&self, generation: u64, sig: Signal) {
         self.send(Op::Signal { run: generation, sig: sig.as_str().to_owned() });
     }
 
     /// Prepares again for `spec` (a reload changed it): recreated if its container differs.
-    pub fn reprepare(&mut self, spec: &ContainerSpec) {
+    pub(crate) fn reprepare(&mut self, spec: &ContainerSpec) {
         if self.worker.is_some() {
             self.prep = Prep::Waiting;
             self.send(Op::Prepare(Box::new(spec.clone())));
@@ -87,18 +87,18 @@ impl ContainerBackend {
 
     /// Stops and removes its container (the service was removed, or is no container any
     /// more); its worker ends with that, and a later definition gets a new one.
-    pub fn remove(&mut self) {
+    pub(crate) fn remove(&mut self) {
         self.send(Op::Remove);
         self.worker = None;
         self.prep = Prep::Waiting;
     }
 
-    pub fn has_worker(&self) -> bool {
+    pub(crate) fn has_worker(&self) -> bool {
         self.worker.is_some()
     }
 
     /// Why it may not start now (not prepared yet).
-    pub fn blocker(&self, connected: bool) -> Option<String> {
+    pub(crate) fn blocker(&self, connected: bool) -> Option<String> {
         match &self.prep {
             Prep::Ready | Prep::Adopt(_) => None,
             Prep::Waiting if !connected => Some("waiting for dockerd".into()),

@@ -15,9 +15,9 @@ pub(crate) const DOCKERD_WINDOW: Duration = Duration::from_secs(30);
 /// A container's death as Docker's events stream reported it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Death {
-    pub id: String,
-    pub at_nanos: i64,
-    pub exit: Exit,
+    pub(crate) id: String,
+    pub(crate) at_nanos: i64,
+    pub(crate) exit: Exit,
 }
 
 /// What an inspect of the run's container found.
@@ -54,9 +54,9 @@ pub(crate) enum Verdict {
 pub(crate) struct ContainerRun {
     /// Wall-clock nanoseconds when the run's start was asked for: Docker events from before
     /// belong to an earlier run.
-    pub since_nanos: i64,
+    pub(crate) since_nanos: i64,
     /// The container, once its start is reported (or it was adopted).
-    pub running: Option<Running>,
+    pub(crate) running: Option<Running>,
     /// A `die` that came before the start was reported.
     early_death: Option<Death>,
     /// The kernel OOM-killed something in the container (Docker's `oom` event).
@@ -69,18 +69,18 @@ pub(crate) struct ContainerRun {
 }
 
 impl ContainerRun {
-    pub fn new(since_nanos: i64, capped: bool) -> Self {
+    pub(crate) fn new(since_nanos: i64, capped: bool) -> Self {
         ContainerRun { since_nanos, capped, ..Default::default() }
     }
 
     /// Whether an event stamped `at_nanos` can be about this run.
-    pub fn covers(&self, at_nanos: i64) -> bool {
+    pub(crate) fn covers(&self, at_nanos: i64) -> bool {
         at_nanos >= self.since_nanos
     }
 
     /// The start was reported: the container runs, unless the inspect after the start saw it
     /// ended already or a `die` for it overtook the report.
-    pub fn started(&mut self, running: Running) -> Verdict {
+    pub(crate) fn started(&mut self, running: Running) -> Verdict {
         let ended = match running.ended {
             Some((code, oom)) => {
                 self.oom_killed |= oom;
@@ -98,7 +98,7 @@ impl ContainerRun {
 
     /// A `die` from the events stream: this run's container's death, one of an earlier
     /// container (ignored), or kept until the start that ran it is reported.
-    pub fn death(&mut self, death: Death) -> Verdict {
+    pub(crate) fn death(&mut self, death: Death) -> Verdict {
         match &self.running {
             Some(r) if r.id == death.id && death.at_nanos >= r.started_nanos => self.died(death.exit),
             Some(_) => Verdict::Nothing,
@@ -124,13 +124,13 @@ impl ContainerRun {
     }
 
     /// Docker's `oom` event for the container.
-    pub fn oom(&mut self) -> Verdict {
+    pub(crate) fn oom(&mut self) -> Verdict {
         self.oom_killed = true;
         if self.asking { Verdict::Ended { exit: Exit::Signal(9), oom: true } } else { Verdict::Nothing }
     }
 
     /// The answer to an inspect: asked after a SIGKILL under a cap, or after dockerd came back.
-    pub fn inspected(&mut self, found: Inspected) -> Verdict {
+    pub(crate) fn inspected(&mut self, found: Inspected) -> Verdict {
         match found {
             Inspected::Ended { exit, oom } => Verdict::Ended { exit, oom: oom || self.oom_killed },
             // died, yet running when inspected: started again behind our back; its death stands
@@ -150,24 +150,24 @@ pub(crate) struct Dockerd {
 }
 
 impl Dockerd {
-    pub fn lost(&mut self, now: Instant) {
+    pub(crate) fn lost(&mut self, now: Instant) {
         self.lost_at = Some(now);
     }
 
-    pub fn back(&mut self, now: Instant) {
+    pub(crate) fn back(&mut self, now: Instant) {
         self.back_since = Some(now);
     }
 
     /// Whether a container that ended at `ended_at`, before dockerd was last back, went down
     /// with it: it ended within the window before dockerd went away (the `die` events of a
     /// stopping daemon come before its stream breaks) or while it was away.
-    pub fn went_down_with(&self, ended_at: Instant) -> bool {
+    pub(crate) fn went_down_with(&self, ended_at: Instant) -> bool {
         let before_return = self.back_since.is_none_or(|back| ended_at <= back);
         before_return && self.lost_at.is_some_and(|lost| ended_at + DOCKERD_WINDOW > lost)
     }
 
     /// Whether dockerd came back within the window (an end found now is its doing).
-    pub fn just_back(&self, now: Instant) -> bool {
+    pub(crate) fn just_back(&self, now: Instant) -> bool {
         self.back_since.is_some_and(|back| now < back + DOCKERD_WINDOW)
     }
 }

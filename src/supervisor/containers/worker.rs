@@ -35,18 +35,18 @@ pub(super) enum Op {
 }
 
 pub(super) struct Worker {
-    pub engine: Engine,
-    pub slot: usize,
-    pub spec: ContainerSpec,
+    pub(crate) engine: Engine,
+    pub(crate) slot: usize,
+    pub(crate) spec: ContainerSpec,
     /// How long a call may wait for an unreachable dockerd (the service's startup timeout).
-    pub patience: Duration,
+    pub(crate) patience: Duration,
     /// Whether the container in place is this spec's: a start never runs a stale one.
-    pub prepared: bool,
+    pub(crate) prepared: bool,
 }
 
 impl Worker {
     /// Handles `ops` until the actor or the channel goes away (or the service is removed).
-    pub async fn run(mut self, mut ops: mpsc::UnboundedReceiver<Op>, tx: mpsc::UnboundedSender<Msg>) {
+    pub(crate) async fn run(mut self, mut ops: mpsc::UnboundedReceiver<Op>, tx: mpsc::UnboundedSender<Msg>) {
         while let Some(op) = ops.recv().await {
             let removed = matches!(op, Op::Remove);
             if let Some(report) = self.handle(op).await
