@@ -75,12 +75,10 @@ impl Definition {
         sup: &config::Supervisor,
         svc: &config::Service,
     ) -> Result<Definition, DefinitionError> {
-        let launch = match &svc.exec {
-            Exec::Image { .. } => match ContainerSpec::of(&sup.project, svc) {
-                Some(spec) => Launch::Container(Box::new(spec)),
-                None => unreachable!("an image service always has a container spec"),
-            },
-            Exec::Command { argv, cwd } => Launch::Native(native(svc, argv, cwd.clone())?),
+        // an image service always has a container spec; every other service runs a command
+        let launch = match ContainerSpec::of(&sup.project, svc) {
+            Some(spec) => Launch::Container(Box::new(spec)),
+            None => Launch::Native(native(svc)?),
         };
         let log_pattern = match &svc.health.check {
             Check::Log(re) => Some(
@@ -120,11 +118,11 @@ impl Definition {
     }
 }
 
-fn native(
-    svc: &config::Service,
-    argv: &[config::Value],
-    cwd: Option<PathBuf>,
-) -> Result<Native, DefinitionError> {
+fn native(svc: &config::Service) -> Result<Native, DefinitionError> {
+    let (argv, cwd) = match &svc.exec {
+        Exec::Command { argv, cwd } => (argv.as_slice(), cwd.clone()),
+        Exec::Image { .. } => (&[][..], None),
+    };
     let credentials = svc
         .user
         .as_deref()
