@@ -91,6 +91,45 @@ impl Daemon {
         self.dir.path().join(rel)
     }
 
+    /// Replaces everything after `[supervisor]` in its config with `config` (`{dir}` filled
+    /// in), for a reload.
+    pub fn rewrite(&self, config: &str) {
+        let path = self.path("services.toml");
+        let text = std::fs::read_to_string(&path).expect("read config");
+        let header = &text[..text.find("\n[").map_or(text.len(), |at| at + 1)];
+        let body = config.replace("{dir}", &self.dir.path().display().to_string());
+        std::fs::write(&path, format!("{header}{body}")).expect("write config");
+    }
+
+    /// The CLI with `args`, talking to this daemon.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN).args(args).arg("--socket").arg(self.path("s.sock")).output().expect("run the CLI")
+    }
+
+    /// `status --json` of one service (`Null` when it is not listed).
+    pub fn status_of(&self, service: &str) -> serde_json::Value {
+        let out = self.cli(&["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let found = v["services"].as_array().and_then(|a| a.iter().find(|s| s["name"] == service).cloned());
+        found.unwrap_or_default()
+    }
+
+    /// The pid `status` shows for `service` once it is healthy with a pid other than `not`.
+    pub fn healthy_pid(&self, service: &str, not: Option<i64>, limit: Duration) -> i64 {
+        let found = wait_for(limit, || {
+            let s = self.status_of(service);
+            let pid = s["pid"].as_i64().filter(|p| Some(*p) != not)?;
+            (s["state"] == "healthy").then_some(pid)
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "{service} not healthy with a new pid within {limit:?}: {}\n{}",
+                self.status_of(service),
+                self.log_tail()
+            )
+        })
+    }
+
     /// Every state change logged so far.
     pub fn changes(&self) -> Vec<Change> {
         let text = std::fs::read_to_string(self.path("supervisor.log")).unwrap_or_default();
