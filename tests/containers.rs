@@ -257,20 +257,27 @@ fn a_changed_service_is_recreated_and_an_orphan_removed() {
 }
 
 #[test]
-fn dockerd_restarted_under_a_running_supervisor_brings_the_services_back() {
+fn dockerd_restarted_under_a_running_supervisor_brings_the_services_back_through_the_restart_policy() {
     let own = docker::OwnDaemon::start();
     let p = Project::new("dockerd");
     let header = format!("project = \"{}\"\ndocker_host = \"{}\"\n", p.0, own.host());
     // the image is pulled from the shared registry into this daemon
-    let d = Daemon::start_with_header(&csvc("api", port(), ""), &header);
+    let config = format!("{}\n{}max_restarts = 0\n", csvc("api", port(), ""), csvc("spent", port(), ""));
+    let d = Daemon::start_with_header(&config, &header);
     d.wait_state("api", "healthy", 60 * SEC);
+    d.wait_state("spent", "healthy", 60 * SEC);
     let before = own.docker(&["inspect", "-f", "{{.Id}}", &format!("{}-api", p.0)]);
     own.restart();
-    d.wait_state_n("api", "healthy", 2, 60 * SEC);
+    let again = d.wait_state_n("api", "healthy", 2, 60 * SEC);
     assert!(common::daemon::alive(d.pid), "the supervisor lives on");
     assert!(d.log_tail().contains("dockerd is back"), "{}", d.log_tail());
     let after = own.docker(&["inspect", "-f", "{{.Id}} {{.State.Running}}", &format!("{}-api", p.0)]);
     assert_eq!(after, format!("{before} true"), "the same container, running again");
+    // regression: the restart went around the policy; it counts toward max_restarts
+    assert_eq!(again.restarts, 1, "{:?}", d.states("api"));
+    let spent = d.wait_state("spent", "failed", 60 * SEC);
+    assert!(spent.reason.starts_with("crash loop: 0 restarts within 1m"), "{spent:?}");
+    assert!(spent.reason.ends_with("(last: its container stopped with dockerd)"), "{spent:?}");
 }
 
 #[test]

@@ -178,6 +178,79 @@ fn raw(socket: &std::path::Path, request: &[u8]) -> String {
 }
 
 #[test]
+fn a_request_right_after_boot_sees_every_service() {
+    // regression: the board was empty until the actor's first turn while the socket already
+    // answered, so `logs -f` of a service right after boot got "unknown service"
+    let config: String =
+        (0..20).map(|i| format!("[services.s{i:02}]\ncommand = [\"sleep\", \"1000\"]\n\n")).collect();
+    let d = Daemon::start(&config);
+    let socket = d.path("s.sock");
+    let first = wait_for(10 * SEC, || {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&socket).ok()?;
+        s.write_all(b"GET /v1/status HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").ok()?;
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).ok()?;
+        serde_json::from_str::<serde_json::Value>(reply.split("\r\n\r\n").nth(1)?).ok()
+    })
+    .expect("the daemon answers");
+    assert_eq!(first["services"].as_array().map(Vec::len), Some(20), "{first}");
+}
+
+#[test]
+fn a_logs_request_reaching_before_the_epoch_is_a_bad_request_and_harms_nobody() {
+    // regression: `since_s=<huge>` panicked the connection task
+    let d = Daemon::start(&two_services());
+    d.wait_state("api", "healthy", 10 * SEC);
+    let socket = d.path("s.sock");
+    for path in [
+        "/v1/logs/api?since_s=18446744073709551615",
+        "/v1/logs/api?since_s=99999999999",
+        "/v1/logs/api?tail=many",
+    ] {
+        assert_eq!(raw_get(&socket, path), Some(400), "{path}");
+    }
+    assert_eq!(raw_get(&socket, "/v1/logs/api?since_s=60"), Some(200));
+    assert_eq!(raw_get(&socket, "/v1/status"), Some(200));
+    assert!(alive(d.pid));
+}
+
+#[test]
+fn accept_failures_back_off_and_are_logged_once() {
+    // regression: an accept error (EMFILE) made the control thread spin
+    let d = Daemon::start(&two_services());
+    d.wait_state("api", "healthy", 10 * SEC);
+    let socket = d.path("s.sock");
+    let open_fds = std::fs::read_dir(format!("/proc/{}/fd", d.pid)).unwrap().count();
+    // the soft limit only: raising a hard limit again needs CAP_SYS_RESOURCE
+    let soft = |n: usize| {
+        let set =
+            Command::new("prlimit").args(["--pid", &d.pid.to_string(), &format!("--nofile={n}:")]).status();
+        assert!(set.unwrap().success());
+    };
+    soft(open_fds + 3);
+    // held open: the daemon runs out of descriptors and its accepts fail
+    let held: Vec<_> =
+        (0..12).filter_map(|_| std::os::unix::net::UnixStream::connect(&socket).ok()).collect();
+    let failing = wait_for(10 * SEC, || d.log_tail().contains("cannot accept connections").then_some(()));
+    assert!(failing.is_some(), "{}", d.log_tail());
+    // a spinning loop makes thousands of failed accepts a millisecond
+    soft(1024);
+    drop(held);
+    let recovered = wait_for(10 * SEC, || {
+        let log = std::fs::read_to_string(d.path("supervisor.log")).unwrap_or_default();
+        log.lines().find(|l| l.contains("accepting connections again")).map(str::to_owned)
+    })
+    .expect("the control socket recovers");
+    let v: serde_json::Value = serde_json::from_str(&recovered).unwrap();
+    let failures = v["fields"]["failures"].as_u64().unwrap();
+    assert!((1..100).contains(&failures), "backed off: {failures} failed accepts");
+    let log = std::fs::read_to_string(d.path("supervisor.log")).unwrap();
+    assert_eq!(log.matches("cannot accept connections").count(), 1, "logged once");
+    assert_eq!(raw_get(&socket, "/v1/status"), Some(200));
+}
+
+#[test]
 fn request_bodies_are_bounded_in_size_and_in_time() {
     let d = Daemon::start(&two_services());
     d.wait_state("db", "healthy", 10 * SEC);

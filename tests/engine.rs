@@ -58,6 +58,30 @@ fn a_dependent_never_starts_before_its_dependencies_are_healthy() {
 }
 
 #[test]
+fn a_dependent_of_a_service_whose_exec_fails_never_starts() {
+    // regression: with no health check, `/nonexistent/program` went pending -> healthy ->
+    // failed, and its dependent started in between and kept running
+    let config = format!(
+        "[services.broken]\ncommand = [\"/nonexistent/program\"]\nrestart = \"never\"\n\n[services.after]\n{}\ndepends_on = [\"broken\"]\n",
+        svc("after", "")
+    );
+    let d = Daemon::start(&config);
+    let failed = d.wait_state("broken", "failed", 10 * SEC);
+    assert!(failed.reason.starts_with("cannot start: exec failed in the child"), "{failed:?}");
+    assert_eq!(d.states("broken"), ["starting", "failed"], "never healthy");
+    let held = wait_for(5 * SEC, || {
+        d.log_tail().contains("failed: its dependents will not start until it is started again").then_some(())
+    });
+    assert!(held.is_some(), "{}", d.log_tail());
+    assert_eq!(
+        d.states("after"),
+        Vec::<String>::new(),
+        "a dependent of a service that never ran must not start"
+    );
+    assert!(!d.start_log().iter().any(|(n, _, _)| n == "after"));
+}
+
+#[test]
 fn a_service_that_misses_its_gate_fails_and_its_dependents_are_held() {
     let p = port();
     let config = format!(
