@@ -92,4 +92,12 @@ set -e
 # one closing line for the whole suite
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 rm -f "$log"
-exit "$status"
+
+# The README's first command, exactly as printed there: a quick start that does not work on a
+# fresh clone must not pass.
+set +e
+scripts/readme-demo.sh
+demo=$?
+set -e
+[ "$status" -ne 0 ] && exit "$status"
+exit "$demo"
