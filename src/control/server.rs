@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 
 use super::proto::{self, Board, ErrorBody, Outcome, StateKind, Status, Verb};
-use crate::supervisor::actor::{Act, Handle};
+use crate::supervisor::handle::{Act, Handle};
 
 /// A client that has not sent its request head within this is dropped.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);

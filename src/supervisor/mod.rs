@@ -10,6 +10,7 @@ pub(crate) mod containers;
 mod definition;
 pub(crate) mod events;
 pub mod fsm;
+pub mod handle;
 mod install;
 mod launch;
 mod leftovers;
@@ -25,8 +26,9 @@ pub mod status;
 
 use std::path::PathBuf;
 
-pub use actor::{Handle, Supervisor};
+pub use actor::Supervisor;
 pub use definition::DefinitionError;
+pub use handle::Handle;
 
 use crate::config::Config;
 use crate::graph::GraphError;

@@ -8,7 +8,7 @@ use std::io::Read;
 
 use tokio::sync::mpsc;
 
-use super::actor::Msg;
+use super::handle::Msg;
 use crate::health::notify::NotifySocket;
 
 /// A service's bound notify socket; dropping it stops reading and closes the socket.

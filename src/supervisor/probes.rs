@@ -11,8 +11,9 @@ use std::time::Instant;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::actor::{Msg, Owner, Supervisor};
+use super::actor::{Owner, Supervisor};
 use super::fsm::{Event, State};
+use super::handle::Msg;
 use crate::config::Check;
 use crate::health;
 use crate::logs::capture::Watch;

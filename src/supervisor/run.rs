@@ -106,8 +106,8 @@ impl Run {
         self.container().is_some_and(|c| c.running.is_none())
     }
 
-    /// When the run really began, if before `fallback` (an adopted container started before
-    /// this supervisor did).
+    /// When a container run's container really started, as an `Instant` (an adopted one
+    /// started before this supervisor did); `None` for a native run.
     pub(crate) fn started_at(&self) -> Option<Instant> {
         let nanos = self.container()?.running.as_ref()?.started_nanos;
         let nanos = u64::try_from(nanos).ok().filter(|&n| n > 0)?;

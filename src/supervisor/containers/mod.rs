@@ -18,8 +18,9 @@ mod worker;
 use tracker::{ContainerRun, Death, Inspected, Verdict};
 use worker::{Op, Worker};
 
-use super::actor::{Msg, Supervisor};
+use super::actor::Supervisor;
 use super::fsm::{Event, State};
+use super::handle::Msg;
 use super::run::{Run, RunKind};
 use crate::runtime::docker::engine::Prepared;
 use crate::runtime::docker::events::Notice;

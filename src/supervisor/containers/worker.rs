@@ -11,7 +11,7 @@ use super::tracker::Inspected;
 use super::{Report, tell};
 use crate::runtime::docker::{ContainerSpec, DockerError, Engine, Running};
 use crate::runtime::exit::Exit;
-use crate::supervisor::actor::Msg;
+use crate::supervisor::handle::Msg;
 
 /// What a worker does for its service.
 pub(super) enum Op {

@@ -1,0 +1,115 @@
+//! The way in to a running supervisor for other tasks and threads (the control API, the demo):
+//! the messages the actor takes, each question with a oneshot for its answer, and the status
+//! board and event stream it publishes, which readers use without asking it.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::events;
+use super::fsm::{StateKind, Verb};
+use super::reload::{ReloadError, Reloaded};
+use super::status::Board;
+
+/// What reaches the actor besides signals and timers.
+pub(crate) enum Msg {
+    Probe {
+        slot: usize,
+        run: u64,
+        ok: bool,
+    },
+    /// READY=1, or the `log` line was seen; `run` is unknown for notifications.
+    Ready {
+        slot: usize,
+        run: Option<u64>,
+    },
+    /// The Prometheus exposition.
+    Metrics(oneshot::Sender<String>),
+    /// Re-read the config and apply the difference.
+    Reload(oneshot::Sender<Result<Reloaded, ReloadError>>),
+    /// An operator's start, stop or restart of one service.
+    Act {
+        name: String,
+        verb: Verb,
+        reply: oneshot::Sender<Act>,
+    },
+    Shutdown,
+    /// Stop the native services, leave containers running, and hand over to a new process
+    /// (`titan-supervisor upgrade`, SIGUSR2).
+    Upgrade,
+    /// What Docker did for a container service.
+    Docker(super::containers::Report),
+}
+
+/// How the actor took an operator's request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Act {
+    Unknown,
+    Refused(String),
+    /// Nothing to wait for: the service is in this state.
+    Done(StateKind),
+    /// Under way: its state changes tell the outcome, within `limit`.
+    Pending {
+        limit: Duration,
+    },
+}
+
+/// What a request gets once the actor has stopped.
+pub(super) const STOPPING: &str = "the supervisor is stopping";
+
+/// A way to talk to a running supervisor from other tasks (the demo, the control API).
+#[derive(Clone)]
+pub struct Handle {
+    pub(super) tx: mpsc::UnboundedSender<Msg>,
+    pub(super) events: events::Sender,
+    pub(super) board: tokio::sync::watch::Receiver<Board>,
+}
+
+impl Handle {
+    /// Sends the actor a question and waits for its answer; `None` once it has stopped.
+    async fn ask<T>(&self, question: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Option<T> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(question(reply)).ok()?;
+        rx.await.ok()
+    }
+
+    /// Every service's status, read from the board: a hundred readers never queue at the
+    /// actor, and the answer is as fresh as the last state change (uptimes as of reading).
+    pub fn status(&self) -> Board {
+        self.board.borrow().clone()
+    }
+
+    pub(crate) async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        self.ask(Msg::Reload).await.unwrap_or(Err(ReloadError::Stopping))
+    }
+
+    pub(crate) async fn metrics(&self) -> String {
+        self.ask(Msg::Metrics).await.unwrap_or_default()
+    }
+
+    pub(crate) async fn act(&self, name: &str, verb: Verb) -> Act {
+        let name = name.to_owned();
+        self.ask(|reply| Msg::Act { name, verb, reply })
+            .await
+            .unwrap_or_else(|| Act::Refused(STOPPING.into()))
+    }
+
+    pub(crate) fn subscribe(&self) -> events::Receiver {
+        self.events.subscribe()
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Msg::Shutdown);
+    }
+
+    /// Starts an upgrade; false once the supervisor is stopping.
+    pub(crate) fn upgrade(&self) -> bool {
+        self.tx.send(Msg::Upgrade).is_ok()
+    }
+
+    /// Resolves once the supervisor has stopped supervising (every service at rest, or handed
+    /// over for an upgrade): nothing asked of it from then on can be answered.
+    pub(crate) async fn stopped(&self) {
+        self.tx.closed().await;
+    }
+}
