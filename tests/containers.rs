@@ -431,3 +431,19 @@ fn services_on_one_network_reach_each_other_by_service_name() {
     let d = Daemon::start_with_header(&config, &header(&p));
     d.wait_state("api", "healthy", 60 * SEC);
 }
+
+#[test]
+fn a_container_service_added_by_reload_starts_when_none_was_there_before() {
+    // regression: dockerd was connected to only when a container service existed at boot, so
+    // one added by a reload waited for dockerd forever
+    let p = Project::new("added");
+    let native = format!("[services.native]\n{}\n", common::daemon::svc("native", ""));
+    let d = Daemon::start_with_header(&native, &header(&p));
+    d.wait_state("native", "healthy", 10 * SEC);
+    d.rewrite(&format!("{native}\n{}", csvc("api", port(), "")));
+    let out = d.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    d.wait_state("api", "healthy", 60 * SEC);
+    assert!(d.log_tail().contains("connected to dockerd"), "{}", d.log_tail());
+    assert_eq!(d.states("native"), ["starting", "healthy"], "untouched");
+}

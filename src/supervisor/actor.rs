@@ -63,6 +63,8 @@ pub struct Supervisor {
     dirty: bool,
     /// The Docker daemon, once connected (only when some service is a container).
     pub(super) engine: Option<crate::runtime::docker::Engine>,
+    /// A connection to dockerd is being made (retrying while it is away).
+    pub(super) docker_connecting: bool,
     pub(super) dockerd: Dockerd,
     /// Stopping for an upgrade: containers keep running for the next process to adopt.
     upgrading: bool,
@@ -97,6 +99,7 @@ impl Supervisor {
             board,
             dirty: true,
             engine: None,
+            docker_connecting: false,
             dockerd: Dockerd::default(),
             upgrading: false,
         }
@@ -137,7 +140,6 @@ impl Supervisor {
         let mut sighup = signal(SignalKind::hangup())?;
         let mut sigusr2 = signal(SignalKind::user_defined2())?;
         let Some(mut rx) = self.rx.take() else { return Ok(self.summary()) };
-        self.connect_docker();
         self.start_ready();
         while !self.finished() {
             self.post_board();

@@ -83,6 +83,7 @@ impl Supervisor {
             }
             Launch::Container(spec) => {
                 let spec = spec.clone();
+                self.connect_docker();
                 let svc = &mut self.services[i];
                 if let Backend::Native(Caps::Applied(_)) = &svc.backend
                     && let Backend::Native(Caps::Applied(cg)) =

@@ -136,10 +136,10 @@ fn tell(tx: &mpsc::UnboundedSender<Msg>, report: Report) -> bool {
 }
 
 impl Supervisor {
-    /// Connects to dockerd in the background (retrying while it is away) when any service is
-    /// a container.
+    /// Connects to dockerd in the background (retrying while it is away), once: the first
+    /// container service installed asks for it, at boot or when a reload adds one.
     pub(super) fn connect_docker(&mut self) {
-        if !self.services.iter().any(|s| s.container().is_some()) {
+        if self.engine.is_some() || std::mem::replace(&mut self.docker_connecting, true) {
             return;
         }
         let (host, project, tx) =
@@ -183,6 +183,7 @@ impl Supervisor {
             }
         });
         self.engine = Some(engine);
+        self.docker_connecting = false;
         for i in 0..self.services.len() {
             if !self.services[i].retired() {
                 self.start_worker(i);
