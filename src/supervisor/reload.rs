@@ -157,7 +157,8 @@ impl Supervisor {
             return;
         };
         self.install(i, *def);
-        if start {
+        // (a shutdown that began meanwhile has the last word)
+        if start && !self.is_stopping() {
             self.apply(i, Event::Requeue);
         }
     }
