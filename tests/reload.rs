@@ -267,3 +267,22 @@ fn a_reload_refused_for_an_unknown_uid_changes_nothing_at_all() {
     let validate = common::run(&["validate", &d.path("services.toml").display().to_string()]);
     assert_eq!(validate.code, Some(2), "{validate:?}");
 }
+
+#[test]
+fn durations_too_long_for_the_clock_are_refused_at_boot_and_on_sighup() {
+    // regression: "500000000000y" passed validate, then panicked the daemon (exit 101) at boot,
+    // or on SIGHUP, leaving its services running orphaned
+    let too_long = "[services.api]\ncommand = [\"sleep\", \"1000\"]\nstartup_timeout = \"500000000000y\"\n";
+    let mut booting = Daemon::start(too_long);
+    assert_eq!(booting.wait_exit(10 * SEC), Some(2), "{}", booting.log_tail());
+    let d = Daemon::start("[services.api]\ncommand = [\"sleep\", \"1000\"]\n");
+    let pid = d.healthy_pid("api", None, 10 * SEC);
+    d.rewrite(too_long);
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    let refused =
+        wait_for(5 * SEC, || d.log_tail().contains("reload refused, nothing changed").then_some(()));
+    assert!(refused.is_some(), "{}", d.log_tail());
+    assert!(d.log_tail().contains("longer than 100 years"), "{}", d.log_tail());
+    assert!(alive(d.pid) && alive(pid as i32));
+    assert_eq!(d.status_of("api")["pid"].as_i64(), Some(pid));
+}

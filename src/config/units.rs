@@ -25,16 +25,26 @@ impl Duration {
     }
 }
 
+impl Duration {
+    /// The longest duration any key takes: a century. Every deadline and retention is this far
+    /// ahead or back at most, so adding one to a clock reading can never overflow.
+    pub const MAX: Duration = Duration::from_secs(100 * 365 * 86_400);
+}
+
 impl FromStr for Duration {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        humantime::parse_duration(s).map(Duration).map_err(|e| {
+        let d = humantime::parse_duration(s).map(Duration).map_err(|e| {
             // humantime appends its whole unit table; the example below says enough.
             let reason = e.to_string();
             let reason = reason.split(", supported units").next().unwrap_or_default().to_owned();
             format!("invalid duration {s:?}: {reason} (write e.g. 250ms, 1.6s, 5m, 30d)")
-        })
+        })?;
+        if d > Duration::MAX {
+            return Err(format!("invalid duration {s:?}: longer than 100 years"));
+        }
+        Ok(d)
     }
 }
 

@@ -288,6 +288,13 @@ impl Default for Lifecycle {
     }
 }
 
+/// `now + d` that cannot overflow: durations from the config are at most a century
+/// (`units::Duration::MAX`), and a deadline further ahead than that is as good as never.
+pub(crate) fn after(now: Instant, d: Duration) -> Instant {
+    let d = d.min(config::units::Duration::MAX.0);
+    now.checked_add(d).unwrap_or(now)
+}
+
 /// The transition: `None` when the event does not apply in the current state (it is ignored).
 pub(crate) fn next(
     life: &Lifecycle,
@@ -340,7 +347,7 @@ pub(crate) fn next(
 /// only once its start has succeeded (`Spawned`), so no dependent starts beside a program
 /// that could not be executed.
 fn start(l: &mut Lifecycle, spec: &Spec, now: Instant) -> Vec<Action> {
-    l.state = State::Starting { since: now, gate_until: now + spec.startup_timeout };
+    l.state = State::Starting { since: now, gate_until: after(now, spec.startup_timeout) };
     vec![Action::Spawn]
 }
 
@@ -349,7 +356,7 @@ fn running(life: &Lifecycle, spec: &Spec, event: Event, now: Instant) -> Option<
     let mut l = life.clone();
     let since = life.state.running_since()?;
     let stop = |then: Then, l: &mut Lifecycle| {
-        l.state = State::Stopping { since, kill_at: Some(now + spec.stop_timeout), then };
+        l.state = State::Stopping { since, kill_at: Some(after(now, spec.stop_timeout)), then };
         vec![Action::Term]
     };
     let actions = match (&life.state, event) {
@@ -392,7 +399,7 @@ fn running(life: &Lifecycle, spec: &Spec, event: Event, now: Instant) -> Option<
 fn probe_failed(l: &mut Lifecycle, spec: &Spec, since: Instant, failures: u32, now: Instant) -> Vec<Action> {
     if failures >= spec.unhealthy_after {
         let then = Then::Restart(Reason::Unhealthy);
-        l.state = State::Stopping { since, kill_at: Some(now + spec.stop_timeout), then };
+        l.state = State::Stopping { since, kill_at: Some(after(now, spec.stop_timeout)), then };
         vec![Action::Term]
     } else {
         l.state = State::Unhealthy { since, failures };
@@ -439,7 +446,7 @@ fn after_decision(
         }
         Decision::Restart(delay) => {
             l.restarts += 1;
-            l.state = State::Backoff { until: now + delay, reason };
+            l.state = State::Backoff { until: after(now, delay), reason };
             vec![]
         }
         Decision::Leave if failed => {

@@ -49,7 +49,7 @@ impl Supervisor {
     pub(super) fn begin_run(&mut self, i: usize, mut run: Run) {
         let health = &self.services[i].def.config.health;
         if health.check.is_polled() {
-            run.probe.next = Some(Instant::now() + health.start_interval.0);
+            run.probe.next = Some(super::fsm::after(Instant::now(), health.start_interval.0));
         }
         self.services[i].run = Some(run);
     }

@@ -12,7 +12,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::actor::{Owner, Supervisor};
-use super::fsm::{Event, State};
+use super::fsm::{Event, State, after};
 use super::handle::Msg;
 use crate::config::Check;
 use crate::health;
@@ -37,7 +37,7 @@ impl Supervisor {
         match state {
             State::Starting { .. } => {}
             State::Healthy { .. } if matches!(from, State::Starting { .. }) => {
-                run.probe.next = polled.then(|| now + interval);
+                run.probe.next = polled.then(|| after(now, interval));
                 run.log_armed.store(false, Ordering::Release);
             }
             State::Healthy { .. } | State::Unhealthy { .. } => {}
@@ -61,7 +61,7 @@ impl Supervisor {
         if run.probe.next.is_some_and(|at| at <= now) && run.probe.in_flight.is_none() {
             if run.awaiting_container() {
                 // nothing to probe before the container runs (and its port is docker-proxy's)
-                run.probe.next = Some(now + start_interval);
+                run.probe.next = Some(after(now, start_interval));
                 return;
             }
             self.launch_probe(i, now);
@@ -129,7 +129,7 @@ impl Supervisor {
         match spawn::spawn(cmd) {
             Ok(pid) => {
                 self.owners.insert(pid, Owner::Probe { slot: i, run: generation });
-                let deadline = Instant::now() + self.services[i].def.config.health.timeout.0;
+                let deadline = after(Instant::now(), self.services[i].def.config.health.timeout.0);
                 if let Some(run) = self.services[i].run.as_mut() {
                     run.probe.exec = Some((pid, deadline));
                 }
@@ -163,7 +163,7 @@ impl Supervisor {
             State::Healthy { .. } | State::Unhealthy { .. } => health.interval.0,
             _ => return,
         };
-        run.probe.next = Some(Instant::now() + every);
+        run.probe.next = Some(after(Instant::now(), every));
         self.apply(i, if ok { Event::Ready } else { Event::ProbeFailed });
     }
 

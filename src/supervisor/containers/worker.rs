@@ -139,7 +139,7 @@ impl Worker {
         F: Fn(&'a Engine) -> Fut,
         Fut: std::future::Future<Output = Result<T, DockerError>>,
     {
-        let deadline = Instant::now() + self.patience;
+        let deadline = crate::supervisor::fsm::after(Instant::now(), self.patience);
         let mut delay = Duration::from_millis(100);
         loop {
             match call(&self.engine).await {
