@@ -99,8 +99,10 @@ pub(crate) struct Booted {
 pub(crate) fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Result<Booted, Exit> {
     one_malloc_arena();
     let sup_cfg = &cfg.supervisor;
-    let listener =
-        control::server::bind(&sup_cfg.socket, sup_cfg.socket_mode.0, sup_cfg.allow_gids.first().copied())
+    // bound first, before any thread exists (its mode is set through the umask); a refusal
+    // after this removes it again (the guard in `socket`)
+    let socket =
+        control::socket::bind(&sup_cfg.socket, sup_cfg.socket_mode.0, sup_cfg.allow_gids.first().copied())
             .map_err(|e| {
                 eprintln!("titan-supervisor: {e}");
                 Exit::Refused
@@ -127,16 +129,14 @@ pub(crate) fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Res
         Exit::Failed
     })?;
     let cgroups = Cgroups::detect().map_err(|e| e.to_string());
-    let socket = cfg.supervisor.socket.clone();
     let inside = runtime.enter();
     let supervisor = Supervisor::with(cfg, cgroups, logs).map_err(|e| {
         tracing::error!("{e}");
         eprintln!("titan-supervisor: {e}");
-        let _ = std::fs::remove_file(&socket);
         Exit::Refused
     })?;
     drop(inside);
-    control::server::spawn_thread(listener, socket, access, supervisor.handle()).map_err(|e| {
+    control::server::spawn_thread(socket, access, supervisor.handle()).map_err(|e| {
         eprintln!("titan-supervisor: cannot start the control thread: {e}");
         Exit::Failed
     })?;

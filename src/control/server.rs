@@ -5,7 +5,6 @@
 
 use std::convert::Infallible;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,6 +17,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 
 use super::proto::{self, Board, ErrorBody, Outcome, StateKind, Status, Verb};
+use super::socket::Bound;
 use crate::supervisor::handle::{Act, Handle};
 
 /// A client that has not sent its request head within this is dropped.
@@ -26,45 +26,6 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_BODY: usize = 64 * 1024;
 /// A body must arrive within this once its head has.
 const BODY_TIMEOUT: Duration = Duration::from_secs(5);
-
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum BindError {
-    #[error("another titan-supervisor is running: {} answers", .0.display())]
-    Running(PathBuf),
-    #[error("cannot create the control socket {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-/// Binds the socket (mode `mode`, owned by `group` when given — the first of `allow_gids`, so
-/// that group's members can reach a 0660 socket at all), replacing a stale file but never a
-/// live socket.
-pub(crate) fn bind(
-    path: &Path,
-    mode: u32,
-    group: Option<u32>,
-) -> Result<std::os::unix::net::UnixListener, BindError> {
-    let io_err = |source| BindError::Io { path: path.to_owned(), source };
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(BindError::Running(path.to_owned()));
-        }
-        std::fs::remove_file(path).map_err(io_err)?;
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io_err)?;
-    }
-    let listener = std::os::unix::net::UnixListener::bind(path).map_err(io_err)?;
-    if let Some(gid) = group {
-        std::os::unix::fs::chown(path, None, Some(gid)).map_err(io_err)?;
-    }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io_err)?;
-    listener.set_nonblocking(true).map_err(io_err)?;
-    Ok(listener)
-}
 
 /// Who may talk to the daemon, and where the logs are.
 #[derive(Clone, Debug)]
@@ -84,21 +45,17 @@ impl Access {
 /// a hundred clients at once — never takes the actor's thread; only the questions reach it.
 /// Once the supervisor has stopped, the socket at `path` is closed and removed (a daemon
 /// upgrading binds its own after the exec).
-pub(crate) fn spawn_thread(
-    listener: std::os::unix::net::UnixListener,
-    path: PathBuf,
-    access: Access,
-    handle: Handle,
-) -> io::Result<()> {
+pub(crate) fn spawn_thread(socket: Bound, access: Access, handle: Handle) -> io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     std::thread::Builder::new().name("titan-control".into()).spawn(move || {
+        let Bound { listener, file } = socket;
         rt.block_on(async {
             tokio::select! {
                 () = serve(listener, access, handle.clone()) => {}
                 () = handle.stopped() => {}
             }
         });
-        let _ = std::fs::remove_file(&path);
+        drop(file); // removes the socket file
     })?;
     Ok(())
 }
