@@ -285,6 +285,69 @@ fn a_stale_socket_is_replaced_and_a_live_one_refuses_a_second_daemon() {
     assert_eq!(out.status.code(), Some(0));
 }
 
+/// `run` on a config in a fresh dir whose socket is `s.sock` there, prepared by `prepare`.
+fn boot_with_socket(prepare: impl FnOnce(&std::path::Path), extra: &str) -> (tempfile::TempDir, Output) {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(&dir.path().join("s.sock"));
+    let config = format!(
+        "[supervisor]\nsocket = \"s.sock\"\nlog_dir = \"logs\"\nstate_dir = \"state\"\n{extra}\n[services.a]\ncommand = [\"sleep\", \"1000\"]\n"
+    );
+    let path = common::write(dir.path(), "services.toml", &config);
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = common::wait_or_kill(&mut child, 10 * SEC, "titan-supervisor run");
+    let mut stderr = Vec::new();
+    std::io::Read::read_to_end(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (dir, Output { status, stdout: Vec::new(), stderr })
+}
+
+#[test]
+fn a_regular_file_at_the_socket_path_is_refused_and_kept() {
+    // regression: a regular file at the socket path was silently deleted
+    let (dir, out) = boot_with_socket(|p| std::fs::write(p, "precious").unwrap(), "");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("s.sock exists and is not a socket (it is a regular file)"), "{err}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("s.sock")).unwrap(), "precious");
+}
+
+#[test]
+fn a_foreign_listener_on_the_socket_path_is_named_as_such() {
+    // regression: any listener was reported as "another titan-supervisor is running"
+    let mut foreign = None;
+    let (dir, out) = boot_with_socket(
+        |p| {
+            let listener = std::os::unix::net::UnixListener::bind(p).unwrap();
+            // answers every connection with something that is not titan-supervisor
+            foreign = Some(std::thread::spawn(move || {
+                for stream in listener.incoming().take(1) {
+                    let _ = std::io::Write::write_all(&mut stream.unwrap(), b"220 smtp ready\r\n");
+                }
+            }));
+        },
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("s.sock is in use by another program"), "{err}");
+    assert!(dir.path().join("s.sock").exists(), "not ours to remove");
+    let _ = foreign.map(std::thread::JoinHandle::join);
+}
+
+#[test]
+fn a_refused_boot_leaves_no_socket() {
+    // regression: a boot refused after binding left a stale socket behind; here the log
+    // directory cannot be made (a file is in its place)
+    let (dir, out) = boot_with_socket(|p| std::fs::write(p.with_file_name("logs"), "a file").unwrap(), "");
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dir.path().join("s.sock").exists());
+}
+
 #[test]
 fn events_stream_every_state_change_as_json_lines() {
     let d = Daemon::start(&two_services());

@@ -17,6 +17,8 @@ pub(crate) const TICK: Duration = Duration::from_millis(250);
 pub(crate) const PERSIST: Duration = Duration::from_millis(700);
 /// How often every running service is measured for status and metrics.
 pub(crate) const SAMPLE: Duration = Duration::from_secs(5);
+/// How long a run must have run before its periodic reading is shown.
+const SETTLED: Duration = Duration::from_secs(1);
 
 impl Supervisor {
     /// The process a service's memory is counted from: its own, or its container's main one
@@ -86,7 +88,11 @@ impl Supervisor {
         let running: Vec<usize> = (0..self.services.len()).filter(|&i| self.main_pid(i).is_some()).collect();
         let rss = if running.is_empty() { Default::default() } else { self.tree_rss(&running) };
         for (i, svc) in self.services.iter_mut().enumerate() {
-            if let Some(run) = svc.run.as_mut() {
+            // a process caught in its exec shows a fraction of what it will hold a moment
+            // later: a reading counts from its first second on
+            let settled =
+                svc.life.state.running_since().is_some_and(|t| now.saturating_duration_since(t) >= SETTLED);
+            if let Some(run) = svc.run.as_mut().filter(|_| settled) {
                 run.memory.rss = rss.get(&i).copied();
             }
         }
