@@ -1,6 +1,7 @@
-//! The env_file: `KEY=VALUE` secrets for interpolation. Refused unless it is owned by the
-//! supervisor's user and not readable by anyone else (mode 0600 or 0400). Errors name the file
-//! and line, never a value.
+//! The env_file: `KEY=VALUE` secrets for interpolation. Refused unless it is a regular file (not
+//! a link, not a FIFO that would hang the read) owned by the supervisor's user and readable by
+//! nobody else (mode 0600 or 0400) — checked on the descriptor it is then read from, so nothing
+//! can be swapped in between. Errors name the file and line, never a value.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -20,14 +21,39 @@ pub enum EnvFileError {
     Mode { path: PathBuf, mode: u32 },
     #[error("env_file {path} is owned by uid {owner}, not by the supervisor's uid {me}")]
     Owner { path: PathBuf, owner: u32, me: u32 },
+    #[error("env_file {path} is a symbolic link: name the file itself")]
+    Link { path: PathBuf },
+    #[error("env_file {path} is not a regular file")]
+    NotAFile { path: PathBuf },
+    #[error("env_file {path} is over {MAX_SIZE} bytes")]
+    TooLarge { path: PathBuf },
     #[error("env_file {path}:{line}: {problem}")]
     Syntax { path: PathBuf, line: usize, problem: &'static str },
 }
 
+/// An env file of secrets is small; anything larger is not one.
+const MAX_SIZE: u64 = 1 << 20;
+
 /// Reads and checks the env file at `path`; `me` is the uid that must own it.
 pub fn read(path: &Path, me: u32) -> Result<HashMap<String, String>, EnvFileError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let read_err = |source| EnvFileError::Read { path: path.to_owned(), source };
-    let meta = std::fs::metadata(path).map_err(read_err)?;
+    // no link followed, and a FIFO opens without waiting for a writer (then is refused)
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path);
+    let file = match opened {
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(EnvFileError::Link { path: path.to_owned() });
+        }
+        other => other.map_err(read_err)?,
+    };
+    let meta = file.metadata().map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(EnvFileError::NotAFile { path: path.to_owned() });
+    }
     let mode = meta.mode() & 0o7777;
     if mode != 0o600 && mode != 0o400 {
         return Err(EnvFileError::Mode { path: path.to_owned(), mode });
@@ -35,7 +61,11 @@ pub fn read(path: &Path, me: u32) -> Result<HashMap<String, String>, EnvFileErro
     if meta.uid() != me {
         return Err(EnvFileError::Owner { path: path.to_owned(), owner: meta.uid(), me });
     }
-    let text = std::fs::read_to_string(path).map_err(read_err)?;
+    let mut text = String::new();
+    file.take(MAX_SIZE + 1).read_to_string(&mut text).map_err(read_err)?;
+    if text.len() as u64 > MAX_SIZE {
+        return Err(EnvFileError::TooLarge { path: path.to_owned() });
+    }
     parse(&text).map_err(|(line, problem)| EnvFileError::Syntax { path: path.to_owned(), line, problem })
 }
 
@@ -108,6 +138,40 @@ mod tests {
         assert_eq!(parse("A=1\nnot a pair\n"), Err((2, "expected KEY=VALUE")));
         assert_eq!(parse("1A=1\n"), Err((1, "invalid variable name before \"=\"")));
         assert_eq!(parse("A=\"open\n"), Err((1, "unterminated quote")));
+    }
+
+    #[test]
+    fn an_env_file_that_is_a_link_or_a_fifo_is_refused_without_reading_it() {
+        // regressions: a link was followed (and the file re-read by path after its checks),
+        // and a FIFO hung `validate` (and would have frozen a reload)
+        let dir = tempfile::tempdir().unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        let real = dir.path().join("real");
+        std::fs::write(&real, "PW=hunter2\n").unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join(".env.prod");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let e = read(&link, me).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("env_file {} is a symbolic link: name the file itself", link.display())
+        );
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let e = read(&fifo, me).unwrap_err();
+        assert_eq!(e.to_string(), format!("env_file {} is not a regular file", fifo.display()));
+        assert!(read(dir.path(), me).is_err(), "a directory");
+        assert_eq!(read(&real, me).unwrap()["PW"], "hunter2");
+    }
+
+    #[test]
+    fn an_env_file_too_large_to_be_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env.prod");
+        std::fs::write(&path, "A=1\n".repeat(300_000)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = read(&path, nix::unistd::geteuid().as_raw()).unwrap_err();
+        assert!(matches!(e, EnvFileError::TooLarge { .. }), "{e}");
     }
 
     #[test]
