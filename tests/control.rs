@@ -166,6 +166,26 @@ fn a_group_in_allow_gids_owns_the_socket_and_its_members_get_in() {
     assert!(String::from_utf8_lossy(&member.stdout).contains("db"));
 }
 
+#[test]
+fn a_supplementary_member_of_an_allowed_group_gets_in() {
+    // regression: only the peer's primary group was matched against allow_gids
+    let d = Daemon::start_with_header(&two_services(), "allow_gids = [4242]\n");
+    d.wait_state("db", "healthy", 10 * SEC);
+    let as_nobody = |groups: &str| {
+        Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", groups, "--", BIN, "status", "--socket"])
+            .arg(d.path("s.sock"))
+            .output()
+            .expect("setpriv (util-linux)")
+    };
+    let member = as_nobody("--groups=4242");
+    assert_eq!(member.status.code(), Some(0), "{}", String::from_utf8_lossy(&member.stderr));
+    assert!(String::from_utf8_lossy(&member.stdout).contains("db"));
+    // the socket is the group's (0660): without the group there is no way in at all
+    let outsider = as_nobody("--clear-groups");
+    assert_ne!(outsider.status.code(), Some(0));
+}
+
 /// Sends `request` raw and returns what comes back before the server closes or 10 s pass.
 fn raw(socket: &std::path::Path, request: &[u8]) -> String {
     use std::io::{Read, Write};

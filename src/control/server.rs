@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 
 use super::proto::{self, Board, ErrorBody, Outcome, StateKind, Status, Verb};
-use super::socket::Bound;
+use super::socket::{Bound, peer_groups};
 use crate::supervisor::handle::{Act, Handle};
 
 /// A client that has not sent its request head within this is dropped.
@@ -36,8 +36,13 @@ pub(crate) struct Access {
 }
 
 impl Access {
-    fn allows(&self, uid: u32, gid: u32) -> bool {
-        uid == 0 || self.uids.contains(&uid) || self.gids.contains(&gid)
+    /// Root always; else a uid in `allow_uids`, or a primary or supplementary group of the
+    /// peer in `allow_gids` (the README's "members of the group").
+    fn allows(&self, uid: u32, gid: u32, groups: impl FnOnce() -> Vec<u32>) -> bool {
+        if uid == 0 || self.uids.contains(&uid) || self.gids.contains(&gid) {
+            return true;
+        }
+        !self.gids.is_empty() && groups().iter().any(|g| self.gids.contains(g))
     }
 }
 
@@ -80,7 +85,7 @@ async fn serve(listener: std::os::unix::net::UnixListener, access: Access, handl
             }
         };
         let allowed = match stream.peer_cred() {
-            Ok(c) if access.allows(c.uid(), c.gid()) => true,
+            Ok(c) if access.allows(c.uid(), c.gid(), || peer_groups(&stream).unwrap_or_default()) => true,
             Ok(c) => {
                 tracing::warn!(
                     pid = c.pid(),

@@ -117,3 +117,49 @@ fn kind_of(t: &std::fs::FileType) -> &'static str {
         "a device"
     }
 }
+
+/// SO_PEERGROUPS (Linux 4.13), the generic value (x86_64, aarch64): not exported by libc here.
+const SO_PEERGROUPS: nix::libc::c_int = 59;
+
+/// The supplementary groups of the peer at the other end of `stream`, as the kernel recorded
+/// them when it connected (not read from /proc afterwards, where the pid may have gone).
+pub(crate) fn peer_groups(stream: &impl std::os::fd::AsRawFd) -> io::Result<Vec<u32>> {
+    let mut groups: Vec<nix::libc::gid_t> = vec![0; 64];
+    loop {
+        let mut len = (groups.len() * std::mem::size_of::<nix::libc::gid_t>()) as nix::libc::socklen_t;
+        // SAFETY: the buffer is `len` bytes of gid_t the kernel may write into; `len` is
+        // updated to what it wrote (or needs, with ERANGE).
+        let rc = unsafe {
+            nix::libc::getsockopt(
+                stream.as_raw_fd(),
+                nix::libc::SOL_SOCKET,
+                SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let n = len as usize / std::mem::size_of::<nix::libc::gid_t>();
+        if rc == 0 {
+            groups.truncate(n);
+            return Ok(groups);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(nix::libc::ERANGE) || n <= groups.len() || n > 65_536 {
+            return Err(e);
+        }
+        groups.resize(n, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_peer_groups_are_the_connecting_process_groups() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut mine: Vec<u32> = nix::unistd::getgroups().unwrap().into_iter().map(|g| g.as_raw()).collect();
+        let mut theirs = super::peer_groups(&a).unwrap();
+        mine.sort_unstable();
+        theirs.sort_unstable();
+        assert_eq!(theirs, mine);
+    }
+}
