@@ -59,6 +59,12 @@ pub(crate) struct LogWriter {
     dropped_why: String,
     on_rotate: Option<OnRotate>,
     counters: LogCounters,
+    /// What keeps the file from being written or rotated now (its directory deleted and not
+    /// made again, a rename refused), once reported: warned when it starts, told when it ends.
+    trouble: Option<String>,
+    /// `file` is no longer the one at `path` (a rotation renamed it, then no new one could be
+    /// made): the next batch makes it.
+    detached: bool,
 }
 
 pub(crate) type SharedWriter = Arc<Mutex<LogWriter>>;
@@ -102,6 +108,8 @@ impl LogWriter {
             dropped_why: String::new(),
             on_rotate,
             counters: LogCounters::default(),
+            trouble: None,
+            detached: false,
         };
         w.rotate_if_older(SystemTime::now(), MAX_AGE);
         Ok(w)
@@ -154,8 +162,13 @@ impl LogWriter {
         if self.ends.is_empty() {
             return;
         }
-        self.report_dropped();
         let (buf, ends) = (std::mem::take(&mut self.buf), std::mem::take(&mut self.ends));
+        if !self.ensure_file() {
+            // nowhere to write: every record of the batch is lost, and counted
+            self.lose_rest(&ends, 0);
+            return self.recycle(buf, ends);
+        }
+        self.report_dropped();
         let (mut run_start, mut prev_end) = (0, 0);
         for &end in &ends {
             if self.size + (end - run_start) as u64 > self.max_size {
@@ -163,7 +176,11 @@ impl LogWriter {
                     self.lose_rest(&ends, prev_end);
                     return self.recycle(buf, ends);
                 }
-                self.rotate();
+                if !self.rotate() {
+                    // the file may not grow past max_size: what does not fit is lost, counted
+                    self.lose_rest(&ends, prev_end);
+                    return self.recycle(buf, ends);
+                }
                 run_start = prev_end;
             }
             prev_end = end;
@@ -226,37 +243,91 @@ impl LogWriter {
             &timestamp(SystemTime::now()),
             false,
         );
-        if self.size + marker.len() as u64 > self.max_size && self.size > 0 {
-            self.rotate();
-        }
-        if self.write_run(&marker, 0) {
+        let fits = self.size + marker.len() as u64 <= self.max_size || self.size == 0 || self.rotate();
+        if fits && self.write_run(&marker, 0) {
             self.dropped = 0;
         }
     }
 
+    /// Makes sure records go to a file at `path`: one whose directory was deleted under it
+    /// (its link count is 0: whatever is written there is lost to an invisible inode that still
+    /// fills the disk) is replaced by a fresh `current.log` in a directory made again. False
+    /// when that cannot be done (the records are then counted as dropped).
+    fn ensure_file(&mut self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        if !self.detached && self.file.metadata().is_ok_and(|m| m.nlink() > 0) {
+            return true;
+        }
+        let reopened = create_dir(&self.dir).and_then(|()| open_current(&self.path));
+        match reopened.and_then(|f| Ok((f.metadata()?.len(), f))) {
+            Ok((size, file)) => {
+                self.file = file;
+                self.size = size;
+                self.since = None;
+                if !std::mem::take(&mut self.detached) {
+                    self.trouble(Ok("its log file was deleted: made it again".into()));
+                }
+                true
+            }
+            Err(e) => {
+                self.dropped_why =
+                    format!("its log file was deleted and cannot be made again: {}", describe(&e));
+                self.trouble(Err(self.dropped_why.clone()));
+                false
+            }
+        }
+    }
+
+    /// Reports trouble once when it starts (`Err`), and once when it is over (`Ok`), instead
+    /// of a warning for every batch of lines.
+    fn trouble(&mut self, now: Result<String, String>) {
+        match now {
+            Err(why) if self.trouble.is_none() => {
+                tracing::warn!(service = %self.service, "{why}");
+                self.trouble = Some(why);
+            }
+            Err(_) => {}
+            Ok(news) => {
+                tracing::warn!(service = %self.service, "{news}");
+                self.trouble = None;
+            }
+        }
+    }
+
     /// `current.log` becomes `<service>-<UTC stamp>.log`; a fresh `current.log` takes its place.
-    pub(crate) fn rotate(&mut self) {
+    /// False when it could not (the directory refuses the rename, or the new file).
+    pub(crate) fn rotate(&mut self) -> bool {
         if self.size == 0 {
-            return;
+            return true;
         }
         let target = rotated::fresh_name(&self.dir, &self.service, SystemTime::now());
         if let Err(e) = std::fs::rename(&self.path, &target) {
-            tracing::warn!(service = %self.service, "cannot rotate {}: {e}", self.path.display());
-            return;
+            let why = format!("cannot rotate {}: {}", self.path.display(), describe(&e));
+            self.dropped_why = why.clone();
+            self.trouble(Err(why));
+            return false;
+        }
+        self.counters.rotations.inc();
+        if let Some(f) = &self.on_rotate {
+            f(target);
         }
         match open_current(&self.path) {
             Ok(file) => {
                 self.file = file;
                 self.size = 0;
                 self.since = None;
+                if self.trouble.is_some() {
+                    self.trouble(Ok(format!("rotating {} again", self.path.display())));
+                }
+                true
             }
             Err(e) => {
-                tracing::warn!(service = %self.service, "cannot open a new {}: {e}", self.path.display())
+                // the rotated file is done with; the next batch makes a new one (ensure_file)
+                self.detached = true;
+                self.dropped_why = format!("cannot open a new {}: {}", self.path.display(), describe(&e));
+                self.trouble(Err(self.dropped_why.clone()));
+                false
             }
-        }
-        self.counters.rotations.inc();
-        if let Some(f) = &self.on_rotate {
-            f(target);
         }
     }
 
@@ -264,7 +335,7 @@ impl LogWriter {
     pub(crate) fn rotate_if_older(&mut self, now: SystemTime, age: Duration) {
         let old = self.since.is_some_and(|t| now.duration_since(t).is_ok_and(|d| d >= age));
         if self.size > 0 && old {
-            self.rotate();
+            let _ = self.rotate();
         }
     }
 
@@ -404,6 +475,70 @@ mod tests {
         assert_eq!(text, b"2026-01-01T00:00:00.000Z out hello\n2026-01-01T00:00:00.001Z err \xff bytes\n");
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!((mode(w.path()), mode(&dir.path().join("api"))), (0o640, 0o750));
+    }
+
+    fn line(w: &mut LogWriter, i: usize) {
+        w.push(
+            Stream::Out,
+            format!("line {i:05} {}", "x".repeat(90)).as_bytes(),
+            "2026-01-01T00:00:00.000Z",
+            false,
+        );
+    }
+
+    #[test]
+    fn a_deleted_log_dir_is_made_again_and_nothing_is_written_into_the_void() {
+        // regression: the writer appended to the unlinked inode (every line lost uncounted, the
+        // invisible file filling the disk) and the directory was never made again
+        let root = tempfile::tempdir().unwrap();
+        let mut w = LogWriter::open(root.path(), "api", &logs(LogFormat::Text, 1 << 20), None).unwrap();
+        line(&mut w, 1);
+        w.flush();
+        std::fs::remove_dir_all(root.path().join("api")).unwrap();
+        line(&mut w, 2);
+        w.flush();
+        let text = std::fs::read_to_string(root.path().join("api/current.log")).expect("made again");
+        assert!(text.contains("line 00002") && !text.contains("line 00001"), "{text}");
+        // a directory that cannot be made again: the lines are counted, then reported
+        std::fs::remove_dir_all(root.path().join("api")).unwrap();
+        std::fs::write(root.path().join("api"), "a file in the way").unwrap();
+        line(&mut w, 3);
+        w.flush();
+        assert_eq!(w.counters.dropped.get(), 1);
+        std::fs::remove_file(root.path().join("api")).unwrap();
+        line(&mut w, 4);
+        w.flush();
+        let text = std::fs::read_to_string(root.path().join("api/current.log")).unwrap();
+        assert!(
+            text.contains("dropped 1 lines: its log file was deleted and cannot be made again"),
+            "{text}"
+        );
+        assert!(text.contains("line 00004"));
+    }
+
+    #[test]
+    fn a_log_dir_that_refuses_rotation_never_grows_past_max_size() {
+        // regression: a directory that refused the rename let current.log grow to 107 KB
+        // against a 16 KiB limit; `chattr +i` makes the directory refuse it, even to root
+        let root = tempfile::tempdir().unwrap();
+        let mut w = LogWriter::open(root.path(), "api", &logs(LogFormat::Text, 4096), None).unwrap();
+        let dir = root.path().join("api");
+        let chattr = |flag: &str| std::process::Command::new("chattr").arg(flag).arg(&dir).status().unwrap();
+        assert!(chattr("+i").success(), "chattr (e2fsprogs) on an ext4 /tmp");
+        for i in 0..200 {
+            line(&mut w, i);
+        }
+        w.flush();
+        let size = std::fs::metadata(dir.join("current.log")).unwrap().len();
+        let lost = w.counters.dropped.get();
+        assert!(chattr("-i").success());
+        assert!(size <= 4096, "{size} bytes");
+        assert!(lost > 150, "{lost} lines counted as lost");
+        line(&mut w, 999);
+        w.flush();
+        let text = std::fs::read_to_string(dir.join("current.log")).unwrap();
+        assert!(text.contains(&format!("dropped {lost} lines: cannot rotate")), "{text}");
+        assert!(text.contains("line 00999"));
     }
 
     #[test]
