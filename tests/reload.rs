@@ -286,3 +286,36 @@ fn durations_too_long_for_the_clock_are_refused_at_boot_and_on_sighup() {
     assert!(alive(d.pid) && alive(pid as i32));
     assert_eq!(d.status_of("api")["pid"].as_i64(), Some(pid));
 }
+
+#[test]
+fn a_large_reload_is_read_while_supervision_goes_on() {
+    // regression: a reload parsed a huge services.toml on the actor's thread, and supervision
+    // froze for as long (29 s for 50 MB)
+    let d = Daemon::start("[services.victim]\ncommand = [\"sleep\", \"1000\"]\nrestart = \"always\"\n");
+    let pid = d.healthy_pid("victim", None, 10 * SEC);
+    // 3.9 MB of array (the size bound is 4 MiB), invalid at its end: refused after ~1.5 s of
+    // parsing in this debug build
+    let items: Vec<String> = (0..400_000).map(|i| format!("\"x{i}\"")).collect();
+    d.rewrite(&format!(
+        "[services.victim]\ncommand = [\"sleep\", \"1000\"]\nargs = [{}]\nfrobnicate = 1\n",
+        items.join(",")
+    ));
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+    let log = || std::fs::read_to_string(d.path("supervisor.log")).unwrap_or_default();
+    let refused = wait_for(30 * SEC, || log().lines().position(|l| l.contains("reload refused")));
+    let refused = refused.expect("the reload is refused");
+    let restarted = log().lines().position(|l| {
+        l.contains("\"victim\"") && l.contains("\"to\":\"healthy\"") && l.contains("\"restarts\":1")
+    });
+    assert!(restarted.is_some_and(|at| at < refused), "the restart waited for the reload:\n{}", d.log_tail());
+}
+
+#[test]
+fn a_services_toml_too_large_to_be_one_is_refused_before_it_is_parsed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::write(dir.path(), "services.toml", &format!("# {}\n", "x".repeat(5 << 20)));
+    let out = common::run(&["validate", &path.display().to_string()]);
+    assert_eq!(out.code, Some(2));
+    assert!(out.stderr.contains("larger than 4 MiB: not a services.toml"), "{}", out.stderr);
+}

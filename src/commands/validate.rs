@@ -33,7 +33,7 @@ pub(crate) fn run(args: &ValidateArgs) -> Exit {
             }
             Exit::Refused
         }
-        Err(e @ LoadError::Read { .. }) => {
+        Err(e @ (LoadError::Read { .. } | LoadError::TooLarge { .. })) => {
             if args.json {
                 let out = json!({ "file": shown, "valid": false, "errors": [{ "message": e.to_string() }] });
                 println!("{out}");

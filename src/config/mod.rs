@@ -40,15 +40,20 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{}: larger than {} MiB: not a services.toml", path.display(), MAX_SIZE >> 20)]
+    TooLarge { path: PathBuf },
     #[error("{0}")]
     Invalid(Report),
 }
 
+/// The largest services.toml read: a real one is a few KiB; one of 50 MB (a huge array) costs
+/// seconds and gigabytes to parse.
+pub const MAX_SIZE: u64 = 4 << 20;
+
 /// Reads and validates a services.toml, taking variables from its env_file and this process's
 /// environment.
 pub fn load(path: &Path) -> Result<Config, LoadError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+    let text = read_bounded(path)?;
     let base_dir = path.parent().unwrap_or(Path::new("."));
     let source = Source { name: &path.display().to_string(), text: &text, base_dir };
     parse(&source, &|name| std::env::var(name).ok()).map_err(LoadError::Invalid)
@@ -58,8 +63,7 @@ pub fn load(path: &Path) -> Result<Config, LoadError> {
 /// enough for tools that look at files on disk (`logs`) even when the rest of the file would
 /// not validate here (an env_file only the daemon can read, an image not pinned yet).
 pub fn load_supervisor(path: &Path) -> Result<(Supervisor, Vec<String>), LoadError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+    let text = read_bounded(path)?;
     let name = path.display().to_string();
     let root = DeTable::parse(&text).map_err(|e| {
         let mut d = Diagnostics::default();
@@ -75,6 +79,19 @@ pub fn load_supervisor(path: &Path) -> Result<(Supervisor, Vec<String>), LoadErr
         _ => Vec::new(),
     };
     Ok((supervisor, services))
+}
+
+/// The file's text, refused past `MAX_SIZE` (read no further than that).
+fn read_bounded(path: &Path) -> Result<String, LoadError> {
+    use std::io::Read;
+    let read = |source| LoadError::Read { path: path.to_owned(), source };
+    let file = std::fs::File::open(path).map_err(read)?;
+    let mut text = String::new();
+    file.take(MAX_SIZE + 1).read_to_string(&mut text).map_err(read)?;
+    if text.len() as u64 > MAX_SIZE {
+        return Err(LoadError::TooLarge { path: path.to_owned() });
+    }
+    Ok(text)
 }
 
 /// A services.toml to parse: its name for messages, its text, and the directory relative paths

@@ -110,20 +110,43 @@ impl Supervisor {
         self.config_path = Some(path);
     }
 
-    fn on_reload(&mut self, why: &str) -> Result<Reloaded, ReloadError> {
-        let Some(path) = self.config_path.clone() else { return Err(ReloadError::NoFile) };
+    /// A reload asked for (`why`: SIGHUP, a request with `reply`): the file is read, parsed and
+    /// every definition built on the blocking pool, so a large or slow config never holds up
+    /// supervision; the result comes back as `Msg::Loaded`.
+    fn on_reload(&mut self, why: &'static str, reply: Option<Reply<Result<Reloaded, ReloadError>>>) {
+        let Some(path) = self.config_path.clone() else { return answer(reply, Err(ReloadError::NoFile)) };
         if self.is_stopping() {
-            return Err(ReloadError::Stopping);
+            return answer(reply, Err(ReloadError::Stopping));
         }
-        let result = self.reload(&path);
+        let (settings, tx) = (self.settings.clone(), self.tx.clone());
+        tokio::spawn(async move {
+            let loading = tokio::task::spawn_blocking(move || super::reload::load(&path, &settings));
+            let loaded = loading.await.unwrap_or_else(|e| Err(ReloadError::Crashed(e.to_string())));
+            let _ = tx.send(Msg::Loaded { why, loaded: loaded.map(Box::new), reply });
+        });
+    }
+
+    /// A reloaded config, checked in full: applied, or refused with nothing changed.
+    fn on_loaded(
+        &mut self,
+        why: &str,
+        loaded: Result<Box<super::reload::Loaded>, ReloadError>,
+        reply: Option<Reply<Result<Reloaded, ReloadError>>>,
+    ) {
+        let result = match loaded {
+            _ if self.is_stopping() => Err(ReloadError::Stopping),
+            Ok(loaded) => Ok(self.reload(*loaded)),
+            Err(e) => Err(e),
+        };
         self.dirty = true;
         match &result {
             Ok(r) => {
-                tracing::info!(added = ?r.added, removed = ?r.removed, changed = ?r.changed, unchanged = r.unchanged, "{why}: reloaded {}", path.display())
+                tracing::info!(added = ?r.added, removed = ?r.removed, changed = ?r.changed, unchanged = r.unchanged, "{why}: reloaded")
             }
             Err(report) => tracing::warn!("{why}: reload refused, nothing changed:\n{report}"),
         }
-        result
+        self.post_board();
+        answer(reply, result);
     }
 
     /// A way in for other tasks (the board shows every service from boot on).
@@ -149,7 +172,7 @@ impl Supervisor {
                 _ = sigchld.recv() => self.on_sigchld(),
                 _ = sigterm.recv() => self.on_stop_signal("SIGTERM"),
                 _ = sigint.recv() => self.on_stop_signal("SIGINT"),
-                _ = sighup.recv() => drop(self.on_reload("SIGHUP")),
+                _ = sighup.recv() => self.on_reload("SIGHUP", None),
                 _ = sigusr2.recv() => self.on_upgrade("SIGUSR2"),
                 Some(msg) = rx.recv() => self.on_msg(msg),
                 () = tokio::time::sleep_until(wake) => self.on_timers(),
@@ -223,11 +246,8 @@ impl Supervisor {
             Msg::Metrics(reply) => {
                 let _ = reply.send(self.metrics.render(&self.status()));
             }
-            Msg::Reload(reply) => {
-                let reloaded = self.on_reload("request");
-                self.post_board();
-                let _ = reply.send(reloaded);
-            }
+            Msg::Reload(reply) => self.on_reload("request", Some(reply)),
+            Msg::Loaded { why, loaded, reply } => self.on_loaded(why, loaded, reply),
             Msg::Act { name, verb, reply } => {
                 let act = self.on_act(&name, verb);
                 self.post_board();
@@ -483,6 +503,15 @@ impl Nodes for Supervisor {
 
     fn kept(&self, i: usize) -> bool {
         self.upgrading && self.services[i].container().is_some()
+    }
+}
+
+type Reply<T> = tokio::sync::oneshot::Sender<T>;
+
+/// Answers a question, if someone asked it.
+fn answer<T>(reply: Option<Reply<T>>, value: T) {
+    if let Some(reply) = reply {
+        let _ = reply.send(value);
     }
 }
 

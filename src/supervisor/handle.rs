@@ -27,6 +27,12 @@ pub(crate) enum Msg {
     Metrics(oneshot::Sender<String>),
     /// Re-read the config and apply the difference.
     Reload(oneshot::Sender<Result<Reloaded, ReloadError>>),
+    /// A reload's config, read and checked off the actor's thread.
+    Loaded {
+        why: &'static str,
+        loaded: Result<Box<super::reload::Loaded>, ReloadError>,
+        reply: Option<oneshot::Sender<Result<Reloaded, ReloadError>>>,
+    },
     /// An operator's start, stop or restart of one service.
     Act {
         name: String,

@@ -1,6 +1,6 @@
-//! Reload (SIGHUP, `/v1/reload`): re-read the config and check all of it first — the file, the
-//! graph, and every added or changed service's definition built (its user resolved on this
-//! host) — so that a reload that is refused has changed nothing at all. Then removed services
+//! Reload (SIGHUP, `/v1/reload`): re-read the config and check all of it first, off the actor's
+//! thread — the file, the graph, and every service's definition built (its user resolved on
+//! this host) — so that a reload that is refused has changed nothing at all. Then removed services
 //! are stopped, new ones added, and changed ones taken down to start again in dependency order
 //! with their whole new definition, installed once they are at rest. Untouched services keep
 //! running. Services are never removed from the actor (indices stay valid): a removed one is
@@ -40,6 +40,30 @@ pub(crate) enum ReloadError {
     Graph(#[from] GraphError),
     #[error("{0}")]
     Definition(#[from] DefinitionError),
+    #[error("reading the config failed: {0}")]
+    Crashed(String),
+}
+
+/// A config read for a reload, checked in full: every service's definition built.
+pub(crate) struct Loaded {
+    cfg: Config,
+    defs: HashMap<String, Definition>,
+}
+
+/// Reads and checks the config at `path` for a supervisor running with `settings` (on the
+/// blocking pool: parsing and user lookups may take their time).
+pub(crate) fn load(path: &Path, settings: &config::Supervisor) -> Result<Loaded, ReloadError> {
+    let cfg = config::load(path)?;
+    cfg.graph()?;
+    if cfg.supervisor != *settings {
+        tracing::warn!("reload: [supervisor] changes take effect at the next start");
+    }
+    let defs = cfg
+        .services
+        .iter()
+        .map(|(name, svc)| Ok((name.clone(), Definition::build(settings, svc)?)))
+        .collect::<Result<_, DefinitionError>>()?;
+    Ok(Loaded { cfg, defs })
 }
 
 /// A reload worked out in full before anything is touched.
@@ -54,37 +78,34 @@ struct Plan {
 }
 
 impl Supervisor {
-    /// Reloads from `path`.
-    pub(super) fn reload(&mut self, path: &Path) -> Result<Reloaded, ReloadError> {
-        let cfg = config::load(path)?;
-        cfg.graph()?;
-        if cfg.supervisor != self.settings {
-            tracing::warn!("reload: [supervisor] changes take effect at the next start");
-        }
-        let plan = self.plan(&cfg)?;
-        Ok(self.carry_out(plan, &cfg))
+    /// Applies a reloaded config: what changed is worked out, then done.
+    pub(super) fn reload(&mut self, loaded: Loaded) -> Reloaded {
+        let Loaded { cfg, mut defs } = loaded;
+        let plan = self.plan(&cfg, &mut defs);
+        self.carry_out(plan, &cfg)
     }
 
-    /// Sorts every service into removed, changed, added back, added and unchanged, building the
-    /// definition of each that will be installed. Fails before anything changes.
-    fn plan(&self, cfg: &Config) -> Result<Plan, DefinitionError> {
+    /// Sorts every service into removed, changed, added back, added and unchanged, each that
+    /// will be installed with its definition.
+    fn plan(&self, cfg: &Config, defs: &mut HashMap<String, Definition>) -> Plan {
         let mut plan = Plan::default();
-        let build = |svc: &config::Service| Definition::build(&self.settings, svc);
         for (i, svc) in self.services.iter().enumerate() {
             match (cfg.services.get(&svc.name), svc.retired()) {
                 (None, false) => plan.removed.push(i),
                 (None, true) => {}
-                (Some(new), true) => plan.readded.push((i, build(new)?)),
-                (Some(new), false) if *new != *self.current_config(i) => plan.changed.push((i, build(new)?)),
+                (Some(_), true) => plan.readded.extend(defs.remove(&svc.name).map(|d| (i, d))),
+                (Some(new), false) if *new != *self.current_config(i) => {
+                    plan.changed.extend(defs.remove(&svc.name).map(|d| (i, d)))
+                }
                 (Some(_), false) => plan.unchanged += 1,
             }
         }
-        for (name, svc) in &cfg.services {
+        for name in cfg.services.keys() {
             if !self.services.iter().any(|s| &s.name == name) {
-                plan.added.push(build(svc)?);
+                plan.added.extend(defs.remove(name));
             }
         }
-        Ok(plan)
+        plan
     }
 
     /// The config a service will run with: the one waiting to replace the running one, if any.
