@@ -455,6 +455,58 @@ fn a_new_supervisor_kills_what_a_killed_one_left_running() {
     assert!(d.log_tail().contains("killed a process left running by an earlier supervisor"));
 }
 
+/// The pids a test service printed for its children (`child pid=N`).
+fn printed_children(d: &Daemon, service: &str) -> Vec<i32> {
+    d.service_log(service).lines().filter_map(|l| l.split("child pid=").nth(1)?.trim().parse().ok()).collect()
+}
+
+#[test]
+fn a_new_supervisor_kills_the_children_of_a_service_that_died_while_none_ran() {
+    // regression: only a recorded main process still alive was killed; its children and
+    // orphans kept running beside the new instance
+    let config = format!(
+        "[services.parent]\n{}\nhealth = {{ log = \"^ready$\" }}\n",
+        svc("parent", "\"--fork-children\", \"2\"")
+    );
+    let mut d = Daemon::start(&config);
+    d.wait_state("parent", "healthy", 10 * SEC);
+    let children = wait_for(5 * SEC, || Some(printed_children(&d, "parent")).filter(|c| c.len() == 2))
+        .expect("two children");
+    let main = d.service_pid("parent").unwrap();
+    // the test is the subreaper (as systemd is on a host): the main process, reparented to it
+    // when the supervisor dies, is reaped at once instead of lingering as a zombie
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+    d.signal(Signal::SIGKILL);
+    d.wait_exit(5 * SEC);
+    let main_pid = nix::unistd::Pid::from_raw(main);
+    let _ = nix::sys::signal::kill(main_pid, Signal::SIGKILL);
+    assert!(nix::sys::wait::waitpid(main_pid, None).is_ok(), "the main process is gone for good");
+    assert!(children.iter().all(|&c| alive(c)), "the children outlive their parent and the supervisor");
+    d.respawn();
+    d.wait_state_n("parent", "healthy", 2, 10 * SEC);
+    let gone = wait_for(5 * SEC, || children.iter().all(|&c| !alive(c)).then_some(()));
+    assert!(gone.is_some(), "leftover children {children:?} still run");
+}
+
+#[test]
+fn a_new_supervisor_stops_what_a_service_removed_meanwhile_left_running() {
+    // regression: a service removed from the config while no supervisor ran stayed running
+    // forever, holding its port
+    let keep = format!("[services.keep]\n{}\nhealth = {{ log = \"^ready$\" }}\n", svc("keep", ""));
+    let config =
+        format!("{keep}\n[services.removed]\n{}\nhealth = {{ log = \"^ready$\" }}\n", svc("removed", ""));
+    let mut d = Daemon::start(&config);
+    d.wait_state("removed", "healthy", 10 * SEC);
+    let removed = d.service_pid("removed").unwrap();
+    d.signal(Signal::SIGKILL);
+    d.wait_exit(5 * SEC);
+    d.rewrite(&keep);
+    d.respawn();
+    d.wait_state_n("keep", "healthy", 2, 10 * SEC);
+    assert!(wait_for(5 * SEC, || (!alive(removed)).then_some(())).is_some(), "{removed} still runs");
+    assert!(d.log_tail().contains("\"service\":\"removed\""), "{}", d.log_tail());
+}
+
 #[test]
 fn sighup_does_not_kill_the_daemon_and_an_unchanged_config_changes_nothing() {
     let d = Daemon::start(&format!("[services.web]\n{}\nhealth = {{ log = \"^ready$\" }}\n", svc("web", "")));

@@ -36,6 +36,21 @@ impl Supervisor {
         }
     }
 
+    /// Empties and removes the cgroups of services no longer in the config (`keep`), left by
+    /// an earlier supervisor: a removed service's double-forked processes end there too.
+    pub(super) fn remove_foreign_cgroups(&self, keep: &[String]) {
+        let Ok(root) = &self.cgroups else { return };
+        for service in root.services(&self.settings.project) {
+            if keep.contains(&service) {
+                continue;
+            }
+            if let Ok(Some(cg)) = root.existing(&self.settings.project, &service) {
+                tracing::warn!(service, "removing the cgroup of a service no longer in the config");
+                release(&service, cg);
+            }
+        }
+    }
+
     /// The files a child writes to join its cgroup; an error when its caps could not be made.
     pub(super) fn cgroup_join(&self, i: usize) -> Result<Vec<CString>, String> {
         match &self.services[i].backend {

@@ -1,14 +1,23 @@
-//! Pid files of running services in `<state_dir>/pids/`, so that a supervisor started after
-//! the previous one was killed can end what it left running. Native services cannot be adopted
-//! (they are not our children, so we could never wait for them); left running, they would hold
-//! their ports and make every new start fail. A pid file holds the pid and the process's start
-//! time, so a reused pid is never mistaken for a leftover.
+//! What an earlier supervisor left running. Every native run is recorded in
+//! `<state_dir>/pids/<service>.pid` (its main pid and start time); a supervisor started after
+//! the previous one was killed ends them, for services still in the config and removed ones
+//! alike. Native services cannot be adopted (they are not our children, so we could never wait
+//! for them); left running, they would hold their ports beside the new instance.
+//!
+//! A run is its whole session, not only its main process: each service leads a session of its
+//! own, and the session's id outlives the leader (the kernel does not give that number to a new
+//! process while any member lives), so children and orphans of a main process that died while
+//! no supervisor ran are found by it. Members that started before the recorded leader cannot be
+//! its own, and the supervisor's own session is never touched.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+
+use crate::runtime::procfs;
 
 fn file(dir: &Path, service: &str) -> PathBuf {
     dir.join(format!("{service}.pid"))
@@ -25,50 +34,107 @@ pub(crate) fn forget(dir: &Path, service: &str) {
     let _ = std::fs::remove_file(file(dir, service));
 }
 
-/// Kills the process group of every recorded service process that is still the same process;
-/// returns which ones were found.
-pub(crate) fn kill_leftovers<'a>(
-    dir: &Path,
-    services: impl IntoIterator<Item = &'a str>,
-) -> Vec<(String, i32)> {
-    let mut killed = Vec::new();
-    for service in services {
-        let path = file(dir, service);
-        let Ok(text) = std::fs::read_to_string(&path) else { continue };
-        let mut fields = text.split_whitespace().map(str::parse::<u64>);
-        if let (Some(Ok(pid)), Some(Ok(started))) = (fields.next(), fields.next()) {
-            let pid = pid as i32;
-            if pid > 1 && start_time(pid) == Some(started) {
-                let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                killed.push((service.to_owned(), pid));
-            }
-        }
-        let _ = std::fs::remove_file(path);
+/// A run an earlier supervisor recorded.
+struct Recorded {
+    service: String,
+    /// The leader's start time, clock ticks since boot.
+    started: u64,
+}
+
+/// SIGKILLs every process of every run recorded in `dir` and removes the records; returns how
+/// many processes of which service were found.
+pub(crate) fn kill_leftovers(dir: &Path) -> Vec<(String, usize)> {
+    let runs = recorded(dir);
+    if runs.is_empty() {
+        return Vec::new();
     }
-    killed
+    let own_session = nix::unistd::getsid(None).map_or(0, Pid::as_raw);
+    let mut killed: HashMap<&str, usize> = HashMap::new();
+    for (pid, session, started) in processes() {
+        let Some(run) = runs.get(&session) else { continue };
+        if session == own_session || pid == std::process::id() as i32 || started < run.started {
+            continue;
+        }
+        if kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+            *killed.entry(run.service.as_str()).or_default() += 1;
+        }
+    }
+    let mut found: Vec<(String, usize)> = killed.into_iter().map(|(s, n)| (s.to_owned(), n)).collect();
+    found.sort();
+    found
+}
+
+/// The runs recorded in `dir`, by session (the leader's pid); the records are removed.
+fn recorded(dir: &Path) -> HashMap<i32, Recorded> {
+    let mut runs = HashMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return runs };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(service) =
+            path.file_name().and_then(|n| n.to_str()?.strip_suffix(".pid")).map(str::to_owned)
+        else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut fields = text.split_whitespace().map(str::parse::<u64>);
+        if let (Some(Ok(pid)), Some(Ok(started))) = (fields.next(), fields.next())
+            && let Ok(pid) = i32::try_from(pid)
+            && pid > 1
+        {
+            runs.insert(pid, Recorded { service, started });
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    runs
+}
+
+/// Every process as (pid, session, start time), from /proc.
+fn processes() -> Vec<(i32, i32, u64)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = procfs::stat(pid)?;
+            let session = procfs::stat_field(&stat, 6)?.parse().ok()?;
+            let started = procfs::stat_field(&stat, 22)?.parse().ok()?;
+            Some((pid, session, started))
+        })
+        .collect()
 }
 
 /// Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat).
 fn start_time(pid: i32) -> Option<u64> {
-    crate::runtime::procfs::stat_field(&crate::runtime::procfs::stat(pid)?, 22)?.parse().ok()
+    procfs::stat_field(&procfs::stat(pid)?, 22)?.parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::process::CommandExt;
+
     use super::*;
 
     #[test]
-    fn a_recorded_live_process_is_killed_and_a_reused_pid_is_left_alone() {
+    fn a_recorded_session_is_killed_whole_and_a_reused_pid_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        // a service's session: a shell leading it, with a child of its own
+        let mut leader = std::process::Command::new("sh");
+        leader.args(["-c", "sleep 30 & exec sleep 30"]);
+        // SAFETY: setsid is async-signal-safe, the only call between fork and exec
+        unsafe { leader.pre_exec(|| nix::unistd::setsid().map(drop).map_err(io::Error::from)) };
+        let mut child = leader.spawn().unwrap();
         let pid = Pid::from_raw(child.id() as i32);
         record(dir.path(), "svc", pid).unwrap();
-        // a record whose start time does not match (the pid was reused by someone else)
-        std::fs::write(file(dir.path(), "other"), format!("{} 1\n", std::process::id())).unwrap();
-        let killed = kill_leftovers(dir.path(), ["svc", "other", "missing"]);
-        assert_eq!(killed, vec![("svc".to_owned(), pid.as_raw())]);
+        // a record whose start time does not match: the number belongs to someone else now
+        std::fs::write(file(dir.path(), "other"), format!("{} 99999999999\n", std::process::id())).unwrap();
+        let members = || processes().into_iter().filter(|p| p.1 == pid.as_raw()).count();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while members() < 2 && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(members(), 2, "the shell and its background sleep");
+        let killed = kill_leftovers(dir.path());
+        assert_eq!(killed, vec![("svc".to_owned(), 2)]);
         assert!(child.wait().unwrap().code().is_none(), "killed by a signal");
-        assert!(!file(dir.path(), "svc").exists() && !file(dir.path(), "other").exists());
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "every record removed");
     }
 }

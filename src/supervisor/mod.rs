@@ -84,9 +84,10 @@ impl Supervisor {
         let mut sup = Supervisor::from_parts(cfg.supervisor.clone(), cgroups, logs);
         let pids = sup.pid_dir();
         create_dir(&pids).map_err(|source| BootError::Dir { path: pids.clone(), source })?;
-        for (service, pid) in leftovers::kill_leftovers(&pids, graph.names().iter().map(String::as_str)) {
-            tracing::warn!(service, pid, "killed a process left running by an earlier supervisor");
+        for (service, processes) in leftovers::kill_leftovers(&pids) {
+            tracing::warn!(service, processes, "killed a process left running by an earlier supervisor");
         }
+        sup.remove_foreign_cgroups(graph.names());
         for def in defs {
             sup.add_service(def)?;
         }

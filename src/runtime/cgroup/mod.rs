@@ -154,6 +154,22 @@ impl Cgroups {
         }
     }
 
+    /// The services that have a cgroup of `prefix` here (`<prefix>-<service>`), left by this
+    /// or an earlier supervisor.
+    pub fn services(&self, prefix: &str) -> Vec<String> {
+        let main = match &self.hierarchy {
+            Hierarchy::V1 { controllers } => controllers.get("memory").cloned(),
+            Hierarchy::V2 { own } => Some(own.clone()),
+        };
+        let Some(entries) = main.and_then(|dir| std::fs::read_dir(dir).ok()) else { return Vec::new() };
+        let lead = format!("{prefix}-");
+        entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix(&lead).map(str::to_owned))
+            .collect()
+    }
+
     /// The service's cgroup if it is already there (left by a previous supervisor run), so its
     /// leftover processes can be killed and the directories removed. Nothing is written.
     pub fn existing(&self, prefix: &str, service: &str) -> Result<Option<ServiceCgroup>, CgroupError> {
