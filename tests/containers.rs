@@ -111,7 +111,7 @@ fn an_image_with_a_digest_the_registry_does_not_have_fails_its_start() {
     let (repo, _) = docker::image().rsplit_once('@').map(|(r, d)| (r.to_owned(), d.to_owned())).unwrap();
     let wrong = format!("{repo}@sha256:{}", "0".repeat(64));
     let config = format!(
-        "[services.wrong]\nimage = \"{wrong}\"\n\n{}\n[services.after]\n{}\ndepends_on = [\"wrong\"]\n",
+        "[services.wrong]\nimage = \"{wrong}\"\nrestart = \"never\"\n\n{}\n[services.after]\n{}\ndepends_on = [\"wrong\"]\n",
         csvc("fine", port(), ""),
         common::daemon::svc("after", "")
     );
@@ -368,7 +368,9 @@ fn a_container_of_the_same_name_that_is_not_ours_is_left_alone() {
     let p = Project::new("foreign");
     let name = format!("{}-api", p.0);
     let foreign = docker_ok(&["create", "--name", &name, &docker::image()]);
-    let d = Daemon::start_with_header(&csvc("api", port(), ""), &header(&p));
+    // (a failed start is retried like a crash: "never" fails it at the first)
+    let d =
+        Daemon::start_with_header(&format!("{}restart = \"never\"\n", csvc("api", port(), "")), &header(&p));
     let failed = d.wait_state("api", "failed", 60 * SEC);
     assert!(failed.reason.contains("exists and is not this project's"), "{failed:?}");
     assert_eq!(inspect(&name, "{{.Id}}"), foreign, "untouched");

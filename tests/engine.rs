@@ -555,3 +555,53 @@ fn a_probe_in_flight_when_the_service_dies_does_not_stall_the_next_runs_probes()
     let healthy = d.wait_state("probed", "healthy", 10 * SEC);
     assert_eq!(healthy.restarts, 1, "{:?}", d.states("probed"));
 }
+
+#[test]
+fn a_spawn_that_fails_for_lack_of_descriptors_is_retried_and_recovers() {
+    // regression: out of descriptors, restarts failed with "cannot create pipes: Too many open
+    // files" and the service stayed failed for good, even with restart = "always"
+    let config = format!(
+        "[services.flaky]\n{}\nrestart = \"always\"\nmax_restarts = 1000\nmin_uptime = \"100ms\"\nbackoff = {{ initial = \"50ms\", max = \"200ms\" }}\n\n[services.steady]\n{}\n",
+        svc("flaky", "\"--exit-after\", \"300ms\", \"--exit-code\", \"1\""),
+        svc("steady", "")
+    );
+    // started with a low soft limit, as a shell or a unit without LimitNOFILE= would
+    let d = Daemon::start_with(&config, &[], &["prlimit", "--nofile=256:4096", "--"]);
+    d.wait_state("flaky", "healthy", 10 * SEC);
+    d.wait_state("steady", "healthy", 10 * SEC);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", d.pid)).unwrap();
+    let nofile: Vec<&str> =
+        limits.lines().find(|l| l.starts_with("Max open files")).unwrap().split_whitespace().collect();
+    assert_eq!(
+        (nofile[3], nofile[4]),
+        ("4096", "4096"),
+        "the soft limit is raised to the hard one: {limits}"
+    );
+    // ... for the supervisor only: its services get the limit it was started with
+    let steady = d.service_pid("steady").unwrap();
+    let theirs = std::fs::read_to_string(format!("/proc/{steady}/limits")).unwrap();
+    let soft_of_theirs =
+        theirs.lines().find(|l| l.starts_with("Max open files")).and_then(|l| l.split_whitespace().nth(3));
+    assert_eq!(soft_of_theirs, Some("256"), "{theirs}");
+    let soft = |n: usize| {
+        let set = std::process::Command::new("prlimit")
+            .args(["--pid", &d.pid.to_string(), &format!("--nofile={n}:")])
+            .status();
+        assert!(set.unwrap().success());
+    };
+    let open = std::fs::read_dir(format!("/proc/{}/fd", d.pid)).unwrap().count();
+    soft(open);
+    let starved = wait_for(10 * SEC, || {
+        d.changes()
+            .into_iter()
+            .find(|c| c.service == "flaky" && c.to == "backoff" && c.reason.contains("Too many open files"))
+    });
+    assert!(starved.is_some(), "{:#?}\n{}", d.changes(), d.log_tail());
+    soft(4096);
+    let before = d.changes().len();
+    let back = wait_for(10 * SEC, || {
+        d.changes()[before..].iter().find(|c| c.service == "flaky" && c.to == "healthy").cloned()
+    });
+    assert!(back.is_some(), "{:#?}", d.changes());
+    assert!(!d.states("flaky").contains(&"failed".to_owned()), "never failed for good");
+}

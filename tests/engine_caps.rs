@@ -16,7 +16,7 @@ fn a_memory_cap_that_cannot_be_applied_fails_the_start_and_nothing_runs_uncapped
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "[supervisor]\nproject = \"caps{pid}\"\nlog_dir = \"logs\"\nstate_dir = \"state\"\n\n\
-         [services.capped]\ncommand = [\"{BIN}\", \"test-service\", \"--name\", \"capped\"]\nmemory = \"64MiB\"\n\n\
+         [services.capped]\ncommand = [\"{BIN}\", \"test-service\", \"--name\", \"capped\"]\nmemory = \"64MiB\"\nrestart = \"never\"\n\n\
          [services.plain]\ncommand = [\"{BIN}\", \"test-service\", \"--name\", \"plain\"]\n",
         pid = std::process::id()
     );

@@ -98,6 +98,7 @@ pub(crate) struct Booted {
 /// handle. Errors are reported here; the caller only exits with the code.
 pub(crate) fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Result<Booted, Exit> {
     one_malloc_arena();
+    let nofile = crate::runtime::rlimit::raise_nofile();
     let sup_cfg = &cfg.supervisor;
     // bound first, before any thread exists (its mode is set through the umask); a refusal
     // after this removes it again (the guard in `socket`)
@@ -120,6 +121,10 @@ pub(crate) fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Res
     let flush = init_tracing(style, to_stderr, own_log.as_ref().ok().cloned());
     if let Err(e) = own_log {
         tracing::warn!("cannot write the supervisor's log under {}: {e}", cfg.supervisor.log_dir.display());
+    }
+    match nofile {
+        Ok((soft, _)) => tracing::debug!(soft, "descriptor limit"),
+        Err(e) => tracing::warn!("cannot raise the descriptor limit to its hard limit: {e}"),
     }
     if let Err(e) = reaper::become_subreaper() {
         tracing::warn!("cannot become a child subreaper (orphans of services will not be reaped by us): {e}");

@@ -73,6 +73,7 @@ async fn serve(listener: std::os::unix::net::UnixListener, access: Access, handl
     };
     let ctx = Arc::new(Ctx { handle, log_dir: access.log_dir.clone(), rendered: Mutex::default() });
     let mut failing = Accepting::default();
+    let open = Arc::new(tokio::sync::Semaphore::new(connection_limit()));
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => {
@@ -100,6 +101,11 @@ async fn serve(listener: std::os::unix::net::UnixListener, access: Access, handl
                 false
             }
         };
+        let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+            // at the limit: refused at once, so the descriptors left stay the services'
+            let _ = stream.try_write(BUSY);
+            continue;
+        };
         let ctx = Arc::clone(&ctx);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| route(req, allowed, Arc::clone(&ctx)));
@@ -108,8 +114,20 @@ async fn serve(listener: std::os::unix::net::UnixListener, access: Access, handl
                 .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
             let _ = conn.await;
+            drop(permit);
         });
     }
+}
+
+/// What a client beyond the connection limit gets before its connection is closed.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+
+/// How many connections are served at once: a quarter of the descriptors this process may
+/// open (the rest are the services': their pipes, logs and probes), between 16 and 1024.
+fn connection_limit() -> usize {
+    let soft =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_or(1024, |(s, _)| s);
+    usize::try_from(soft / 4).unwrap_or(usize::MAX).clamp(16, 1024)
 }
 
 /// A run of failing accepts (EMFILE: out of descriptors): each waits a little longer before

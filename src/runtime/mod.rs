@@ -7,4 +7,5 @@ pub(crate) mod docker;
 pub(crate) mod exit;
 pub(crate) mod procfs;
 pub(crate) mod reaper;
+pub(crate) mod rlimit;
 pub(crate) mod spawn;

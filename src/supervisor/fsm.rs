@@ -379,9 +379,11 @@ fn running(life: &Lifecycle, spec: &Spec, event: Event, now: Instant) -> Option<
         (State::Starting { .. }, Event::GateExpired) => {
             stop(Then::Fail(Reason::GateTimeout(spec.startup_timeout)), &mut l)
         }
+        // a start that failed is a crash of a run that lasted nothing: the restart policy
+        // retries it with backoff (out of descriptors, dockerd busy: it may work next time)
         (_, Event::SpawnFailed(e)) => {
-            l.state = State::Failed { reason: Reason::Spawn(e) };
-            vec![]
+            let d = restart::decide(&spec.restart, &mut l.history, true, Duration::ZERO, now);
+            after_decision(&mut l, spec, d, Reason::Spawn(e), true, now)
         }
         (_, Event::Exited { exit, oom }) => return Some(exited(life, spec, since, exit, oom, now)),
         (_, Event::Stop) => stop(Then::Hold, &mut l),

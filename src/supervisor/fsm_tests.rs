@@ -297,10 +297,38 @@ fn an_ungated_service_is_healthy_once_its_start_succeeded() {
 fn a_service_whose_exec_fails_is_never_ready() {
     // regression: `command = ["/nonexistent/program"]` went pending -> healthy -> failed, and
     // its dependent started in between
-    let plain = Spec { gated: false, ..spec() };
+    let never =
+        Spec { gated: false, restart: Restart { policy: RestartPolicy::Never, ..spec().restart }, ..spec() };
     let (l, _) =
-        walk(&plain, Lifecycle::default(), &[(Event::Start, 0), (Event::SpawnFailed("ENOENT".into()), 0)]);
+        walk(&never, Lifecycle::default(), &[(Event::Start, 0), (Event::SpawnFailed("ENOENT".into()), 0)]);
     assert!(matches!(l.state, State::Failed { reason: Reason::Spawn(_) }), "{:?}", l.state);
+}
+
+#[test]
+fn a_failed_spawn_is_retried_with_backoff_like_a_crash() {
+    // regression: "cannot create pipes: Too many open files" left a restart = "always"
+    // service failed for good
+    let (l, actions) =
+        walk(&spec(), Lifecycle::default(), &[(Event::Start, 0), (Event::SpawnFailed("EMFILE".into()), 0)]);
+    assert_eq!(actions, [Action::Spawn]);
+    assert!(
+        matches!(&l.state, State::Backoff { reason: Reason::Spawn(e), .. } if e == "EMFILE"),
+        "{:?}",
+        l.state
+    );
+    assert_eq!(l.restarts, 1);
+    let (l, actions) = walk(&spec(), l, &[(Event::BackoffElapsed, 200)]);
+    assert_eq!((l.state.name(), actions), ("starting", vec![Action::Spawn]));
+    // and it counts toward max_restarts like any crash
+    let failing = [
+        (Event::SpawnFailed("EMFILE".into()), 210),
+        (Event::BackoffElapsed, 600),
+        (Event::SpawnFailed("EMFILE".into()), 610),
+        (Event::BackoffElapsed, 1500),
+        (Event::SpawnFailed("EMFILE".into()), 1510),
+    ];
+    let (l, _) = walk(&spec(), l, &failing);
+    assert!(matches!(l.state, State::Failed { reason: Reason::CrashLoop { .. } }), "{:?}", l.state);
 }
 
 #[test]
