@@ -605,3 +605,27 @@ fn a_spawn_that_fails_for_lack_of_descriptors_is_retried_and_recovers() {
     assert!(back.is_some(), "{:#?}", d.changes());
     assert!(!d.states("flaky").contains(&"failed".to_owned()), "never failed for good");
 }
+
+#[test]
+fn a_secret_used_as_the_program_never_appears_in_any_output() {
+    // regression: `command = ["${SECRET}"]` said `program "hunter2-SECRET" not found in PATH`
+    // in status, events and the log
+    let secrets = tempfile::tempdir().unwrap();
+    let env = common::write_env_file(secrets.path(), "secrets.env", "SECRET=hunter2-SECRET\n");
+    let config = "[services.leaky]\ncommand = [\"${SECRET}\", \"--flag\"]\nrestart = \"never\"\n";
+    let d = Daemon::start_with_header(config, &format!("env_file = \"{}\"\n", env.display()));
+    let failed = d.wait_state("leaky", "failed", 10 * SEC);
+    assert_eq!(failed.reason, "cannot start: program \"***\" not found in PATH");
+    let status = d.cli(&["status", "--json"]);
+    let table = d.cli(&["status"]);
+    let outputs = [
+        ("status --json", String::from_utf8_lossy(&status.stdout).into_owned()),
+        ("status", String::from_utf8_lossy(&table.stdout).into_owned()),
+        ("the supervisor's log", std::fs::read_to_string(d.path("supervisor.log")).unwrap()),
+        ("the service's log", d.service_log("leaky")),
+    ];
+    for (what, text) in outputs {
+        assert!(!text.contains("hunter2"), "{what} shows the secret:\n{text}");
+    }
+    assert!(String::from_utf8_lossy(&status.stdout).contains("program \\\"***\\\" not found"));
+}

@@ -32,6 +32,8 @@ pub(crate) enum SpawnError {
 /// What to run, as given by the caller.
 pub(crate) struct Command<'a> {
     pub(crate) argv: &'a [String],
+    /// How errors name the program: argv[0], or `***` when it holds a secret.
+    pub(crate) name: &'a str,
     /// The complete environment (nothing is inherited).
     pub(crate) env: &'a [(String, String)],
     pub(crate) cwd: Option<&'a Path>,
@@ -59,7 +61,10 @@ fn cstring(bytes: &[u8], what: &'static str) -> Result<CString, SpawnError> {
 fn prepare(cmd: &Command<'_>) -> Result<Prepared, SpawnError> {
     let first = cmd.argv.first().map(String::as_str).unwrap_or_default();
     let path_var = cmd.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
-    let program = resolve_program(first, path_var, cmd.cwd)?;
+    let program = resolve_program(first, path_var, cmd.cwd).map_err(|e| match e {
+        SpawnError::NotFound { .. } => SpawnError::NotFound { program: cmd.name.to_owned() },
+        other => other,
+    })?;
     Ok(Prepared {
         program: cstring(program.as_os_str().as_bytes(), "program path")?,
         argv: cmd.argv.iter().map(|a| cstring(a.as_bytes(), "an argument")).collect::<Result<_, _>>()?,
@@ -497,6 +502,7 @@ mod tests {
         let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
         let cmd = Command {
             argv: &argv,
+            name: &argv[0],
             env: &env,
             cwd,
             credentials,

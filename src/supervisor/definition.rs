@@ -42,6 +42,9 @@ pub(crate) enum Launch {
 #[derive(Clone, Debug)]
 pub(crate) struct Native {
     pub(crate) argv: Vec<String>,
+    /// The program as errors and logs name it: `***` when it holds a secret, which no
+    /// output may show.
+    pub(crate) name: String,
     /// PATH and HOME (USER and LOGNAME with a user), then the config's `env`, which may
     /// override them. NOTIFY_SOCKET is added at spawn, from the socket bound for the service.
     pub(crate) env: BTreeMap<String, String>,
@@ -146,6 +149,7 @@ fn native(svc: &config::Service) -> Result<Native, DefinitionError> {
     }
     Ok(Native {
         argv: argv.iter().map(|a| a.expose().to_owned()).collect(),
+        name: argv.first().map(ToString::to_string).unwrap_or_default(),
         env,
         cwd,
         credentials,

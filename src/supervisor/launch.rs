@@ -71,6 +71,7 @@ impl Supervisor {
         let env = native.environment(svc.notify.as_ref().map(|b| b.addr.as_str()));
         let cmd = spawn::Command {
             argv: &native.argv,
+            name: &native.name,
             env: &env,
             cwd: native.cwd.as_deref(),
             credentials: native.credentials.as_ref(),

@@ -119,6 +119,7 @@ impl Supervisor {
         let env = native.environment(svc.notify.as_ref().map(|b| b.addr.as_str()));
         let cmd = spawn::Command {
             argv,
+            name: argv.first().map_or("", String::as_str),
             env: &env,
             cwd: native.cwd.as_deref(),
             credentials: native.credentials.as_ref(),
