@@ -432,9 +432,12 @@ fn errno_name(code: i32) -> Option<&'static str> {
 fn first_stamp(path: &Path) -> Option<SystemTime> {
     let mut head = [0u8; 64];
     let n = File::open(path).ok()?.read(&mut head).ok()?;
-    let text = std::str::from_utf8(&head[..n]).ok()?;
-    let stamp = text.split([' ', '"']).find(|t| t.len() >= 20 && t.ends_with('Z'))?;
-    humantime::parse_rfc3339_weak(stamp).ok().or_else(|| std::fs::metadata(path).ok()?.modified().ok())
+    // the head may end inside a UTF-8 character: the stamp is at its start either way
+    let text = String::from_utf8_lossy(&head[..n]);
+    let stamp = text.split([' ', '"']).find(|t| t.len() >= 20 && t.ends_with('Z'));
+    stamp
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+        .or_else(|| std::fs::metadata(path).ok()?.modified().ok())
 }
 
 /// RFC 3339 UTC with milliseconds, `2026-11-23T14:59:43.123Z`.
@@ -539,6 +542,21 @@ mod tests {
         let text = std::fs::read_to_string(dir.join("current.log")).unwrap();
         assert!(text.contains(&format!("dropped {lost} lines: cannot rotate")), "{text}");
         assert!(text.contains("line 00999"));
+    }
+
+    #[test]
+    fn a_file_whose_head_ends_inside_a_utf8_character_is_still_rotated_for_age() {
+        // regression: the first 64 bytes were read as UTF-8 or not at all, so such a file never
+        // had a first stamp and was never rotated for age
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("api");
+        std::fs::create_dir(&dir).unwrap();
+        let line = format!("2020-01-01T00:00:00.000Z out {}\n", "é".repeat(30));
+        assert!(!line.is_char_boundary(64), "byte 64 falls inside a character");
+        std::fs::write(dir.join("current.log"), &line).unwrap();
+        let w = LogWriter::open(root.path(), "api", &logs(LogFormat::Text, 1 << 20), None).unwrap();
+        assert_eq!(w.size, 0, "rotated at once: its first line is years old");
+        assert_eq!(super::rotated::list(&dir, "api").len(), 1);
     }
 
     #[test]
