@@ -130,13 +130,15 @@ fn job(service: &str, spec: &Logs, path: std::path::PathBuf) -> Job {
 }
 
 /// Every minute: rotate files holding lines older than a day, so retention works on quiet
-/// services too.
+/// services too, and close the files nothing was written to for a minute.
 async fn maintain(writers: Arc<Mutex<Vec<SharedWriter>>>) {
     loop {
         tokio::time::sleep(MAINTENANCE).await;
         let all = writers.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for w in all {
-            w.lock().unwrap_or_else(|p| p.into_inner()).rotate_if_older(SystemTime::now(), writer::MAX_AGE);
+            let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
+            w.rotate_if_older(SystemTime::now(), writer::MAX_AGE);
+            w.close_if_idle(MAINTENANCE);
         }
     }
 }

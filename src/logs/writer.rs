@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::rotated;
 use crate::config::{LogFormat, Logs};
@@ -44,7 +44,12 @@ pub(crate) struct LogWriter {
     dir: PathBuf,
     service: String,
     path: PathBuf,
-    file: File,
+    /// `current.log`, open while it is written to; `None` once it has been quiet for a while
+    /// (10,000 quiet services hold no 10,000 descriptors) or when a rotation could not make a
+    /// new one. The next batch opens it (again).
+    file: Option<File>,
+    /// When a record was last written.
+    written_at: Instant,
     /// Bytes in `current.log`.
     size: u64,
     /// When the oldest record in `current.log` was written.
@@ -62,9 +67,6 @@ pub(crate) struct LogWriter {
     /// What keeps the file from being written or rotated now (its directory deleted and not
     /// made again, a rename refused), once reported: warned when it starts, told when it ends.
     trouble: Option<String>,
-    /// `file` is no longer the one at `path` (a rotation renamed it, then no new one could be
-    /// made): the next batch makes it.
-    detached: bool,
 }
 
 pub(crate) type SharedWriter = Arc<Mutex<LogWriter>>;
@@ -97,7 +99,8 @@ impl LogWriter {
             dir,
             service: service.to_owned(),
             path,
-            file,
+            file: Some(file),
+            written_at: Instant::now(),
             size,
             since,
             max_size: spec.max_size.bytes(),
@@ -109,7 +112,6 @@ impl LogWriter {
             on_rotate,
             counters: LogCounters::default(),
             trouble: None,
-            detached: false,
         };
         w.rotate_if_older(SystemTime::now(), MAX_AGE);
         Ok(w)
@@ -210,8 +212,10 @@ impl LogWriter {
         if bytes.is_empty() {
             return true;
         }
-        match self.file.write_all(bytes) {
+        let Some(file) = self.file.as_mut() else { return false };
+        match file.write_all(bytes) {
             Ok(()) => {
+                self.written_at = Instant::now();
                 self.size += bytes.len() as u64;
                 self.counters.bytes.inc_by(bytes.len() as u64);
                 self.counters.lines.inc_by(records);
@@ -219,7 +223,7 @@ impl LogWriter {
                 true
             }
             Err(e) => {
-                let _ = self.file.set_len(self.size);
+                let _ = file.set_len(self.size);
                 self.dropped += records;
                 self.counters.dropped.inc_by(records);
                 self.dropped_why = describe(&e);
@@ -249,32 +253,51 @@ impl LogWriter {
         }
     }
 
-    /// Makes sure records go to a file at `path`: one whose directory was deleted under it
-    /// (its link count is 0: whatever is written there is lost to an invisible inode that still
-    /// fills the disk) is replaced by a fresh `current.log` in a directory made again. False
-    /// when that cannot be done (the records are then counted as dropped).
+    /// Makes sure records go to a file at `path`: opened again when it was closed, and one
+    /// whose directory was deleted under it (its link count is 0: whatever is written there is
+    /// lost to an invisible inode that still fills the disk) replaced by a fresh `current.log`
+    /// in a directory made again. False when that cannot be done (the records are then counted
+    /// as dropped).
     fn ensure_file(&mut self) -> bool {
         use std::os::unix::fs::MetadataExt;
-        if !self.detached && self.file.metadata().is_ok_and(|m| m.nlink() > 0) {
-            return true;
-        }
+        let deleted = match &self.file {
+            Some(f) if f.metadata().is_ok_and(|m| m.nlink() > 0) => return true,
+            Some(_) => true,
+            None => false,
+        };
         let reopened = create_dir(&self.dir).and_then(|()| open_current(&self.path));
         match reopened.and_then(|f| Ok((f.metadata()?.len(), f))) {
             Ok((size, file)) => {
-                self.file = file;
+                if deleted || size < self.size {
+                    self.since = None; // a new file, not the one its first stamp was read from
+                }
+                self.file = Some(file);
                 self.size = size;
-                self.since = None;
-                if !std::mem::take(&mut self.detached) {
+                if deleted {
                     self.trouble(Ok("its log file was deleted: made it again".into()));
+                } else if self.trouble.is_some() {
+                    self.trouble(Ok(format!("writing {} again", self.path.display())));
                 }
                 true
             }
             Err(e) => {
-                self.dropped_why =
-                    format!("its log file was deleted and cannot be made again: {}", describe(&e));
+                let what = if deleted {
+                    "its log file was deleted and cannot be made again"
+                } else {
+                    "cannot open its log file"
+                };
+                self.dropped_why = format!("{what}: {}", describe(&e));
                 self.trouble(Err(self.dropped_why.clone()));
                 false
             }
+        }
+    }
+
+    /// Closes `current.log` when nothing was written to it for `idle` (the maintenance pass
+    /// asks every minute); the next record opens it again.
+    pub(crate) fn close_if_idle(&mut self, idle: Duration) {
+        if self.buf.is_empty() && self.written_at.elapsed() >= idle {
+            self.file = None;
         }
     }
 
@@ -311,11 +334,11 @@ impl LogWriter {
         if let Some(f) = &self.on_rotate {
             f(target);
         }
+        self.size = 0;
+        self.since = None;
         match open_current(&self.path) {
             Ok(file) => {
-                self.file = file;
-                self.size = 0;
-                self.since = None;
+                self.file = Some(file);
                 if self.trouble.is_some() {
                     self.trouble(Ok(format!("rotating {} again", self.path.display())));
                 }
@@ -323,7 +346,7 @@ impl LogWriter {
             }
             Err(e) => {
                 // the rotated file is done with; the next batch makes a new one (ensure_file)
-                self.detached = true;
+                self.file = None;
                 self.dropped_why = format!("cannot open a new {}: {}", self.path.display(), describe(&e));
                 self.trouble(Err(self.dropped_why.clone()));
                 false
@@ -560,6 +583,25 @@ mod tests {
     }
 
     #[test]
+    fn a_quiet_log_holds_no_descriptor_and_opens_again_on_the_next_line() {
+        // regression: every service kept its log descriptor for life (10,000 services, 10,000)
+        let root = tempfile::tempdir().unwrap();
+        let mut w = LogWriter::open(root.path(), "api", &logs(LogFormat::Text, 1 << 20), None).unwrap();
+        line(&mut w, 1);
+        w.flush();
+        w.close_if_idle(Duration::from_secs(3600));
+        assert!(w.file.is_some(), "written to just now");
+        w.close_if_idle(Duration::ZERO);
+        assert!(w.file.is_none());
+        line(&mut w, 2);
+        w.flush();
+        assert!(w.file.is_some());
+        let text = std::fs::read_to_string(root.path().join("api/current.log")).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert_eq!(w.counters.dropped.get(), 0);
+    }
+
+    #[test]
     fn json_lines_carry_the_same_fields() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = LogWriter::open(dir.path(), "api", &logs(LogFormat::Json, 1 << 20), None).unwrap();
@@ -633,7 +675,8 @@ mod tests {
         let mut w = LogWriter::open(dir.path(), "api", &logs(LogFormat::Text, 1 << 20), None).unwrap();
         w.push(Stream::Out, b"before", "T0", false);
         w.flush();
-        let good = std::mem::replace(&mut w.file, OpenOptions::new().append(true).open("/dev/full").unwrap());
+        let good =
+            std::mem::replace(&mut w.file, Some(OpenOptions::new().append(true).open("/dev/full").unwrap()));
         for i in 0..3 {
             w.push(Stream::Out, format!("lost {i}").as_bytes(), "T1", false);
             w.flush();
