@@ -625,3 +625,47 @@ fn sighup_reloads_like_the_reload_command() {
     d.wait_state("two", "healthy", 10 * SEC);
     assert_eq!(d.states("one"), ["starting", "healthy"].map(String::from), "one untouched");
 }
+
+#[test]
+fn an_upgrade_whose_binary_is_gone_or_broken_stops_nothing() {
+    // regression: it answered 202, stopped every native service, failed to exec and exited
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("titan-supervisor");
+    std::fs::copy(BIN, &binary).unwrap();
+    let config = format!(
+        "[supervisor]\nsocket = \"s.sock\"\nlog_dir = \"logs\"\nstate_dir = \"state\"\n\n[services.web]\n{}\nhealth = {{ log = \"^ready$\" }}\n",
+        svc("web", "")
+    )
+    .replace("{dir}", &dir.path().display().to_string());
+    let path = common::write(dir.path(), "services.toml", &config);
+    std::fs::create_dir_all(dir.path().join("pids")).unwrap();
+    let log = std::fs::File::create(dir.path().join("supervisor.log")).unwrap();
+    let child = Command::new(&binary)
+        .args(["run", "--log-format", "json", "--config"])
+        .arg(&path)
+        .stderr(log)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let d = Daemon { dir, child: Some(child), pid };
+    d.wait_state("web", "healthy", 10 * SEC);
+    let web = d.service_pid("web").unwrap();
+    std::fs::remove_file(&binary).unwrap();
+    let gone = cli(&d, &["upgrade"]);
+    assert_eq!(gone.status.code(), Some(2), "{gone:?}");
+    let err = String::from_utf8_lossy(&gone.stderr);
+    assert!(err.contains("upgrade refused, nothing stopped") && err.contains("cannot be run"), "{err}");
+    // a binary in its place that does not run as titan-supervisor does
+    std::fs::write(&binary, "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let broken = cli(&d, &["upgrade"]);
+    assert_eq!(broken.status.code(), Some(2), "{broken:?}");
+    assert!(
+        String::from_utf8_lossy(&broken.stderr).contains("`--version` ended with exit code 1"),
+        "{broken:?}"
+    );
+    assert!(alive(d.pid) && alive(web), "nothing stopped");
+    assert_eq!(d.service_pid("web"), Some(web));
+    assert_eq!(d.states("web"), ["starting", "healthy"].map(String::from));
+}

@@ -32,6 +32,7 @@ pub(crate) fn run(args: &RunArgs) -> Exit {
         Err(exit) => return exit,
     };
     supervisor.reload_from(path.clone());
+    supervisor.upgrade_to(exe.clone());
     tracing::info!(config = %shown, services, pid = std::process::id(), "titan-supervisor starting");
     match runtime.block_on(supervisor.run()) {
         Ok(summary) if summary.upgrade => reexec(exe, _flush),

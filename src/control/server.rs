@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use super::proto::{self, Board, ErrorBody, Outcome, StateKind, Status, Verb};
 use super::socket::{Bound, peer_groups};
+use crate::supervisor::UpgradeRefused;
 use crate::supervisor::handle::{Act, Handle};
 
 /// A client that has not sent its request head within this is dropped.
@@ -213,12 +214,15 @@ async fn route(req: Request<Incoming>, allowed: bool, ctx: Arc<Ctx>) -> Result<R
             Ok(done) => json(StatusCode::OK, &done),
             Err(report) => error(StatusCode::UNPROCESSABLE_ENTITY, report.to_string()),
         },
-        (&Method::POST, ["v1", "upgrade"]) => match handle.upgrade() {
-            true => json(
+        (&Method::POST, ["v1", "upgrade"]) => match handle.upgrade().await {
+            Ok(()) => json(
                 StatusCode::ACCEPTED,
                 &serde_json::json!({ "upgrading": true, "pid": std::process::id() }),
             ),
-            false => error(StatusCode::SERVICE_UNAVAILABLE, "the supervisor is stopping"),
+            Err(UpgradeRefused::Stopping) => {
+                error(StatusCode::SERVICE_UNAVAILABLE, "the supervisor is stopping")
+            }
+            Err(why) => error(StatusCode::CONFLICT, format!("upgrade refused, nothing stopped: {why}")),
         },
         (&Method::GET, ["v1", "logs", name]) => logs(handle, log_dir, name, query.as_deref()).await,
         (&Method::GET, ["v1", "services", name]) => service(handle, name),

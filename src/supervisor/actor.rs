@@ -29,8 +29,16 @@ use crate::runtime::reaper;
 /// Who a child process belongs to.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Owner {
-    Service { slot: usize, run: u64 },
-    Probe { slot: usize, run: u64 },
+    Service {
+        slot: usize,
+        run: u64,
+    },
+    Probe {
+        slot: usize,
+        run: u64,
+    },
+    /// The new binary's `--version` before an upgrade.
+    UpgradeCheck,
 }
 
 pub struct Supervisor {
@@ -41,7 +49,7 @@ pub struct Supervisor {
     pub(super) tx: mpsc::UnboundedSender<Msg>,
     rx: Option<mpsc::UnboundedReceiver<Msg>>,
     events: events::Sender,
-    shutdown: Shutdown,
+    pub(super) shutdown: Shutdown,
     pub(super) t0: Instant,
     /// When capped services are measured next.
     pub(super) memory_due: Instant,
@@ -67,7 +75,10 @@ pub struct Supervisor {
     pub(super) docker_connecting: bool,
     pub(super) dockerd: Dockerd,
     /// Stopping for an upgrade: containers keep running for the next process to adopt.
-    upgrading: bool,
+    pub(super) upgrading: bool,
+    /// The binary an upgrade executes, and its check under way.
+    pub(super) binary: Option<std::path::PathBuf>,
+    pub(super) upgrade_check: Option<super::upgrade::Check>,
 }
 
 impl Supervisor {
@@ -102,7 +113,14 @@ impl Supervisor {
             docker_connecting: false,
             dockerd: Dockerd::default(),
             upgrading: false,
+            binary: None,
+            upgrade_check: None,
         }
+    }
+
+    /// An upgrade executes `binary` (checked first).
+    pub(crate) fn upgrade_to(&mut self, binary: Option<std::path::PathBuf>) {
+        self.binary = binary;
     }
 
     /// Reloads re-read `path`.
@@ -173,7 +191,7 @@ impl Supervisor {
                 _ = sigterm.recv() => self.on_stop_signal("SIGTERM"),
                 _ = sigint.recv() => self.on_stop_signal("SIGINT"),
                 _ = sighup.recv() => self.on_reload("SIGHUP", None),
-                _ = sigusr2.recv() => self.on_upgrade("SIGUSR2"),
+                _ = sigusr2.recv() => self.on_upgrade("SIGUSR2", None),
                 Some(msg) = rx.recv() => self.on_msg(msg),
                 () = tokio::time::sleep_until(wake) => self.on_timers(),
             }
@@ -194,19 +212,6 @@ impl Supervisor {
         self.is_stopping() && (0..self.services.len()).all(|i| order::done_with(self, i))
     }
 
-    fn on_upgrade(&mut self, what: &str) {
-        if self.is_stopping() {
-            return tracing::warn!("{what}: upgrade ignored, the supervisor is stopping");
-        }
-        tracing::info!(
-            "{what}: upgrading: stopping native services, leaving containers running for the new process"
-        );
-        crate::notify::send("RELOADING=1");
-        self.upgrading = true;
-        self.shutdown = Shutdown::Graceful;
-        self.progress_shutdown();
-    }
-
     /// The earliest moment any service needs the actor's attention.
     fn next_wake(&self) -> Instant {
         let far = Instant::now() + Duration::from_secs(3600);
@@ -223,7 +228,8 @@ impl Supervisor {
                 wake = wake.min(at);
             }
         }
-        self.memory_wake().map_or(wake, |m| wake.min(m))
+        let check = self.upgrade_check.as_ref().map(super::upgrade::Check::deadline);
+        [self.memory_wake(), check].into_iter().flatten().fold(wake, Instant::min)
     }
 
     fn on_timers(&mut self) {
@@ -237,6 +243,7 @@ impl Supervisor {
             self.probe_timers(i, now);
         }
         self.memory_tick(now);
+        self.upgrade_timer(now);
     }
 
     fn on_msg(&mut self, msg: Msg) {
@@ -254,7 +261,7 @@ impl Supervisor {
                 let _ = reply.send(act);
             }
             Msg::Shutdown => self.on_stop_signal("request"),
-            Msg::Upgrade => self.on_upgrade("request"),
+            Msg::Upgrade(reply) => self.on_upgrade("request", Some(reply)),
             Msg::Docker(report) => self.on_docker(report),
         }
     }
@@ -267,6 +274,7 @@ impl Supervisor {
                     self.on_service_exit(slot, pid, exit)
                 }
                 Some(Owner::Probe { slot, run }) => self.on_exec_probe_exit(slot, run, exit),
+                Some(Owner::UpgradeCheck) => self.on_upgrade_check(exit),
                 Some(Owner::Service { .. }) => {}
                 None => tracing::debug!(pid = pid.as_raw(), %exit, "reaped an orphan"),
             }
@@ -437,7 +445,7 @@ impl Supervisor {
     }
 
     /// Stops what can be stopped now, in reverse dependency order.
-    fn progress_shutdown(&mut self) {
+    pub(super) fn progress_shutdown(&mut self) {
         for (i, event) in order::shutdown_steps(self, self.shutdown) {
             self.apply(i, event);
         }

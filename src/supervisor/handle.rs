@@ -42,7 +42,7 @@ pub(crate) enum Msg {
     Shutdown,
     /// Stop the native services, leave containers running, and hand over to a new process
     /// (`titan-supervisor upgrade`, SIGUSR2).
-    Upgrade,
+    Upgrade(oneshot::Sender<Result<(), super::upgrade::UpgradeRefused>>),
     /// What Docker did for a container service.
     Docker(super::containers::Report),
 }
@@ -108,9 +108,9 @@ impl Handle {
         let _ = self.tx.send(Msg::Shutdown);
     }
 
-    /// Starts an upgrade; false once the supervisor is stopping.
-    pub(crate) fn upgrade(&self) -> bool {
-        self.tx.send(Msg::Upgrade).is_ok()
+    /// Starts an upgrade, once the new binary has been found to run.
+    pub(crate) async fn upgrade(&self) -> Result<(), super::upgrade::UpgradeRefused> {
+        self.ask(Msg::Upgrade).await.unwrap_or(Err(super::upgrade::UpgradeRefused::Stopping))
     }
 
     /// Resolves once the supervisor has stopped supervising (every service at rest, or handed

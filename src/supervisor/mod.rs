@@ -23,12 +23,14 @@ pub(crate) mod restart;
 mod run;
 mod service;
 pub mod status;
+mod upgrade;
 
 use std::path::PathBuf;
 
 pub use actor::Supervisor;
 pub use definition::DefinitionError;
 pub use handle::Handle;
+pub use upgrade::UpgradeRefused;
 
 use crate::config::Config;
 use crate::graph::GraphError;
