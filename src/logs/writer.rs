@@ -675,8 +675,7 @@ mod tests {
         let mut w = LogWriter::open(dir.path(), "api", &logs(LogFormat::Text, 1 << 20), None).unwrap();
         w.push(Stream::Out, b"before", "T0", false);
         w.flush();
-        let good =
-            std::mem::replace(&mut w.file, Some(OpenOptions::new().append(true).open("/dev/full").unwrap()));
+        let good = w.file.replace(OpenOptions::new().append(true).open("/dev/full").unwrap());
         for i in 0..3 {
             w.push(Stream::Out, format!("lost {i}").as_bytes(), "T1", false);
             w.flush();
