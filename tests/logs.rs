@@ -3,10 +3,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::BIN;
 use common::daemon::{Daemon, alive, svc, wait_for};
@@ -336,4 +337,300 @@ fn a_service_flooding_its_output_starves_neither_other_logs_nor_supervision() {
     let restart_at = seq.windows(2).position(|w| w[1] <= w[0]).expect("a second run") + 1;
     assert!(seq[..restart_at].iter().copied().eq(1..=restart_at as u64));
     assert!(seq[restart_at..].iter().copied().eq(1..=(seq.len() - restart_at) as u64));
+}
+
+/// A text record as the writer formats it: `<stamp> out <line>`.
+fn record(t: SystemTime, line: &str) -> String {
+    format!("{} out {line}\n", humantime::format_rfc3339_millis(t))
+}
+
+/// Writes `text` as a rotated file of `service` named for `rotated_at`, gzipped or not.
+fn write_rotated(dir: &Path, service: &str, rotated_at: SystemTime, gz: bool, text: &[u8]) -> PathBuf {
+    let plain = rotated::fresh_name(dir, service, rotated_at);
+    if !gz {
+        std::fs::write(&plain, text).unwrap();
+        return plain;
+    }
+    let path = plain.with_extension("log.gz");
+    let mut enc =
+        flate2::write::GzEncoder::new(std::fs::File::create(&path).unwrap(), flate2::Compression::fast());
+    enc.write_all(text).unwrap();
+    enc.finish().unwrap();
+    path
+}
+
+/// `read::print` of `service` in `dir` into a string.
+fn printed(dir: &Path, service: &str, select: read::Select) -> String {
+    let mut out = Vec::new();
+    read::print(dir, service, select, &mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn a_since_filter_keeps_a_line_whose_64th_byte_is_inside_a_utf8_character() {
+    // regression: the stamp was decoded from `line[..64]`, which failed when a character
+    // crossed byte 64, and the line was dropped as if it had no stamp
+    let root = tempfile::tempdir().unwrap();
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let mut straddling = record(t0 + 10 * SEC, "");
+    straddling.pop();
+    while straddling.len() < 63 {
+        straddling.push('a');
+    }
+    straddling.push_str("é and more ü\n");
+    assert!(std::str::from_utf8(&straddling.as_bytes()[..64]).is_err(), "é spans bytes 63 and 64");
+    let newer = record(t0 + 11 * SEC, "newer");
+    let text = format!("{}{straddling}{newer}", record(t0, "old"));
+    std::fs::write(root.path().join("current.log"), text).unwrap();
+    let since = read::Select { since: Some(t0 + 5 * SEC), last: None };
+    assert_eq!(printed(root.path(), "api", since), format!("{straddling}{newer}"));
+}
+
+#[test]
+fn a_since_filter_reads_json_stamps_and_keeps_unstamped_lines_next_to_new_records() {
+    // JSON records carry `ts` after `line` (serde_json sorts the keys): the stamp is not at
+    // the start of the line, and every JSON record used to count as unstamped
+    let root = tempfile::tempdir().unwrap();
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let json = |t: SystemTime, line: &str| {
+        let ts = humantime::format_rfc3339_millis(t).to_string();
+        format!("{}\n", serde_json::json!({ "ts": ts, "stream": "out", "line": line }))
+    };
+    let (old, new1, new2) = (json(t0, "old"), json(t0 + 10 * SEC, "new"), json(t0 + 11 * SEC, "newer"));
+    assert!(old.starts_with("{\"line\""), "{old}");
+    // an unstamped line before an older record is older too; one after the last older record
+    // is kept with the new ones, as is one among them
+    let text = format!("garbage before\n{old}no stamp\n{new1}also none\n{new2}");
+    std::fs::write(root.path().join("current.log"), text).unwrap();
+    let since = read::Select { since: Some(t0 + 5 * SEC), last: None };
+    assert_eq!(printed(root.path(), "api", since), format!("no stamp\n{new1}also none\n{new2}"));
+    // nothing at or after `since`: nothing printed but what follows the last older record
+    let later = read::Select { since: Some(t0 + 60 * SEC), last: None };
+    assert_eq!(printed(root.path(), "api", later), "");
+}
+
+/// Lines `from..=to` as records a second apart, `line 0000000042` padded to 100 bytes.
+fn numbered_lines(t0: SystemTime, from: u64, to: u64) -> String {
+    (from..=to).map(|i| record(t0 + Duration::from_secs(i), &format!("line {i:010} {:>55}", "x"))).collect()
+}
+
+#[test]
+fn tail_across_files_gives_exactly_the_last_n_lines_in_order() {
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path();
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let at = |i: u64| t0 + Duration::from_secs(i) + SEC / 2;
+    write_rotated(d, "api", at(5), true, numbered_lines(t0, 1, 5).as_bytes());
+    // 200 KB: the backward read crosses blocks
+    write_rotated(d, "api", at(2005), false, numbered_lines(t0, 6, 2005).as_bytes());
+    let unterminated = numbered_lines(t0, 2006, 2008);
+    write_rotated(d, "api", at(2008), false, unterminated.trim_end().as_bytes());
+    write_rotated(d, "api", at(2010), true, numbered_lines(t0, 2009, 2010).as_bytes());
+    std::fs::write(d.join("current.log"), numbered_lines(t0, 2011, 2013)).unwrap();
+    let all: Vec<String> = numbered_lines(t0, 1, 2013).lines().map(|l| format!("{l}\n")).collect();
+    for n in [0, 1, 3, 4, 5, 6, 1500, 2008, 2009, 2013, 5000] {
+        let got = printed(d, "api", read::Select { last: Some(n), since: None });
+        let want: String = all[all.len().saturating_sub(n)..].concat();
+        assert_eq!(got, want, "the last {n} lines");
+    }
+    // with `since` too: the last N of the records since then
+    let since = Some(t0 + Duration::from_secs(2000));
+    assert_eq!(printed(d, "api", read::Select { last: Some(20), since }), all[1999..].concat());
+    assert_eq!(printed(d, "api", read::Select { last: Some(5), since }), all[2008..].concat());
+    assert_eq!(printed(d, "api", read::Select { last: None, since: Some(t0 + 3 * SEC) }), all[2..].concat());
+}
+
+/// A writer that fails once it has seen `until`, to end a `follow`.
+struct Until {
+    out: Vec<u8>,
+    until: &'static [u8],
+    biggest_write: usize,
+}
+
+impl Write for Until {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.extend_from_slice(buf);
+        self.biggest_write = self.biggest_write.max(buf.len());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.ends_with(self.until) { Err(std::io::ErrorKind::BrokenPipe.into()) } else { Ok(()) }
+    }
+}
+
+#[test]
+fn follow_reads_the_rest_of_a_rotated_file_before_the_new_one() {
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path();
+    let current = d.join("current.log");
+    std::fs::write(&current, "printed\n").unwrap();
+    let mut out = Until { out: Vec::new(), until: b"last\n", biggest_write: 0 };
+    let cursor = read::print(d, "api", read::Select::default(), &mut out).unwrap();
+    assert_eq!(cursor.offset(), 8);
+    // appended, then rotated away before the follower looked again
+    std::fs::OpenOptions::new().append(true).open(&current).unwrap().write_all(b"appended\n").unwrap();
+    std::fs::rename(&current, rotated::fresh_name(d, "api", SystemTime::now())).unwrap();
+    let long = "y".repeat(3 * read::BUF);
+    std::fs::write(&current, format!("new\n{long}\nlast\n")).unwrap();
+    let end = read::follow(d, cursor, &mut out, Duration::from_millis(5));
+    assert!(matches!(end, Err(read::ReadError::Write(_))), "{end:?}");
+    assert_eq!(String::from_utf8(out.out).unwrap(), format!("printed\nappended\nnew\n{long}\nlast\n"));
+    assert!(out.biggest_write <= read::BUF, "{}", out.biggest_write);
+}
+
+/// What `logs` printed: how many lines, whether their numbers ran on by one, the last ten.
+#[derive(Debug, Default)]
+struct Printed {
+    lines: u64,
+    first: Option<u64>,
+    in_order: bool,
+    last: VecDeque<String>,
+}
+
+impl Printed {
+    fn of(out: impl std::io::Read) -> Printed {
+        let mut p = Printed { in_order: true, ..Printed::default() };
+        let mut reader = std::io::BufReader::new(out);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).unwrap() > 0 {
+            let text = String::from_utf8_lossy(&line).into_owned();
+            let seq: Option<u64> = text.split_whitespace().nth(3).and_then(|s| s.parse().ok());
+            match (p.first, seq) {
+                (None, Some(s)) => p.first = Some(s),
+                (Some(first), Some(s)) => p.in_order &= s == first + p.lines,
+                (_, None) => p.in_order = false,
+            }
+            p.lines += 1;
+            if p.last.len() == 10 {
+                p.last.pop_front();
+            }
+            p.last.push_back(text);
+            line.clear();
+        }
+        p
+    }
+}
+
+/// Runs `logs svc <args>` on `cfg`, reading what it prints as it prints it; that, and the
+/// process's peak RSS in KiB (from `wait4`).
+#[allow(clippy::zombie_processes)] // reaped by `wait4`, which std's `wait` cannot stand in for
+fn logs_with_peak_rss(cfg: &Path, args: &[&str]) -> (Printed, u64) {
+    let mut child = Command::new(BIN)
+        .args(["logs", "svc"])
+        .args(args)
+        .arg("--config")
+        .arg(cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || Printed::of(stdout));
+    let pid = child.id() as nix::libc::pid_t;
+    let deadline = Instant::now() + 120 * SEC;
+    let peak = loop {
+        let mut status = 0;
+        // SAFETY: rusage is plain data, for which all zeroes is a valid value.
+        let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: waits (without blocking) for our own child, writing into the two locals.
+        let got = unsafe { nix::libc::wait4(pid, &mut status, nix::libc::WNOHANG, &mut usage) };
+        if got == pid {
+            assert!(
+                nix::libc::WIFEXITED(status) && nix::libc::WEXITSTATUS(status) == 0,
+                "logs {args:?}: {status}"
+            );
+            break u64::try_from(usage.ru_maxrss).unwrap();
+        }
+        assert_eq!(got, 0, "wait4: {}", std::io::Error::last_os_error());
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("logs {args:?} did not finish within two minutes");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (reader.join().unwrap(), peak)
+}
+
+/// Records per file of the large history, 100 bytes each: 7 MB a file.
+const PER_FILE: u64 = 70_000;
+
+/// The record numbered `seq` (0-based) of the large history.
+fn large_record(base: SystemTime, seq: u64) -> String {
+    let (file, i) = (seq / PER_FILE, seq % PER_FILE);
+    // file k holds hour 10k on; file 4 has a four-hour gap in its middle, where `since` cuts
+    let gap = if file == 4 && i >= PER_FILE / 2 { 4 * 3600 * SEC } else { Duration::ZERO };
+    let t = base + file as u32 * 36_000 * SEC + gap + i as u32 * Duration::from_millis(10);
+    record(t, &format!("svc {seq:010} {:>55}", "x"))
+}
+
+#[test]
+fn a_log_read_over_a_large_history_keeps_memory_flat() {
+    // regression: a read held the whole history in memory (`read_all` of every file, then
+    // every line copied into one Vec): 100 MiB of history took a daemon from 9 to 190 MB
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("logs/svc");
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = SystemTime::now();
+    let base = now - 100 * 3600 * SEC;
+    // eight rotated files, gzipped and plain in turn, then current.log: 63 MB in all
+    for file in 0..9u64 {
+        let text: String = (file * PER_FILE..(file + 1) * PER_FILE).map(|s| large_record(base, s)).collect();
+        assert_eq!(text.len() as u64, PER_FILE * 100);
+        if file == 8 {
+            std::fs::write(dir.join("current.log"), text).unwrap();
+        } else {
+            let rotated_at = base + (file as u32 * 10 + 6) * 3600 * SEC;
+            write_rotated(&dir, "svc", rotated_at, file % 2 == 0, text.as_bytes());
+        }
+    }
+    let total = 9 * PER_FILE;
+    let cfg = common::write(
+        root.path(),
+        "services.toml",
+        "[supervisor]\nproject = \"flat\"\nlog_dir = \"logs\"\nstate_dir = \"state\"\nsocket = \"s.sock\"\n\n[services.svc]\ncommand = [\"true\"]\n",
+    );
+    let limit = 24 * 1024; // KiB: the old read of this history peaked at 31 (-n 10) to 104 MiB
+
+    let (tail, peak_tail) = logs_with_peak_rss(&cfg, &["-n", "10"]);
+    let want: Vec<String> = (total - 10..total).map(|s| large_record(base, s)).collect();
+    assert_eq!(tail.last, want, "the last 10 lines exactly");
+    assert_eq!(tail.lines, 10);
+
+    let (all, peak_all) = logs_with_peak_rss(&cfg, &[]);
+    assert_eq!((all.lines, all.first, all.in_order), (total, Some(0), true), "every line once, in order");
+
+    // since cuts in the gap of file 4 (gzipped): the files before it are skipped by name
+    let since = format!("{}s", now.elapsed().unwrap().as_secs() + 58 * 3600);
+    let (recent, peak_since) = logs_with_peak_rss(&cfg, &["--since", &since]);
+    let first = 4 * PER_FILE + PER_FILE / 2;
+    assert_eq!((recent.lines, recent.first, recent.in_order), (total - first, Some(first), true));
+
+    let (both, peak_both) = logs_with_peak_rss(&cfg, &["--since", &since, "-n", "500000"]);
+    assert_eq!((both.lines, both.first, both.in_order), (total - first, Some(first), true));
+
+    let peaks = [peak_tail, peak_all, peak_since, peak_both];
+    eprintln!("peak RSS (KiB) of logs -n 10, all, --since, --since -n: {peaks:?}");
+    assert!(peaks.iter().all(|&p| p < limit), "peak RSS {peaks:?} KiB, over {limit} KiB");
+}
+
+#[test]
+fn logs_since_before_the_epoch_is_refused_not_a_panic() {
+    // regression: `logs --since 500000000000y` panicked subtracting from now
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("services.toml");
+    std::fs::write(
+        &cfg,
+        "[supervisor]\nlog_dir = \"logs\"\nsocket = \"none.sock\"\n\n[services.svc]\ncommand = [\"x\"]\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("logs/svc")).unwrap();
+    let out = Command::new(BIN)
+        .args(["logs", "svc", "--since", "500000000000y", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reaches back before 1970"), "{out:?}");
 }

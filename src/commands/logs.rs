@@ -80,18 +80,28 @@ fn through_daemon(socket: &Path, args: &LogsArgs) -> Option<Exit> {
 }
 
 fn from_files(dir: &Path, args: &LogsArgs) -> Exit {
-    let select = Select { last: last(args), since: args.since.map(|d| SystemTime::now() - d) };
+    let since = match args.since {
+        None => None,
+        Some(d) => match SystemTime::now().checked_sub(d).filter(|t| *t >= SystemTime::UNIX_EPOCH) {
+            Some(t) => Some(t),
+            None => {
+                eprintln!("logs: --since {} reaches back before 1970", humantime::format_duration(d));
+                return Exit::Refused;
+            }
+        },
+    };
+    let select = Select { last: last(args), since };
     let mut out = std::io::stdout().lock();
-    let offset = match read::print(dir, &args.service, select, &mut out) {
-        Ok(offset) => offset,
+    let cursor = match read::print(dir, &args.service, select, &mut out) {
+        Ok(cursor) => cursor,
         Err(e) => {
             eprintln!("logs: {e}");
             return Exit::Failed;
         }
     };
     if args.follow {
-        if let Err(e) = read::follow(dir, offset, &mut out, POLL) {
-            eprintln!("logs: {}: {e}", dir.join("current.log").display());
+        if let Err(e) = read::follow(dir, cursor, &mut out, POLL) {
+            eprintln!("logs: {e}");
             return Exit::Failed;
         }
     }

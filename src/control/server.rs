@@ -371,7 +371,8 @@ fn events(handle: &Handle) -> Reply {
 
 /// `GET /v1/logs/{name}?tail=N&follow=1&since_s=S`: the service's log as stored, across
 /// rotated and compressed files, then followed across rotations. File reading runs on the
-/// blocking pool; a reader that stops reading holds at most `STREAM_BACKLOG` chunks.
+/// blocking pool, streaming the files; a reader that stops reading holds at most
+/// `STREAM_BACKLOG` chunks of at most `LOG_CHUNK` bytes.
 async fn logs(handle: &Handle, log_dir: &Path, name: &str, query: Option<&str>) -> Reply {
     let known = name == "supervisor" || handle.status().iter().any(|s| s.name == name);
     if !known {
@@ -387,10 +388,10 @@ async fn logs(handle: &Handle, log_dir: &Path, name: &str, query: Option<&str>) 
     let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BACKLOG);
     tokio::task::spawn_blocking(move || {
         use crate::logs::read::{self, Select};
-        let mut out = ChannelWriter(tx);
-        let Ok(offset) = read::print(&dir, &service, Select { last: tail, since }, &mut out) else { return };
+        let mut out = ChannelWriter::new(tx);
+        let Ok(cursor) = read::print(&dir, &service, Select { last: tail, since }, &mut out) else { return };
         if follow {
-            let _ = read::follow(&dir, offset, &mut out, Duration::from_millis(100));
+            let _ = read::follow(&dir, cursor, &mut out, Duration::from_millis(100));
         }
     });
     stream(rx)
@@ -429,19 +430,44 @@ impl LogQuery {
     }
 }
 
-/// `io::Write` into a response stream; fails once the client has gone.
-struct ChannelWriter(tokio::sync::mpsc::Sender<Bytes>);
+/// The most one chunk of a log stream holds: a reader that stops reading pins at most
+/// `STREAM_BACKLOG` of them (4 MiB), whatever the size of the log or of its lines.
+const LOG_CHUNK: usize = 16 * 1024;
+
+/// `io::Write` into a response stream, in chunks of at most `LOG_CHUNK` bytes, sent when full
+/// or flushed; fails once the client has gone.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn new(tx: tokio::sync::mpsc::Sender<Bytes>) -> ChannelWriter {
+        ChannelWriter { tx, buf: Vec::with_capacity(LOG_CHUNK) }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let chunk = Bytes::copy_from_slice(&self.buf);
+        self.buf.clear();
+        self.tx.blocking_send(chunk).map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
+    }
+}
 
 impl io::Write for ChannelWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0
-            .blocking_send(Bytes::copy_from_slice(buf))
-            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
-        Ok(buf.len())
+        let n = buf.len().min(LOG_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&buf[..n]);
+        if self.buf.len() == LOG_CHUNK {
+            self.send()?;
+        }
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if self.0.is_closed() { Err(io::Error::from(io::ErrorKind::BrokenPipe)) } else { Ok(()) }
+        if !self.buf.is_empty() {
+            self.send()?;
+        }
+        if self.tx.is_closed() { Err(io::Error::from(io::ErrorKind::BrokenPipe)) } else { Ok(()) }
     }
 }
 
@@ -460,6 +486,23 @@ mod tests {
         assert_eq!((q.tail, q.follow), (Some(5), true));
         assert!(q.since.is_some_and(|t| t < std::time::SystemTime::now()));
         assert_eq!(LogQuery::parse("").unwrap(), LogQuery { tail: None, since: None, follow: false });
+    }
+
+    #[test]
+    fn a_log_stream_sends_chunks_no_bigger_than_log_chunk() {
+        use std::io::Write;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(STREAM_BACKLOG);
+        let mut out = ChannelWriter::new(tx);
+        let big = vec![b'x'; 5 * LOG_CHUNK / 2];
+        out.write_all(&big).unwrap();
+        out.write_all(b"end\n").unwrap();
+        out.flush().unwrap();
+        drop(out);
+        let mut sizes = Vec::new();
+        while let Ok(chunk) = rx.try_recv() {
+            sizes.push(chunk.len());
+        }
+        assert_eq!(sizes, [LOG_CHUNK, LOG_CHUNK, LOG_CHUNK / 2 + 4]);
     }
 
     #[test]

@@ -1,14 +1,48 @@
 //! Reading a service's log back, straight from the log directory (no daemon needed): the
 //! rotated files in time order, compressed or not, then `current.log`; the last N lines or
 //! those since a time; and following `current.log` across rotations without losing a line.
+//!
+//! Memory stays flat whatever is asked: every file is streamed through one `BUF`-sized
+//! buffer (`.gz` through a streaming decoder), never held whole. A read is planned first —
+//! where printing starts, as a file and a byte offset into its content — then printed from
+//! there to the end. `tail` reads plain files backwards from their end; `since` skips the
+//! files rotated before it by their names and scans the rest forwards.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::{compress, rotated};
+use flate2::read::MultiGzDecoder;
+
+use super::rotated;
+
+/// The read buffer: what one read holds of a file at a time, and the most it writes at once.
+pub const BUF: usize = 64 * 1024;
+/// The most of one line kept to read its stamp. JSON records carry `ts` after the line (the
+/// keys are sorted), and the longest captured line (64 KiB, `capture::MAX_LINE`) escapes to
+/// at most 6 bytes a byte; a longer line whose stamp is beyond this counts as unstamped.
+const HEAD_MAX: usize = 512 * 1024;
+/// The longest stamp at the start of a text record (nanoseconds and an offset fit).
+const STAMP_MAX: usize = 40;
+
+/// A log that could not be read, or the output that could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write the log out: {0}")]
+    Write(#[source] io::Error),
+}
+
+fn read_error(path: &Path) -> impl Fn(io::Error) -> ReadError + '_ {
+    move |source| ReadError::Read { path: path.to_owned(), source }
+}
 
 /// A service's log files, oldest first, `current.log` last.
 pub fn files(dir: &Path, service: &str) -> Vec<PathBuf> {
@@ -17,90 +51,466 @@ pub fn files(dir: &Path, service: &str) -> Vec<PathBuf> {
     all
 }
 
-/// The time at the start of a record, if it has one (text and JSON records both do).
-fn stamp_of(line: &[u8]) -> Option<SystemTime> {
-    let head = std::str::from_utf8(&line[..line.len().min(64)]).ok()?;
-    let token = head.trim_start_matches("{\"ts\":\"").split([' ', '"']).next()?;
-    humantime::parse_rfc3339_weak(token).ok()
-}
-
 /// Which lines to print.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Select {
     /// Only the last N lines.
     pub last: Option<usize>,
-    /// Only lines stamped at or after this time.
+    /// Only records from the first one stamped at or after this time on.
     pub since: Option<SystemTime>,
 }
 
-/// Prints the selected lines of every file, oldest first. Returns the length of
-/// `current.log` that was read, where following continues.
-pub fn print(dir: &Path, service: &str, select: Select, out: &mut impl Write) -> io::Result<u64> {
-    let mut chosen: Vec<Vec<u8>> = Vec::new();
-    let all = files(dir, service);
-    let mut current_len = 0;
-    // newest first, so `-n` stops reading old files once it has enough
-    for path in all.iter().rev() {
-        let bytes = match compress::read_all(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
-        };
-        if path.ends_with("current.log") {
-            current_len = bytes.len() as u64;
-        }
-        let mut lines: Vec<&[u8]> = bytes.split_inclusive(|&b| b == b'\n').collect();
-        if let Some(since) = select.since {
-            let first_new = lines.iter().position(|l| stamp_of(l).is_some_and(|t| t >= since));
-            lines.drain(..first_new.unwrap_or(lines.len()));
-        }
-        chosen.splice(0..0, lines.into_iter().map(<[u8]>::to_vec));
-        if select.last.is_some_and(|n| chosen.len() >= n) {
-            break;
-        }
-    }
-    let skip = select.last.map_or(0, |n| chosen.len().saturating_sub(n));
-    for line in &chosen[skip..] {
-        out.write_all(line)?;
-        if !line.ends_with(b"\n") {
-            out.write_all(b"\n")?;
-        }
-    }
-    out.flush()?;
-    Ok(current_len)
+/// Where following continues: the `current.log` that was read, still open (so a rotation in
+/// between loses nothing), and how much of it was printed.
+#[derive(Debug)]
+pub struct Cursor {
+    file: Option<File>,
+    offset: u64,
 }
 
-/// Prints what is appended to `current.log` from `offset` on, forever: when the file is
-/// rotated away, the rest of the old file is read before the new one.
-pub fn follow(dir: &Path, offset: u64, out: &mut impl Write, poll: Duration) -> io::Result<()> {
-    let path = dir.join("current.log");
-    let mut file = File::open(&path)?;
-    file.seek(SeekFrom::Start(offset))?;
-    let mut reader = BufReader::new(file);
-    let mut line = Vec::new();
+impl Cursor {
+    /// The length of `current.log` that was printed.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+}
+
+/// Prints the selected lines of every file, oldest first, each ending in a newline. Returns
+/// where following continues.
+///
+/// `since` selects from the first record stamped at or after it to the end. Records are in
+/// time order, so a record before that one is older — except an unstamped line (no stamp
+/// that parses) right before it, after the last record stamped earlier: it is kept.
+pub fn print(dir: &Path, service: &str, select: Select, out: &mut impl Write) -> Result<Cursor, ReadError> {
+    let log = Log::open(dir, service)?;
+    let mut start = Start::default();
+    if let Some(since) = select.since {
+        start = since_start(&log, since)?;
+    }
+    if let Some(n) = select.last {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        start = start.max(tail_start(&log, n, start.file)?);
+    }
+    for i in start.file..log.len() {
+        let skip = if i == start.file { start.skip } else { 0 };
+        if let Some(mut r) = log.stream(i, skip)? {
+            copy_lines(&mut r, out, &log.path(i))?;
+        }
+    }
+    out.flush().map_err(ReadError::Write)?;
+    Ok(log.into_cursor())
+}
+
+/// Where printing starts: a file of the log (its index, oldest first) and how many bytes of
+/// its content to skip. Bytes of the content, decompressed, so that a plain file gzipped
+/// while it is read (renamed to `.gz`) is still read from the same place.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct Start {
+    file: usize,
+    skip: u64,
+}
+
+/// A reader over one file's content.
+type Stream = Box<dyn BufRead>;
+
+/// The log as it was when the read began: the rotated files by name, and `current.log` open
+/// with the length it had (what is appended later is for `follow`).
+struct Log {
+    service: String,
+    rotated: Vec<PathBuf>,
+    current: Option<(File, u64)>,
+    current_path: PathBuf,
+}
+
+impl Log {
+    /// `current.log` is opened before the rotated files are listed: a rotation in between
+    /// shows it among them as well, and it is dropped from there (listed first, it would be
+    /// missed).
+    fn open(dir: &Path, service: &str) -> Result<Log, ReadError> {
+        let current_path = dir.join("current.log");
+        let current = match File::open(&current_path).and_then(|f| Ok((f.metadata()?, f))) {
+            Ok((meta, f)) => Some((f, meta)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(read_error(&current_path)(e)),
+        };
+        let mut rotated: Vec<PathBuf> = rotated::list(dir, service).into_iter().map(|r| r.path).collect();
+        let same = |meta: &std::fs::Metadata, path: &PathBuf| {
+            std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
+        };
+        if let (Some((_, meta)), Some(newest)) = (&current, rotated.last()) {
+            if same(meta, newest) {
+                rotated.pop();
+            }
+        }
+        let current = current.map(|(f, meta)| (f, meta.len()));
+        Ok(Log { service: service.to_owned(), rotated, current, current_path })
+    }
+
+    /// Files, `current.log` (the last) counted even when it does not exist.
+    fn len(&self) -> usize {
+        self.rotated.len() + 1
+    }
+
+    fn path(&self, i: usize) -> PathBuf {
+        self.rotated.get(i).unwrap_or(&self.current_path).clone()
+    }
+
+    fn into_cursor(self) -> Cursor {
+        match self.current {
+            Some((file, offset)) => Cursor { file: Some(file), offset },
+            None => Cursor { file: None, offset: 0 },
+        }
+    }
+
+    /// File `i` and its length if it is a plain file that is still there.
+    fn plain(&self, i: usize) -> Result<Option<(File, u64)>, ReadError> {
+        let Some(path) = self.rotated.get(i) else {
+            let Some((file, len)) = &self.current else { return Ok(None) };
+            return Ok(Some((file.try_clone().map_err(read_error(&self.current_path))?, *len)));
+        };
+        if is_gz(path) {
+            return Ok(None);
+        }
+        match File::open(path) {
+            Ok(f) => {
+                let len = f.metadata().map_err(read_error(path))?.len();
+                Ok(Some((f, len)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(read_error(path)(e)),
+        }
+    }
+
+    /// File `i`'s content from byte `skip` on; `None` when the file is gone (retention
+    /// deleted it). A plain rotated file gzipped meanwhile is read from its `.gz`.
+    fn stream(&self, i: usize, skip: u64) -> Result<Option<Stream>, ReadError> {
+        let path = self.path(i);
+        if let Some((mut file, len)) = self.plain(i)? {
+            file.seek(SeekFrom::Start(skip)).map_err(read_error(&path))?;
+            return Ok(Some(Box::new(BufReader::with_capacity(BUF, file.take(len.saturating_sub(skip))))));
+        }
+        if i == self.rotated.len() {
+            return Ok(None);
+        }
+        let gz = if is_gz(&path) { path } else { path.with_extension("log.gz") };
+        let file = match File::open(&gz) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(read_error(&gz)(e)),
+        };
+        let mut r: Stream =
+            Box::new(BufReader::with_capacity(BUF, MultiGzDecoder::new(BufReader::new(file))));
+        io::copy(&mut r.by_ref().take(skip), &mut io::sink()).map_err(read_error(&gz))?;
+        Ok(Some(r))
+    }
+}
+
+fn is_gz(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "gz")
+}
+
+/// Copies `r` to `out` a buffer at a time, ending a last line that lacks its newline.
+fn copy_lines(r: &mut Stream, out: &mut impl Write, path: &Path) -> Result<(), ReadError> {
+    let mut last = b'\n';
     loop {
-        let got = reader.read_until(b'\n', &mut line)?;
-        if got > 0 && line.ends_with(b"\n") {
-            out.write_all(&line)?;
-            line.clear();
+        let chunk = r.fill_buf().map_err(read_error(path))?;
+        let Some(&end) = chunk.last() else { break };
+        out.write_all(chunk).map_err(ReadError::Write)?;
+        last = end;
+        let n = chunk.len();
+        r.consume(n);
+    }
+    if last != b'\n' {
+        out.write_all(b"\n").map_err(ReadError::Write)?;
+    }
+    Ok(())
+}
+
+/// How far back the last lines reach in one file.
+enum Tail {
+    /// The lines still needed start at this byte.
+    At(u64),
+    /// All of the file is needed, and it has this many lines: look further back.
+    Short(u64),
+}
+
+/// Where the last `n` lines start, reading the newest files first and none older than
+/// `floor`. Plain files are read backwards from their end, a block at a time, until enough
+/// newlines are found. A `.gz` cannot be read backwards, so it is read forwards: once to
+/// count its lines and, only if it holds more than are needed, once more to find the byte
+/// where the needed ones start (and printing decompresses up to there again). That costs
+/// decompressing one file two or three times instead of once, for memory that does not grow
+/// with `n` (a ring of the last `n` lines, or even of their offsets, would).
+fn tail_start(log: &Log, n: u64, floor: usize) -> Result<Start, ReadError> {
+    let mut need = n;
+    if need == 0 {
+        return Ok(Start { file: log.len(), skip: 0 });
+    }
+    for i in (floor..log.len()).rev() {
+        let path = log.path(i);
+        let tail = match log.plain(i)? {
+            Some((file, len)) => last_lines_plain(&file, len, need).map_err(read_error(&path))?,
+            None => last_lines_stream(log, i, need)?,
+        };
+        match tail {
+            Tail::At(skip) => return Ok(Start { file: i, skip }),
+            Tail::Short(lines) => need -= lines,
+        }
+    }
+    Ok(Start { file: floor, skip: 0 })
+}
+
+/// The last `need` lines of `file`'s first `len` bytes, reading backwards a block at a time.
+fn last_lines_plain(file: &File, len: u64, need: u64) -> io::Result<Tail> {
+    if len == 0 {
+        return Ok(Tail::Short(0));
+    }
+    let mut block = vec![0u8; BUF];
+    let mut found = 0;
+    // every newline starts a line after it, except one that is the very last byte
+    let mut end = len - 1;
+    while end > 0 {
+        let from = end.saturating_sub(BUF as u64);
+        let block = &mut block[..(end - from) as usize];
+        file.read_exact_at(block, from)?;
+        for (i, _) in block.iter().enumerate().rev().filter(|(_, b)| **b == b'\n') {
+            found += 1;
+            if found == need {
+                return Ok(Tail::At(from + i as u64 + 1));
+            }
+        }
+        end = from;
+    }
+    found += 1; // the line at the start of the file
+    Ok(if found == need { Tail::At(0) } else { Tail::Short(found) })
+}
+
+/// The last `need` lines of file `i` read forwards: counted first, then skipped to.
+fn last_lines_stream(log: &Log, i: usize, need: u64) -> Result<Tail, ReadError> {
+    let path = log.path(i);
+    let Some(mut r) = log.stream(i, 0)? else { return Ok(Tail::Short(0)) };
+    let lines = count_lines(&mut r).map_err(read_error(&path))?;
+    if lines < need {
+        return Ok(Tail::Short(lines));
+    }
+    let Some(mut r) = log.stream(i, 0)? else { return Ok(Tail::Short(0)) };
+    Ok(Tail::At(skip_lines(&mut r, lines - need).map_err(read_error(&path))?))
+}
+
+fn count_lines(r: &mut Stream) -> io::Result<u64> {
+    let (mut lines, mut last) = (0u64, b'\n');
+    loop {
+        let chunk = r.fill_buf()?;
+        let Some(&end) = chunk.last() else { break };
+        lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        last = end;
+        let n = chunk.len();
+        r.consume(n);
+    }
+    Ok(lines + u64::from(last != b'\n'))
+}
+
+/// Reads past `n` lines of `r`; the bytes they took.
+fn skip_lines(r: &mut Stream, mut n: u64) -> io::Result<u64> {
+    let mut bytes = 0;
+    while n > 0 {
+        let chunk = r.fill_buf()?;
+        if chunk.is_empty() {
+            break;
+        }
+        let mut used = chunk.len();
+        for (i, _) in chunk.iter().enumerate().filter(|(_, b)| **b == b'\n') {
+            n -= 1;
+            if n == 0 {
+                used = i + 1;
+                break;
+            }
+        }
+        r.consume(used);
+        bytes += used as u64;
+    }
+    Ok(bytes)
+}
+
+/// Where the records since `since` start: just after the last record stamped earlier that
+/// comes before the first one stamped at or after it. Files rotated before `since` are not
+/// opened (see `first_maybe_since`); the others are scanned forwards, a line at a time.
+fn since_start(log: &Log, since: SystemTime) -> Result<Start, ReadError> {
+    let first = first_maybe_since(&log.rotated, &log.service, since);
+    let mut start = Start { file: first, skip: 0 };
+    let mut head = Vec::new();
+    for i in first..log.len() {
+        let path = log.path(i);
+        let Some(mut r) = log.stream(i, 0)? else { continue };
+        let mut at = 0;
+        while let Some(len) = next_line(&mut r, &mut head).map_err(read_error(&path))? {
+            at += len;
+            match stamp_of(&head) {
+                Some(t) if t >= since => return Ok(start),
+                Some(_) => start = Start { file: i, skip: at },
+                None => {}
+            }
+        }
+    }
+    Ok(start)
+}
+
+/// The first rotated file that may hold a record stamped at or after `since` (all of them
+/// may not: the index past the last). A rotated file is named for when it was rotated, after
+/// every record in it was written; one named a millisecond or more before `since` (its
+/// name's precision) holds only older records.
+fn first_maybe_since(rotated: &[PathBuf], service: &str, since: SystemTime) -> usize {
+    let newer = |p: &PathBuf| name_stamp(p, service).is_none_or(|t| t + Duration::from_millis(1) > since);
+    rotated.iter().position(newer).unwrap_or(rotated.len())
+}
+
+/// The stamp in a rotated file's name, `<service>-20261123T160000.123Z[-n].log[.gz]`.
+fn name_stamp(path: &Path, service: &str) -> Option<SystemTime> {
+    let rest = path.file_name()?.to_str()?.strip_prefix(service)?.strip_prefix('-')?;
+    let stamp = rest.get(..rest.find('Z')? + 1)?;
+    let s = |a: usize, b: usize| stamp.get(a..b);
+    let text = format!(
+        "{}-{}-{}T{}:{}:{}",
+        s(0, 4)?,
+        s(4, 6)?,
+        s(6, 8)?,
+        s(9, 11)?,
+        s(11, 13)?,
+        s(13, stamp.len())?
+    );
+    humantime::parse_rfc3339_weak(&text).ok()
+}
+
+/// Reads the next line of `r`, keeping its first `HEAD_MAX` bytes in `head`; its length, or
+/// `None` at the end.
+fn next_line(r: &mut Stream, head: &mut Vec<u8>) -> io::Result<Option<u64>> {
+    head.clear();
+    let mut len = 0;
+    loop {
+        let chunk = r.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok((len > 0).then_some(len));
+        }
+        let (take, ended) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let room = HEAD_MAX.saturating_sub(head.len());
+        head.extend_from_slice(&chunk[..take.min(room)]);
+        r.consume(take);
+        len += take as u64;
+        if ended {
+            return Ok(Some(len));
+        }
+    }
+}
+
+/// The time a record was written, from its start (`<stamp> <out|err> ...`) or, for a JSON
+/// record, its `ts` (the supervisor's own JSON lines: `timestamp`). `None` when it has no
+/// stamp that parses.
+fn stamp_of(line: &[u8]) -> Option<SystemTime> {
+    if line.first() == Some(&b'{') {
+        #[derive(serde::Deserialize)]
+        struct Stamped {
+            #[serde(alias = "timestamp")]
+            ts: String,
+        }
+        let record: Stamped = serde_json::from_slice(line).ok()?;
+        return humantime::parse_rfc3339_weak(&record.ts).ok();
+    }
+    // only the stamp's own bytes are decoded, never a slice that could end inside a character
+    let end = match line.iter().take(STAMP_MAX + 1).position(u8::is_ascii_whitespace) {
+        Some(end) => end,
+        None if line.len() <= STAMP_MAX => line.len(),
+        None => return None,
+    };
+    humantime::parse_rfc3339_weak(std::str::from_utf8(&line[..end]).ok()?).ok()
+}
+
+/// Prints what is appended to `current.log` after `from`, forever: when the file is rotated
+/// away, the rest of the old file is read before the new one. Whole lines are written as
+/// they arrive (a line longer than `BUF` in pieces), at most `BUF` bytes at a time.
+pub fn follow(dir: &Path, from: Cursor, out: &mut impl Write, poll: Duration) -> Result<(), ReadError> {
+    let path = dir.join("current.log");
+    let err = read_error(&path);
+    let mut file = match from.file {
+        Some(file) => file,
+        None => File::open(&path).map_err(&err)?,
+    };
+    file.seek(SeekFrom::Start(from.offset)).map_err(&err)?;
+    let mut buf = vec![0u8; BUF];
+    let mut held = 0; // the start of a line whose newline has not arrived yet
+    loop {
+        let n = file.read(&mut buf[held..]).map_err(&err)?;
+        if n > 0 {
+            held = write_lines(&mut buf, held + n, out)?;
             continue;
         }
-        out.flush()?;
-        if rotated_away(&path, reader.get_ref()) {
-            // the old file is complete: read what is left, then switch
-            reader.read_to_end(&mut line)?;
-            out.write_all(&line)?;
-            line.clear();
-            reader = BufReader::new(File::open(&path)?);
+        out.flush().map_err(ReadError::Write)?;
+        if rotated_away(&path, &file) {
+            // the old file is complete: what is left of it, then the new one
+            loop {
+                out.write_all(&buf[..held]).map_err(ReadError::Write)?;
+                held = file.read(&mut buf).map_err(&err)?;
+                if held == 0 {
+                    break;
+                }
+            }
+            file = File::open(&path).map_err(&err)?;
             continue;
         }
         std::thread::sleep(poll);
     }
 }
 
+/// Writes the whole lines in `buf[..filled]` (all of it when one line fills the buffer) and
+/// moves the start of an unfinished line to the front; returns its length.
+fn write_lines(buf: &mut [u8], filled: usize, out: &mut impl Write) -> Result<usize, ReadError> {
+    let cut = match buf[..filled].iter().rposition(|&b| b == b'\n') {
+        Some(i) => i + 1,
+        None if filled == buf.len() => filled,
+        None => 0,
+    };
+    out.write_all(&buf[..cut]).map_err(ReadError::Write)?;
+    buf.copy_within(cut..filled, 0);
+    Ok(filled - cut)
+}
+
 fn rotated_away(path: &Path, open: &File) -> bool {
     match (std::fs::metadata(path), open.metadata()) {
         (Ok(now), Ok(ours)) => now.ino() != ours.ino() || now.dev() != ours.dev(),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(rfc3339: &str) -> Option<SystemTime> {
+        humantime::parse_rfc3339_weak(rfc3339).ok()
+    }
+
+    #[test]
+    fn a_rotated_file_is_dated_by_its_name_whatever_the_service_is_called() {
+        let stamp = at("2026-11-23T16:00:00.123Z");
+        assert_eq!(name_stamp(Path::new("/l/api-20261123T160000.123Z.log"), "api"), stamp);
+        assert_eq!(name_stamp(Path::new("api-2-20261123T160000.123Z-3.log.gz"), "api-2"), stamp);
+        assert_eq!(name_stamp(Path::new("api-garbage.log"), "api"), None);
+        assert_eq!(name_stamp(Path::new("api-2026Z.log"), "api"), None);
+    }
+
+    #[test]
+    fn stamps_are_read_from_text_and_json_records_and_nothing_else() {
+        let t = at("2026-01-01T00:00:00.123Z");
+        assert_eq!(stamp_of(b"2026-01-01T00:00:00.123Z out hello\n"), t);
+        assert_eq!(stamp_of(b"2026-01-01T00:00:00.123Z"), t);
+        assert_eq!(stamp_of(b"{\"line\":\"x\",\"stream\":\"out\",\"ts\":\"2026-01-01T00:00:00.123Z\"}\n"), t);
+        assert_eq!(stamp_of(b"{\"timestamp\":\"2026-01-01T00:00:00.123Z\",\"level\":\"INFO\"}"), t);
+        assert!(stamp_of("2026-01-01T00:00:00.123456789Z  INFO é".as_bytes()).is_some());
+        for unstamped in [&b""[..], b"\n", b"hello world", b"{\"line\":\"x\"}", b"{broken", b"\xff\xfe out x"]
+        {
+            assert_eq!(stamp_of(unstamped), None, "{unstamped:?}");
+        }
     }
 }
