@@ -634,3 +634,88 @@ fn logs_since_before_the_epoch_is_refused_not_a_panic() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("reaches back before 1970"), "{out:?}");
 }
+
+/// Runs `sh -c script` as nobody (the service's user, planting things).
+fn as_nobody(script: &str) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", "sh", "-c", script])
+        .output()
+        .expect("setpriv (util-linux)")
+}
+
+fn nobody_app() -> String {
+    format!(
+        "[services.app]\n{}\nuser = \"nobody\"\nhealth = {{ log = \"^ready$\" }}\n",
+        common::daemon::svc("app", "")
+            .replace(", \"--pid-file\", \"{dir}/pids/app.pid\", \"--start-log\", \"{dir}/start.log\"", "")
+    )
+}
+
+#[test]
+fn a_service_user_cannot_plant_links_in_the_log_dir_of_a_root_daemon() {
+    // regression: as nobody, a link planted as current.log (or a rotated file, or a .gz.tmp)
+    // made root append to, copy or overwrite a file of the planter's choosing
+    let d = common::daemon::Daemon::start(&nobody_app());
+    d.wait_state("app", "healthy", 10 * SEC);
+    let dir = d.path("logs/app");
+    for name in ["current.log", "app-20260101T000000.000Z.log", "app-20260101T000000.000Z.log.gz.tmp"] {
+        let planted = as_nobody(&format!("ln -sf /etc/shadow {}/{name}", dir.display()));
+        assert!(!planted.status.success(), "nobody planted {name}");
+        assert!(String::from_utf8_lossy(&planted.stderr).contains("Permission denied"), "{planted:?}");
+    }
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&dir).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o750));
+}
+
+#[test]
+fn a_log_dir_handed_to_a_service_user_is_refused_at_start_naming_owner_and_mode() {
+    let mut d = common::daemon::Daemon::start_prepared(&nobody_app(), |dir| {
+        std::fs::create_dir_all(dir.join("logs/app")).unwrap();
+        std::os::unix::fs::chown(dir.join("logs/app"), Some(65534), Some(65534)).unwrap();
+    });
+    assert_eq!(d.wait_exit(10 * SEC), Some(2), "{}", d.log_tail());
+    let log = std::fs::read_to_string(d.path("supervisor.log")).unwrap();
+    assert!(
+        log.contains("logs/app is owned by uid 65534 (mode 0755), not by the supervisor's uid 0"),
+        "{log}"
+    );
+}
+
+#[test]
+fn links_planted_in_a_log_dir_are_never_followed() {
+    // defense in depth, planted as root before the daemon starts: a rotated file that is a link
+    // to a root-only file is never read back, and a .gz.tmp link never overwrites its target
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("secret");
+    std::fs::write(&secret, "TOP SECRET\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let victim = secrets.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let (secret_at, victim_at) = (secret.clone(), victim.clone());
+    let d = common::daemon::Daemon::start_prepared(&nobody_app(), move |dir| {
+        let app = dir.join("logs/app");
+        std::fs::create_dir_all(&app).unwrap();
+        std::os::unix::fs::symlink(&secret_at, app.join("app-20200101T000000.000Z.log")).unwrap();
+        std::fs::write(app.join("app-20200102T000000.000Z.log"), "2020-01-02T00:00:00.000Z out old line\n")
+            .unwrap();
+        std::os::unix::fs::symlink(&victim_at, app.join("app-20200102T000000.000Z.log.gz.tmp")).unwrap();
+    });
+    d.wait_state("app", "healthy", 10 * SEC);
+    let socket = d.path("s.sock");
+    let out = Command::new(BIN).args(["logs", "app", "--socket"]).arg(&socket).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("old line"), "the real rotated file is read: {text}");
+    assert!(!text.contains("TOP SECRET"), "a link was read back:\n{text}");
+    let gz = d.path("logs/app/app-20200102T000000.000Z.log.gz");
+    assert!(
+        wait_for(10 * SEC, || gz.exists().then_some(())).is_some(),
+        "the plain rotated file is compressed"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "precious\n",
+        "the .gz.tmp link's target is untouched"
+    );
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "TOP SECRET\n");
+}

@@ -4,9 +4,8 @@
 //! the plain file or a complete `.gz`, never a truncated one. `recover` finishes what a crash
 //! interrupted.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufReader, BufWriter};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
@@ -15,6 +14,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 
 use super::rotated;
+use crate::runtime::files;
 
 /// A file rotated away, and the service's retention settings.
 pub struct Job {
@@ -72,9 +72,11 @@ fn run(job: &Job) {
 pub fn gzip(path: &Path) -> io::Result<PathBuf> {
     let gz = path.with_extension("log.gz");
     let tmp = path.with_extension("log.gz.tmp");
-    let mut input = BufReader::with_capacity(256 * 1024, File::open(path)?);
+    // never through a link: a rotated file or a `.gz.tmp` planted as one would make the
+    // daemon copy a file it can read into the log history, or overwrite one it can write
+    let mut input = BufReader::with_capacity(256 * 1024, files::open_read(path)?);
     // 0640 like every log file: rotated output is no more public than current.log
-    let tmp_file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o640).open(&tmp)?;
+    let tmp_file = files::create_new(&tmp, 0o640)?;
     let output = BufWriter::with_capacity(256 * 1024, tmp_file);
     let mut encoder = GzEncoder::new(output, Compression::new(3));
     io::copy(&mut input, &mut encoder)?;
@@ -119,9 +121,9 @@ pub fn read_all(path: &Path) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let mut out = Vec::new();
     if path.extension().is_some_and(|e| e == "gz") {
-        flate2::read::MultiGzDecoder::new(BufReader::new(File::open(path)?)).read_to_end(&mut out)?;
+        flate2::read::MultiGzDecoder::new(BufReader::new(files::open_read(path)?)).read_to_end(&mut out)?;
     } else {
-        File::open(path)?.read_to_end(&mut out)?;
+        files::open_read(path)?.read_to_end(&mut out)?;
     }
     Ok(out)
 }

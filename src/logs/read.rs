@@ -128,11 +128,12 @@ impl Log {
     /// missed).
     fn open(dir: &Path, service: &str) -> Result<Log, ReadError> {
         let current_path = dir.join("current.log");
-        let current = match File::open(&current_path).and_then(|f| Ok((f.metadata()?, f))) {
-            Ok((meta, f)) => Some((f, meta)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(read_error(&current_path)(e)),
-        };
+        let current =
+            match crate::runtime::files::open_read(&current_path).and_then(|f| Ok((f.metadata()?, f))) {
+                Ok((meta, f)) => Some((f, meta)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) => return Err(read_error(&current_path)(e)),
+            };
         let mut rotated: Vec<PathBuf> = rotated::list(dir, service).into_iter().map(|r| r.path).collect();
         let same = |meta: &std::fs::Metadata, path: &PathBuf| {
             std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
@@ -171,7 +172,7 @@ impl Log {
         if is_gz(path) {
             return Ok(None);
         }
-        match File::open(path) {
+        match crate::runtime::files::open_read(path) {
             Ok(f) => {
                 let len = f.metadata().map_err(read_error(path))?.len();
                 Ok(Some((f, len)))
@@ -193,7 +194,7 @@ impl Log {
             return Ok(None);
         }
         let gz = if is_gz(&path) { path } else { path.with_extension("log.gz") };
-        let file = match File::open(&gz) {
+        let file = match crate::runtime::files::open_read(&gz) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(read_error(&gz)(e)),
@@ -435,7 +436,7 @@ pub fn follow(dir: &Path, from: Cursor, out: &mut impl Write, poll: Duration) ->
     let err = read_error(&path);
     let mut file = match from.file {
         Some(file) => file,
-        None => File::open(&path).map_err(&err)?,
+        None => crate::runtime::files::open_read(&path).map_err(&err)?,
     };
     file.seek(SeekFrom::Start(from.offset)).map_err(&err)?;
     let mut buf = vec![0u8; BUF];
@@ -456,7 +457,7 @@ pub fn follow(dir: &Path, from: Cursor, out: &mut impl Write, poll: Duration) ->
                     break;
                 }
             }
-            file = File::open(&path).map_err(&err)?;
+            file = crate::runtime::files::open_read(&path).map_err(&err)?;
             continue;
         }
         std::thread::sleep(poll);

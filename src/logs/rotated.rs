@@ -25,12 +25,14 @@ pub fn fresh_name(dir: &Path, service: &str, now: SystemTime) -> PathBuf {
     path
 }
 
-/// The rotated files of `service` in `dir`, oldest first.
+/// The rotated files of `service` in `dir`, oldest first (regular files only).
 pub fn list(dir: &Path, service: &str) -> Vec<Rotated> {
     let prefix = format!("{service}-");
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut files: Vec<(String, Rotated)> = entries
         .flatten()
+        // only regular files: a link planted among them is never read, compressed or served
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
             let rest = name.strip_prefix(&prefix)?;

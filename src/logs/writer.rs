@@ -6,9 +6,10 @@
 //! counted; the next write that succeeds is preceded by a marker saying how many were lost.
 //! Directories 0750, files 0640.
 
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::File;
+#[cfg(test)]
+use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -71,13 +72,15 @@ pub(crate) struct LogWriter {
 
 pub(crate) type SharedWriter = Arc<Mutex<LogWriter>>;
 
-/// Creates `dir` (and parents) with mode 0750.
+/// Makes `dir` (and parents) with mode 0750, or checks the one there is the supervisor's own
+/// and writable by nobody else (`runtime::files::private_dir`).
 pub(crate) fn create_dir(dir: &Path) -> io::Result<()> {
-    DirBuilder::new().recursive(true).mode(0o750).create(dir)
+    crate::runtime::files::private_dir(dir)
 }
 
+/// `current.log`, appended to: never through a link, never anything but a regular file.
 fn open_current(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).mode(0o640).open(path)
+    crate::runtime::files::open_append(path, 0o640)
 }
 
 impl LogWriter {
@@ -454,7 +457,7 @@ fn errno_name(code: i32) -> Option<&'static str> {
 /// The time of the first record of a log file, from its leading timestamp.
 fn first_stamp(path: &Path) -> Option<SystemTime> {
     let mut head = [0u8; 64];
-    let n = File::open(path).ok()?.read(&mut head).ok()?;
+    let n = crate::runtime::files::open_read(path).ok()?.read(&mut head).ok()?;
     // the head may end inside a UTF-8 character: the stamp is at its start either way
     let text = String::from_utf8_lossy(&head[..n]);
     let stamp = text.split([' ', '"']).find(|t| t.len() >= 20 && t.ends_with('Z'));

@@ -5,6 +5,7 @@ pub mod cgroup;
 pub mod credentials;
 pub(crate) mod docker;
 pub(crate) mod exit;
+pub(crate) mod files;
 pub(crate) mod procfs;
 pub(crate) mod reaper;
 pub(crate) mod rlimit;

@@ -25,8 +25,11 @@ fn file(dir: &Path, service: &str) -> PathBuf {
 
 /// Notes that `pid` runs `service`.
 pub(crate) fn record(dir: &Path, service: &str, pid: Pid) -> io::Result<()> {
+    use std::io::Write;
     let started = start_time(pid.as_raw()).unwrap_or(0);
-    std::fs::write(file(dir, service), format!("{} {started}\n", pid.as_raw()))
+    // a new file, never through a link planted in its place
+    crate::runtime::files::create_new(&file(dir, service), 0o640)?
+        .write_all(format!("{} {started}\n", pid.as_raw()).as_bytes())
 }
 
 /// Notes that `service` runs nothing.
@@ -75,7 +78,10 @@ fn recorded(dir: &Path) -> HashMap<i32, Recorded> {
         else {
             continue;
         };
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut text = String::new();
+        if let Ok(f) = crate::runtime::files::open_read(&path) {
+            let _ = std::io::Read::read_to_string(&mut std::io::Read::take(f, 64), &mut text);
+        }
         let mut fields = text.split_whitespace().map(str::parse::<u64>);
         if let (Some(Ok(pid)), Some(Ok(started))) = (fields.next(), fields.next())
             && let Ok(pid) = i32::try_from(pid)

@@ -62,7 +62,23 @@ impl Daemon {
         Self::launch_config(config, "", envs, wrapper)
     }
 
+    /// Like `start`, with `prepare` run on the temp dir first (files planted before the
+    /// supervisor starts).
+    pub fn start_prepared(config: &str, prepare: impl FnOnce(&Path)) -> Daemon {
+        Self::launch_prepared(config, "", &[], &[], prepare)
+    }
+
     fn launch_config(config: &str, extra: &str, envs: &[(&str, &str)], wrapper: &[&str]) -> Daemon {
+        Self::launch_prepared(config, extra, envs, wrapper, |_| {})
+    }
+
+    fn launch_prepared(
+        config: &str,
+        extra: &str,
+        envs: &[(&str, &str)],
+        wrapper: &[&str],
+        prepare: impl FnOnce(&Path),
+    ) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("pids")).expect("pids dir");
         let path = dir.path().join("services.toml");
@@ -74,6 +90,7 @@ impl Daemon {
         let text = format!("{header}{config}").replace("{dir}", &dir.path().display().to_string());
         let text = text.replace("{pid}", &format!("{}-{}", std::process::id(), port()));
         std::fs::write(&path, text).expect("write config");
+        prepare(dir.path());
         let child = launch(dir.path(), envs, wrapper);
         let pid = child.id() as i32;
         Daemon { dir, child: Some(child), pid }
