@@ -57,7 +57,7 @@ pub(crate) fn run(args: &DemoArgs) -> Exit {
         Ok(booted) => booted,
         Err(_) => return Exit::Failed,
     };
-    let run::Booted { supervisor, runtime, _flush } = booted;
+    let run::Booted { supervisor, runtime, control, _flush } = booted;
     let handle = supervisor.handle();
     let events = handle.subscribe();
     let total = runtime.block_on(async {
@@ -69,6 +69,7 @@ pub(crate) fn run(args: &DemoArgs) -> Exit {
         }
         summary
     });
+    control.finish();
     match total {
         Ok(summary) => {
             print_summary(&summary);

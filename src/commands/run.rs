@@ -27,14 +27,16 @@ pub(crate) fn run(args: &RunArgs) -> Exit {
         }
     };
     let (services, shown) = (cfg.services.len(), path.display().to_string());
-    let Booted { mut supervisor, runtime, _flush } = match boot(cfg, args.log_format, true) {
+    let Booted { mut supervisor, runtime, control, _flush } = match boot(cfg, args.log_format, true) {
         Ok(booted) => booted,
         Err(exit) => return exit,
     };
     supervisor.reload_from(path.clone());
     supervisor.upgrade_to(exe.clone());
     tracing::info!(config = %shown, services, pid = std::process::id(), "titan-supervisor starting");
-    match runtime.block_on(supervisor.run()) {
+    let ran = runtime.block_on(supervisor.run());
+    control.finish();
+    match ran {
         Ok(summary) if summary.upgrade => reexec(exe, _flush),
         Ok(summary) => {
             tracing::info!(stopped = ?summary.stop_order, "all services stopped");
@@ -89,6 +91,8 @@ fn own_log_spec() -> config::Logs {
 pub(crate) struct Booted {
     pub(crate) supervisor: Supervisor,
     pub(crate) runtime: tokio::runtime::Runtime,
+    /// The control API's thread: its last answers go out before the process exits or execs.
+    pub(crate) control: control::server::Control,
     /// Flushes the supervisor's own log file when dropped.
     pub(crate) _flush: Option<WorkerGuard>,
 }
@@ -142,11 +146,11 @@ pub(crate) fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Res
         Exit::Refused
     })?;
     drop(inside);
-    control::server::spawn_thread(socket, access, supervisor.handle()).map_err(|e| {
+    let control = control::server::spawn_thread(socket, access, supervisor.handle()).map_err(|e| {
         eprintln!("titan-supervisor: cannot start the control thread: {e}");
         Exit::Failed
     })?;
-    Ok(Booted { supervisor, runtime, _flush: flush })
+    Ok(Booted { supervisor, runtime, control, _flush: flush })
 }
 
 /// glibc gives every thread that allocates an arena of its own; the log, compression and

@@ -51,30 +51,56 @@ impl Access {
 /// a hundred clients at once — never takes the actor's thread; only the questions reach it.
 /// Once the supervisor has stopped, the socket at `path` is closed and removed (a daemon
 /// upgrading binds its own after the exec).
-pub(crate) fn spawn_thread(socket: Bound, access: Access, handle: Handle) -> io::Result<()> {
+pub(crate) fn spawn_thread(socket: Bound, access: Access, handle: Handle) -> io::Result<Control> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    std::thread::Builder::new().name("titan-control".into()).spawn(move || {
+    let thread = std::thread::Builder::new().name("titan-control".into()).spawn(move || {
         let Bound { listener, file } = socket;
+        let limit = connection_limit();
+        let open = Arc::new(tokio::sync::Semaphore::new(limit));
         rt.block_on(async {
             tokio::select! {
-                () = serve(listener, access, handle.clone()) => {}
+                () = serve(listener, access, handle.clone(), Arc::clone(&open)) => {}
                 () = handle.stopped() => {}
             }
+            // the answers under way (an upgrade's 202, a stop's outcome) reach their clients;
+            // followers of events or logs are cut off after the grace
+            let all = u32::try_from(limit).unwrap_or(u32::MAX);
+            let _ = tokio::time::timeout(GRACE, open.acquire_many(all)).await;
         });
         drop(file); // removes the socket file
     })?;
-    Ok(())
+    Ok(Control(Some(thread)))
+}
+
+/// How long answers under way get once the supervisor has stopped.
+const GRACE: Duration = Duration::from_millis(500);
+
+/// The control thread, to wait for once the supervisor has stopped.
+pub(crate) struct Control(Option<std::thread::JoinHandle<()>>);
+
+impl Control {
+    /// Waits until the answers under way are out and the socket is gone (at most `GRACE`
+    /// after the supervisor stopped).
+    pub(crate) fn finish(mut self) {
+        if let Some(thread) = self.0.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Accepts connections for as long as the runtime runs.
-async fn serve(listener: std::os::unix::net::UnixListener, access: Access, handle: Handle) {
+async fn serve(
+    listener: std::os::unix::net::UnixListener,
+    access: Access,
+    handle: Handle,
+    open: Arc<tokio::sync::Semaphore>,
+) {
     let listener = match tokio::net::UnixListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => return tracing::error!("control socket unusable: {e}"),
     };
     let ctx = Arc::new(Ctx { handle, log_dir: access.log_dir.clone(), rendered: Mutex::default() });
     let mut failing = Accepting::default();
-    let open = Arc::new(tokio::sync::Semaphore::new(connection_limit()));
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => {
