@@ -669,3 +669,52 @@ fn an_upgrade_whose_binary_is_gone_or_broken_stops_nothing() {
     assert_eq!(d.service_pid("web"), Some(web));
     assert_eq!(d.states("web"), ["starting", "healthy"].map(String::from));
 }
+
+#[test]
+fn an_upgrade_keeps_native_services_running_and_their_output_whole() {
+    // an upgrade cost every native service a restart; now the new image takes them up, as
+    // systemd's daemon-reexec keeps its units
+    let ticker = svc("ticker", "\"--lines\", \"100000\", \"--line-bytes\", \"40\", \"--rate\", \"300\"");
+    let capped = svc("capped", "");
+    let config = format!(
+        "[services.ticker]\n{ticker}\nhealth = {{ log = \"^ready$\" }}\n\n[services.capped]\n{capped}\nmemory = \"64MiB\"\nhealth = {{ log = \"^ready$\" }}\n"
+    );
+    let d = Daemon::start(&config);
+    d.wait_state("ticker", "healthy", 10 * SEC);
+    d.wait_state("capped", "healthy", 10 * SEC);
+    let (ticker, capped) = (d.service_pid("ticker").unwrap(), d.service_pid("capped").unwrap());
+    let upgrade = cli(&d, &["upgrade"]);
+    assert_eq!(upgrade.status.code(), Some(0), "{upgrade:?}");
+    assert!(d.log_tail().contains("taken up across the upgrade"), "{}", d.log_tail());
+    for (name, pid) in [("ticker", ticker), ("capped", capped)] {
+        let s = d.status_of(name);
+        assert_eq!(
+            (s["state"].as_str(), s["pid"].as_i64(), s["restarts"].as_u64()),
+            (Some("healthy"), Some(i64::from(pid)), Some(0)),
+            "{name}: {s}"
+        );
+        assert!(alive(pid), "{name} never stopped");
+    }
+    assert_eq!(d.states("ticker"), ["starting", "healthy"].map(String::from), "no stop, no start");
+    // every line once, in order, across the handover: what the old log thread had not read was
+    // left in the pipe for the new one
+    let numbers = |text: &str| -> Vec<u64> {
+        text.lines()
+            .filter(|l| l.contains(" out ticker out "))
+            .filter_map(|l| l.split_whitespace().nth(4)?.parse().ok())
+            .collect()
+    };
+    let later = wait_for(20 * SEC, || {
+        let seq = numbers(&d.service_log("ticker"));
+        (seq.len() > 600).then_some(seq)
+    })
+    .expect("the ticker's lines go on reaching its log");
+    assert!(later.iter().copied().eq(1..=later.len() as u64), "a gap or a repeat: {later:?}");
+    // and the taken-up run is supervised: a crash is a restart
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(ticker), nix::sys::signal::Signal::SIGKILL);
+    let restarted = wait_for(10 * SEC, || {
+        let s = d.status_of("ticker");
+        (s["state"] == "healthy" && s["pid"].as_i64() != Some(i64::from(ticker))).then_some(s)
+    });
+    assert!(restarted.is_some_and(|s| s["restarts"] == 1), "{}", d.log_tail());
+}

@@ -140,7 +140,7 @@ pub(crate) fn upgrade(socket: Option<&Path>) -> Exit {
         refused(code, &body);
         return Exit::Refused; // whatever the reason, nothing was upgraded
     }
-    eprintln!("upgrading: native services stop, containers keep running");
+    eprintln!("upgrading: the new binary runs; services that are up keep running");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     // the old process goes away, then the new one answers: wait for a status with nothing
     // pending or starting

@@ -89,10 +89,25 @@ impl Reader {
         Ok(Reader { fd, lines: Lines { stream, writer, watch, partial: Vec::new() } })
     }
 
-    pub(crate) async fn run(mut self) {
+    /// Reads until the end of the pipe; or, once `handover` turns true (an upgrade hands the
+    /// pipe to the next process), stops reading, leaving what is unread in the pipe, and writes
+    /// its unfinished line as a record the next reader continues.
+    pub(crate) async fn run(mut self, mut handover: tokio::sync::watch::Receiver<bool>) {
+        let mut asked = true; // whether a handover can still be asked for
         loop {
+            if *handover.borrow_and_update() {
+                return self.lines.hand_over();
+            }
             let (fd, lines) = (&self.fd, &mut self.lines);
-            let Ok(mut ready) = fd.readable().await else { break };
+            let readable = tokio::select! {
+                biased;
+                changed = handover.changed(), if asked => {
+                    asked = changed.is_ok();
+                    continue;
+                }
+                readable = fd.readable() => readable,
+            };
+            let Ok(mut ready) = readable else { break };
             let read = READ_BUF.with(|buf| {
                 let mut buf = buf.borrow_mut();
                 let n = nix::unistd::read(fd.get_ref(), &mut buf)?;
@@ -134,6 +149,19 @@ impl Lines {
             // a line longer than MAX_LINE: this piece is continued by the next record
             emit(&mut writer, self.stream, &piece, &stamp, self.watch.as_ref(), true);
         }
+        writer.flush();
+    }
+
+    /// At a handover, an unfinished line is written as a piece continued by the next record
+    /// (`out+`): the next process reads its rest from the pipe.
+    fn hand_over(&mut self) {
+        if self.partial.is_empty() {
+            return;
+        }
+        let stamp = timestamp(SystemTime::now());
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let line = std::mem::take(&mut self.partial);
+        emit(&mut writer, self.stream, &line, &stamp, self.watch.as_ref(), true);
         writer.flush();
     }
 

@@ -25,6 +25,9 @@ pub(crate) struct Pipeline {
     writers: Arc<Mutex<Vec<SharedWriter>>>,
     /// Reader tasks still running.
     readers: Arc<AtomicUsize>,
+    /// Pipe readers still running, and the word that tells them to hand their pipes over.
+    pipe_readers: Arc<AtomicUsize>,
+    handover: tokio::sync::watch::Sender<bool>,
 }
 
 impl Pipeline {
@@ -43,7 +46,15 @@ impl Pipeline {
             rt.block_on(maintain(maintained));
         })?;
         let handle = rx.recv().map_err(|_| io::Error::other("the log thread did not start"))??;
-        Ok(Pipeline { handle, compressor, writers, readers: Arc::default() })
+        let (handover, _) = tokio::sync::watch::channel(false);
+        Ok(Pipeline {
+            handle,
+            compressor,
+            writers,
+            readers: Arc::default(),
+            pipe_readers: Arc::default(),
+            handover,
+        })
     }
 
     /// Opens a service's log, first finishing compressions a crash interrupted.
@@ -81,12 +92,26 @@ impl Pipeline {
     pub(crate) fn capture(&self, out: OwnedFd, err: OwnedFd, writer: SharedWriter, watch: Option<Watch>) {
         for (fd, stream) in [(out, writer::Stream::Out), (err, writer::Stream::Err)] {
             let (writer, watch) = (writer.clone(), watch.clone());
+            let (pipe_readers, handover) = (Arc::clone(&self.pipe_readers), self.handover.subscribe());
+            pipe_readers.fetch_add(1, Ordering::AcqRel);
             self.spawn_reader(async move {
                 match capture::Reader::new(fd, stream, writer, watch) {
-                    Ok(reader) => reader.run().await,
+                    Ok(reader) => reader.run(handover).await,
                     Err(e) => tracing::warn!("cannot read a service's output: {e}"),
                 }
+                pipe_readers.fetch_sub(1, Ordering::AcqRel);
             });
+        }
+    }
+
+    /// Tells every pipe reader to stop reading (the pipes go to the next process of an
+    /// upgrade), writing the unfinished line it holds as a record the next one continues, and
+    /// waits up to `limit` for all of them.
+    pub(crate) fn hand_over(&self, limit: Duration) {
+        self.handover.send_replace(true);
+        let deadline = Instant::now() + limit;
+        while self.pipe_readers.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 

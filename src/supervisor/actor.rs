@@ -181,6 +181,8 @@ impl Supervisor {
         let mut sighup = signal(SignalKind::hangup())?;
         let mut sigusr2 = signal(SignalKind::user_defined2())?;
         let Some(mut rx) = self.rx.take() else { return Ok(self.summary()) };
+        // children that ended before the handler was there (an upgrade's exec gap) say so now
+        self.on_sigchld();
         self.start_ready();
         while !self.finished() {
             self.post_board();
@@ -197,7 +199,12 @@ impl Supervisor {
             }
         }
         drop(rx); // no more questions: whoever waits on `Handle::stopped` may go
-        self.remove_cgroups();
+        if self.upgrading {
+            // native runs kept for the next image keep their cgroups and their pipes
+            self.hand_over();
+        } else {
+            self.remove_cgroups();
+        }
         // the services are gone: let their last lines reach the files (a container's log
         // stream only ends with it, and the next process takes it up where the file ends)
         self.logs.drain(if self.upgrading { Duration::from_millis(100) } else { Duration::from_secs(1) });
@@ -510,7 +517,8 @@ impl Nodes for Supervisor {
     }
 
     fn kept(&self, i: usize) -> bool {
-        self.upgrading && self.services[i].container().is_some()
+        self.upgrading
+            && (self.services[i].container().is_some() || super::handover::handed_over(&self.services[i]))
     }
 }
 

@@ -51,6 +51,21 @@ impl Supervisor {
         }
     }
 
+    /// The cgroup of a native service whose run an upgrade handed over: the one there, with
+    /// its processes (made anew only when it is missing).
+    pub(super) fn caps_kept(&self, name: &str, limits: &crate::runtime::cgroup::Limits) -> Caps {
+        if limits.memory_max.is_none() && limits.pids_max.is_none() {
+            return Caps::None;
+        }
+        match &self.cgroups {
+            Ok(root) => match root.existing(&self.settings.project, name) {
+                Ok(Some(cg)) => Caps::Applied(cg),
+                _ => self.caps_for(name, limits),
+            },
+            Err(e) => Caps::Failed(format!("cgroups unavailable: {e}")),
+        }
+    }
+
     /// The files a child writes to join its cgroup; an error when its caps could not be made.
     pub(super) fn cgroup_join(&self, i: usize) -> Result<Vec<CString>, String> {
         match &self.services[i].backend {

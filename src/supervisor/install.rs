@@ -13,7 +13,8 @@ use super::service::{Backend, Caps, Service};
 
 impl Supervisor {
     /// Adds the service `def` defines (at boot, or added by a reload); returns its index.
-    pub(super) fn add_service(&mut self, def: Definition) -> Result<usize, BootError> {
+    /// `taking_up`: its run is handed over by an upgrade, its cgroup kept as it is.
+    pub(super) fn add_service(&mut self, def: Definition, taking_up: bool) -> Result<usize, BootError> {
         let name = def.config.name.clone();
         let counters = self.metrics.log_counters(&name);
         let log = self
@@ -26,24 +27,25 @@ impl Supervisor {
         };
         self.services.push(Service::new(def, log, backend));
         let i = self.services.len() - 1;
-        self.equip(i, false);
+        self.equip(i, false, taking_up);
         Ok(i)
     }
 
     /// Replaces the definition of service `i`, which is at rest, and equips it for the new one.
     pub(super) fn install(&mut self, i: usize, def: Definition) {
         self.services[i].def = def;
-        self.equip(i, true);
+        self.equip(i, true, false);
     }
 
-    /// Gives service `i` what its definition asks for; `replacing`: it had another before.
-    fn equip(&mut self, i: usize, replacing: bool) {
+    /// Gives service `i` what its definition asks for; `replacing`: it had another before;
+    /// `taking_up`: a run handed over keeps its cgroup.
+    fn equip(&mut self, i: usize, replacing: bool, taking_up: bool) {
         if replacing {
             let svc = &self.services[i];
             self.logs.configure(&svc.log, &svc.name, &svc.def.logs);
         }
         self.bind_notify(i);
-        self.equip_backend(i);
+        self.equip_backend(i, taking_up);
         self.mark_dirty();
     }
 
@@ -69,7 +71,7 @@ impl Supervisor {
     /// The backend the definition's launch asks for: a native service's cgroup made for its
     /// caps, a container service's container prepared for its spec; a service that changed
     /// from one to the other leaves the old one behind (its container removed).
-    fn equip_backend(&mut self, i: usize) {
+    fn equip_backend(&mut self, i: usize, taking_up: bool) {
         let name = self.services[i].name.clone();
         match &self.services[i].def.launch {
             Launch::Native(native) => {
@@ -79,7 +81,9 @@ impl Supervisor {
                     Backend::Container(mut c) => c.remove(),
                     Backend::Native(_) => {}
                 }
-                self.services[i].backend = Backend::Native(self.caps_for(&name, &limits));
+                let caps =
+                    if taking_up { self.caps_kept(&name, &limits) } else { self.caps_for(&name, &limits) };
+                self.services[i].backend = Backend::Native(caps);
             }
             Launch::Container(spec) => {
                 let spec = spec.clone();

@@ -63,6 +63,8 @@ impl Supervisor {
     fn launch_native(&mut self, i: usize, native: &Native) -> Result<(), StartError> {
         let join = self.cgroup_join(i).map_err(StartError::Caps)?;
         let pipes = capture::pipes().map_err(StartError::Pipes)?;
+        let out = pipes.out_read.try_clone().map_err(StartError::Pipes)?;
+        let err = pipes.err_read.try_clone().map_err(StartError::Pipes)?;
         let generation = self.services[i].next_generation();
         let armed = self.new_log_arming(i);
         let watch = self.log_watch(i, generation, &armed);
@@ -87,7 +89,7 @@ impl Supervisor {
         if let Err(e) = super::leftovers::record(&self.pid_dir(), &svc.name, pid) {
             tracing::warn!(service = %svc.name, "cannot write its pid file: {e}");
         }
-        let mut run = Run::new(generation, RunKind::Native { pid, oom_base });
+        let mut run = Run::new(generation, RunKind::Native { pid, oom_base, output: [out, err] });
         run.log_armed = armed;
         self.begin_run(i, run);
         Ok(())

@@ -44,10 +44,12 @@ struct Recorded {
     started: u64,
 }
 
-/// SIGKILLs every process of every run recorded in `dir` and removes the records; returns how
-/// many processes of which service were found.
-pub(crate) fn kill_leftovers(dir: &Path) -> Vec<(String, usize)> {
-    let runs = recorded(dir);
+/// SIGKILLs every process of every run recorded in `dir`, but the sessions in `spare` (runs an
+/// upgrade handed over), and removes the records; returns how many processes of which service
+/// were found.
+pub(crate) fn kill_leftovers(dir: &Path, spare: &[i32]) -> Vec<(String, usize)> {
+    let mut runs = recorded(dir);
+    runs.retain(|session, _| !spare.contains(session));
     if runs.is_empty() {
         return Vec::new();
     }
@@ -138,7 +140,7 @@ mod tests {
             std::thread::yield_now();
         }
         assert_eq!(members(), 2, "the shell and its background sleep");
-        let killed = kill_leftovers(dir.path());
+        let killed = kill_leftovers(dir.path(), &[]);
         assert_eq!(killed, vec![("svc".to_owned(), 2)]);
         assert!(child.wait().unwrap().code().is_none(), "killed by a signal");
         assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "every record removed");

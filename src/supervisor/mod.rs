@@ -11,6 +11,7 @@ mod definition;
 pub(crate) mod events;
 pub mod fsm;
 pub mod handle;
+mod handover;
 mod install;
 mod launch;
 mod leftovers;
@@ -86,12 +87,26 @@ impl Supervisor {
         let mut sup = Supervisor::from_parts(cfg.supervisor.clone(), cgroups, logs);
         let pids = sup.pid_dir();
         create_dir(&pids).map_err(|source| BootError::Dir { path: pids.clone(), source })?;
-        for (service, processes) in leftovers::kill_leftovers(&pids) {
+        // runs the previous image of this process handed over (an upgrade) are ours already
+        let mut handed = handover::take(&cfg.supervisor.state_dir);
+        let spare: Vec<i32> = handed.values().map(handover::Handed::pid).collect();
+        for (service, processes) in leftovers::kill_leftovers(&pids, &spare) {
             tracing::warn!(service, processes, "killed a process left running by an earlier supervisor");
         }
         sup.remove_foreign_cgroups(graph.names());
         for def in defs {
-            sup.add_service(def)?;
+            let taking_up = handed.contains_key(&def.config.name);
+            let i = sup.add_service(def, taking_up)?;
+            if let Some(h) = handed.remove(&sup.services[i].name) {
+                sup.take_up(i, h);
+            }
+        }
+        for h in handed.into_values() {
+            tracing::info!(pid = h.pid(), "a service handed over is no longer in the config: stopping it");
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(-h.pid()),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
         sup.rewire(&cfg);
         sup.post_board();

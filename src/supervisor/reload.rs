@@ -144,7 +144,7 @@ impl Supervisor {
         for def in plan.added {
             done.added.push(def.config.name.clone());
             // the directory and log could be made at boot: a failure here is the disk's
-            if let Err(e) = self.add_service(def) {
+            if let Err(e) = self.add_service(def, false) {
                 tracing::error!("reload: {e}");
             }
         }

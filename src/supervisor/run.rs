@@ -30,6 +30,9 @@ pub(crate) enum RunKind {
         pid: Pid,
         /// The cgroup's OOM-kill counter when the run started.
         oom_base: u64,
+        /// The read ends of its stdout and stderr pipes (what the log thread reads, duplicated):
+        /// an upgrade hands them to the next process image with the run.
+        output: [std::os::fd::OwnedFd; 2],
     },
     Container(ContainerRun),
 }

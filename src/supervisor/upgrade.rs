@@ -1,8 +1,9 @@
 //! Upgrade (`titan-supervisor upgrade`, SIGUSR2): before anything stops, the binary the daemon
 //! will execute is run once with `--version` (by the one spawner, reaped by the one reaper) and
 //! must exit 0 within `CHECK_LIMIT`; a binary that is gone, not executable or broken refuses
-//! the upgrade with nothing touched. Then native services stop, containers keep running, and the
-//! caller re-executes the binary, which adopts them.
+//! the upgrade with nothing touched. Then the services that are up keep running — containers,
+//! and native runs handed to the next image (`handover`) — the others stop, and the caller
+//! re-executes the binary, which takes them up.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -107,7 +108,7 @@ impl Supervisor {
             let _ = reply.send(Ok(()));
         }
         tracing::info!(
-            "{}: upgrading: stopping native services, leaving containers running for the new process",
+            "{}: upgrading: services that are up keep running for the new image, the others stop",
             check.what
         );
         crate::notify::send("RELOADING=1");
