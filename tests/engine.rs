@@ -629,3 +629,22 @@ fn a_secret_used_as_the_program_never_appears_in_any_output() {
     }
     assert!(String::from_utf8_lossy(&status.stdout).contains("program \\\"***\\\" not found"));
 }
+
+#[test]
+fn services_run_on_a_kernel_without_close_range() {
+    // regression: every native spawn failed before Linux 5.11 (no close_range fallback); the
+    // test hook makes the daemon take the fallback path on this kernel
+    let d = Daemon::start_with(
+        "[services.plain]\ncommand = [\"sleep\", \"1000\"]\n",
+        &[("TITAN_SPAWN_NO_CLOSE_RANGE", "1")],
+        &[],
+    );
+    let pid = d.healthy_pid("plain", None, 10 * SEC);
+    let fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let mut fds = fds;
+    fds.sort_unstable();
+    assert_eq!(fds, [0, 1, 2], "the service inherited nothing of the supervisor's");
+}
