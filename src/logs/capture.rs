@@ -155,25 +155,23 @@ impl Lines {
     /// At a handover, an unfinished line is written as a piece continued by the next record
     /// (`out+`): the next process reads its rest from the pipe.
     fn hand_over(&mut self) {
-        if self.partial.is_empty() {
-            return;
-        }
-        let stamp = timestamp(SystemTime::now());
-        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let line = std::mem::take(&mut self.partial);
-        emit(&mut writer, self.stream, &line, &stamp, self.watch.as_ref(), true);
-        writer.flush();
+        self.write_partial(true);
     }
 
     /// At end of stream, a last line without newline is still a line.
     fn finish(&mut self) {
+        self.write_partial(false);
+    }
+
+    /// Writes the unfinished line, if any; `continues`: its rest follows in another record.
+    fn write_partial(&mut self, continues: bool) {
         if self.partial.is_empty() {
             return;
         }
         let stamp = timestamp(SystemTime::now());
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let line = std::mem::take(&mut self.partial);
-        emit(&mut writer, self.stream, &line, &stamp, self.watch.as_ref(), false);
+        emit(&mut writer, self.stream, &line, &stamp, self.watch.as_ref(), continues);
         writer.flush();
     }
 }
