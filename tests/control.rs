@@ -631,7 +631,10 @@ fn an_upgrade_whose_binary_is_gone_or_broken_stops_nothing() {
     // regression: it answered 202, stopped every native service, failed to exec and exited
     let dir = tempfile::tempdir().unwrap();
     let binary = dir.path().join("titan-supervisor");
-    std::fs::copy(BIN, &binary).unwrap();
+    // written by another process: a write descriptor of ours, inherited by a child a test beside
+    // this one forks, would make the binary busy (ETXTBSY) until that child execs
+    let made = |script: &str| assert!(Command::new("sh").args(["-c", script]).status().unwrap().success());
+    made(&format!("cp {BIN} {}", binary.display()));
     let config = format!(
         "[supervisor]\nsocket = \"s.sock\"\nlog_dir = \"logs\"\nstate_dir = \"state\"\n\n[services.web]\n{}\nhealth = {{ log = \"^ready$\" }}\n",
         svc("web", "")
@@ -657,8 +660,7 @@ fn an_upgrade_whose_binary_is_gone_or_broken_stops_nothing() {
     let err = String::from_utf8_lossy(&gone.stderr);
     assert!(err.contains("upgrade refused, nothing stopped") && err.contains("cannot be run"), "{err}");
     // a binary in its place that does not run as titan-supervisor does
-    std::fs::write(&binary, "#!/bin/sh\nexit 1\n").unwrap();
-    std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    made(&format!("printf '#!/bin/sh\\nexit 1\\n' > {0} && chmod 755 {0}", binary.display()));
     let broken = cli(&d, &["upgrade"]);
     assert_eq!(broken.status.code(), Some(2), "{broken:?}");
     assert!(
