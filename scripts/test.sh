@@ -86,7 +86,7 @@ scripts/docker-env.sh images "$docker_dir" "$target_dir/x86_64-unknown-linux-gnu
 echo "== cargo test"
 log=$(mktemp)
 set +e
-cargo test --locked 2>&1 | tee "$log"
+cargo test --locked --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # one closing line for the whole suite
