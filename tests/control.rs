@@ -720,3 +720,41 @@ fn an_upgrade_keeps_native_services_running_and_their_output_whole() {
     });
     assert!(restarted.is_some_and(|s| s["restarts"] == 1), "{}", d.log_tail());
 }
+
+#[test]
+fn an_upgrade_during_a_startup_gate_lets_the_gate_finish_in_the_new_image() {
+    // a service in its startup gate was stopped and started again by an upgrade; now the new
+    // image goes on waiting for its READY=1 (at the address it was given) or its log line
+    let slow = |name: &str, check: &str| {
+        format!(
+            "[services.{name}]\n{}\nhealth = {{ {check} }}\nstartup_timeout = \"30s\"\n",
+            svc(name, "\"--notify\", \"--ready-after\", \"2s\"")
+        )
+    };
+    let d = Daemon::start(&format!(
+        "{}\n{}",
+        slow("notified", "notify = true"),
+        slow("logged", "log = \"^ready$\"")
+    ));
+    d.wait_state("notified", "starting", 10 * SEC);
+    d.wait_state("logged", "starting", 10 * SEC);
+    let pid_of = |name: &str| wait_for(5 * SEC, || d.service_pid(name)).expect("its pid file");
+    let (notified, logged) = (pid_of("notified"), pid_of("logged"));
+    let upgrade = cli(&d, &["upgrade"]);
+    assert_eq!(upgrade.status.code(), Some(0), "{upgrade:?}");
+    let log = std::fs::read_to_string(d.path("supervisor.log")).unwrap();
+    let taken = log.lines().filter(|l| l.contains("taken up across the upgrade")).count();
+    let before_ready =
+        log.find("taken up across the upgrade") < log.find("\"to\":\"healthy\"").or(Some(usize::MAX));
+    assert!(taken == 2 && before_ready, "both taken up while in their gates:\n{}", d.log_tail());
+    for (name, pid) in [("notified", notified), ("logged", logged)] {
+        d.wait_state(name, "healthy", 30 * SEC);
+        assert_eq!(d.states(name), ["starting", "healthy"].map(String::from), "{name}: never stopped");
+        let s = d.status_of(name);
+        assert_eq!(
+            (s["pid"].as_i64(), s["restarts"].as_u64()),
+            (Some(i64::from(pid)), Some(0)),
+            "{name}: {s}"
+        );
+    }
+}

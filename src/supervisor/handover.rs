@@ -1,7 +1,8 @@
 //! Native services across an upgrade's re-exec, as systemd's daemon-reexec keeps its units: the
 //! process keeps its pid, so its services stay its children. The old image hands over every
-//! native run that is up — its pid, its output pipes (kept open across the exec), its restarts
-//! and uptime, a digest of its definition — in `<state_dir>/handover.json`; the new image takes
+//! native run that runs — its pid, its output pipes (kept open across the exec), its restarts,
+//! uptime and what is left of its startup gate, its notify socket's address, a digest of its
+//! definition — in `<state_dir>/handover.json`; the new image takes
 //! them up with no restart (their cgroups and pid files as they are), and ends the ones whose
 //! definition it no longer has. What the old log thread had not read stays in the pipes; a line
 //! it had half read is written as a piece the new one continues.
@@ -48,6 +49,12 @@ pub(crate) struct Handed {
     restarts: u32,
     /// How long it had run when handed over.
     up_ms: u64,
+    /// Still in its startup gate: how long the gate had left.
+    #[serde(default)]
+    gate_left_ms: Option<u64>,
+    /// The address of its notify socket (`NOTIFY_SOCKET`), which it may still send READY=1 to.
+    #[serde(default)]
+    notify: Option<String>,
     digest: String,
 }
 
@@ -57,10 +64,13 @@ impl Handed {
     }
 }
 
-/// Whether a service's run is one an upgrade hands over: native and up.
+/// Whether a service's run is one an upgrade hands over: a native process that runs, up or in
+/// its startup gate (not one being stopped).
 pub(crate) fn handed_over(svc: &Service) -> bool {
     let native = svc.run.as_ref().is_some_and(|r| matches!(r.kind, RunKind::Native { .. }));
-    native && matches!(svc.life.state, State::Healthy { .. } | State::Unhealthy { .. })
+    let running =
+        matches!(svc.life.state, State::Starting { .. } | State::Healthy { .. } | State::Unhealthy { .. });
+    native && running
 }
 
 /// What a definition's launch is, as a digest: a run handed over is taken up only by the same.
@@ -111,6 +121,13 @@ impl Supervisor {
                 oom_base,
                 restarts: svc.life.restarts,
                 up_ms,
+                gate_left_ms: match svc.life.state {
+                    State::Starting { gate_until, .. } => {
+                        Some(gate_until.saturating_duration_since(Instant::now()).as_millis() as u64)
+                    }
+                    _ => None,
+                },
+                notify: svc.notify.as_ref().map(|b| b.addr.clone()),
                 digest: digest(native),
             });
         }
@@ -140,28 +157,50 @@ impl Supervisor {
         }
         let [Some(out), Some(err)] = fds else { return };
         let (Ok(out_dup), Ok(err_dup)) = (out.try_clone(), err.try_clone()) else { return };
-        let pid = Pid::from_raw(handed.pid);
+        let (pid, now) = (Pid::from_raw(handed.pid), Instant::now());
+        let gate = handed.gate_left_ms.map(|ms| super::fsm::after(now, Duration::from_millis(ms)));
         let generation = self.services[i].next_generation();
         let mut run =
             Run::new(generation, RunKind::Native { pid, oom_base: handed.oom_base, output: [out, err] });
+        // a run still in its gate goes on waiting for its check: probes, its log line, READY=1
+        // at the address it was given
         run.log_armed = self.new_log_arming(i);
-        run.log_armed.store(false, std::sync::atomic::Ordering::Release);
+        run.log_armed.store(gate.is_some(), std::sync::atomic::Ordering::Release);
         let health = &self.services[i].def.config.health;
+        let every = if gate.is_some() { health.start_interval.0 } else { health.interval.0 };
         if health.check.is_polled() {
-            run.probe.next = Some(super::fsm::after(Instant::now(), health.interval.0));
+            run.probe.next = Some(super::fsm::after(now, every));
         }
-        self.logs.capture(out_dup, err_dup, self.services[i].log.clone(), None);
+        let watch = self.log_watch(i, generation, &run.log_armed);
+        self.logs.capture(out_dup, err_dup, self.services[i].log.clone(), watch);
+        self.bind_notify_at(i, handed.notify.as_deref());
         self.owners.insert(pid, Owner::Service { slot: i, run: generation });
         if let Err(e) = super::leftovers::record(&self.pid_dir(), &self.services[i].name, pid) {
             tracing::warn!(service = %self.services[i].name, "cannot write its pid file: {e}");
         }
         let svc = &mut self.services[i];
-        let since =
-            Instant::now().checked_sub(Duration::from_millis(handed.up_ms)).unwrap_or_else(Instant::now);
-        svc.life.state = State::Healthy { since };
+        let since = now.checked_sub(Duration::from_millis(handed.up_ms)).unwrap_or(now);
+        svc.life.state = match gate {
+            Some(gate_until) => State::Starting { since, gate_until },
+            None => State::Healthy { since },
+        };
         svc.life.restarts = handed.restarts;
         svc.run = Some(run);
         tracing::info!(service = %svc.name, pid = handed.pid, "taken up across the upgrade, still running");
+    }
+}
+
+impl Supervisor {
+    /// A run taken up keeps its notify socket's address: bound again there (the old image's
+    /// socket closed at the exec), in place of the one its service was just given.
+    fn bind_notify_at(&mut self, i: usize, addr: Option<&str>) {
+        let svc = &self.services[i];
+        let (Some(addr), true) = (addr, svc.def.notify) else { return };
+        let name = addr.trim_start_matches('@').to_owned();
+        match super::notify::bind_at(name, i, svc.def.uid(), self.tx.clone()) {
+            Ok(binding) => self.services[i].notify = Some(binding),
+            Err(e) => tracing::warn!(service = %self.services[i].name, "cannot bind {addr} again: {e}"),
+        }
     }
 }
 

@@ -37,6 +37,17 @@ pub(crate) fn bind(
     tx: mpsc::UnboundedSender<Msg>,
 ) -> std::io::Result<Binding> {
     let name = format!("titan-supervisor/{project}/{service}/{}", nonce()?);
+    bind_at(name, slot, uid, tx)
+}
+
+/// Binds the notify socket at `name` (`NOTIFY_SOCKET` without its `@`): a run taken up
+/// across an upgrade keeps the address it was started with.
+pub(crate) fn bind_at(
+    name: String,
+    slot: usize,
+    uid: u32,
+    tx: mpsc::UnboundedSender<Msg>,
+) -> std::io::Result<Binding> {
     let socket = NotifySocket::bind_abstract(&name)?;
     let task = tokio::spawn(async move {
         while let Ok((n, sender)) = socket.recv_from().await {
