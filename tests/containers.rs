@@ -6,29 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::daemon::{Daemon, port, wait_for};
-use common::docker::{self, Project, docker_ok};
+use common::docker::{self, Project, csvc, docker_ok, header, inspect};
 
 const SEC: Duration = Duration::from_secs(1);
-
-/// `[supervisor]` lines for a project on the private daemon.
-fn header(p: &Project) -> String {
-    format!("project = \"{}\"\ndocker_host = \"{}\"\n", p.0, docker::host())
-}
-
-/// A container service of the test image listening on 8080, published on `port`, gated by
-/// its /health; `args` are more test-service options.
-fn csvc(name: &str, port: u16, args: &str) -> String {
-    let extra = if args.is_empty() { String::new() } else { format!(", {args}") };
-    format!(
-        "[services.{name}]\nimage = \"{}\"\nargs = [\"--name\", \"{name}\", \"--listen\", \"0.0.0.0:8080\"{extra}]\n\
-         ports = [\"127.0.0.1:{port}:8080\"]\nhealth = {{ http = \"http://127.0.0.1:{port}/health\", start_interval = \"20ms\" }}\n",
-        docker::image()
-    )
-}
-
-fn inspect(container: &str, format: &str) -> String {
-    docker_ok(&["inspect", "-f", format, container])
-}
 
 #[test]
 fn tiers_of_containers_start_in_order_through_their_gates_and_stop_in_reverse() {
@@ -76,8 +56,6 @@ fn tiers_of_containers_start_in_order_through_their_gates_and_stop_in_reverse() 
     assert!(stopped("api") < stopped("db"), "reverse order: {changes:#?}");
     // a graceful stop: the test service exits 0 on SIGTERM
     assert_eq!(inspect(&api, "{{.State.ExitCode}}"), "0");
-    docker::rm_f_project(&p.0);
-    docker_ok(&["volume", "rm", &volume]);
 }
 
 #[test]
@@ -381,7 +359,7 @@ fn a_container_of_the_same_name_that_is_not_ours_is_left_alone() {
     let d =
         Daemon::start_with_header(&format!("{}restart = \"never\"\n", csvc("api", port(), "")), &header(&p));
     let failed = d.wait_state("api", "failed", 60 * SEC);
-    assert!(failed.reason.contains("exists and is not this project's"), "{failed:?}");
+    assert!(failed.reason.contains("exists and was not created by this project's supervisor"), "{failed:?}");
     assert_eq!(inspect(&name, "{{.Id}}"), foreign, "untouched");
     drop(d);
     docker_ok(&["rm", "-f", &name]);

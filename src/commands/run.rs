@@ -138,6 +138,11 @@ pub(crate) fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Res
         eprintln!("titan-supervisor: cannot start the runtime: {e}");
         Exit::Failed
     })?;
+    if let Err(e) = runtime.block_on(crate::supervisor::containers::claim_first(&cfg)) {
+        tracing::error!("{e}");
+        eprintln!("titan-supervisor: {e}");
+        return Err(Exit::Refused);
+    }
     let cgroups = Cgroups::detect().map_err(|e| e.to_string());
     let inside = runtime.enter();
     let supervisor = Supervisor::with(cfg, cgroups, logs).map_err(|e| {

@@ -73,6 +73,8 @@ pub struct Supervisor {
     pub(super) engine: Option<crate::runtime::docker::Engine>,
     /// A connection to dockerd is being made (retrying while it is away).
     pub(super) docker_connecting: bool,
+    /// Why the project's containers are not ours to touch (another supervisor claims it).
+    pub(super) docker_refused: Option<String>,
     pub(super) dockerd: Dockerd,
     /// Stopping for an upgrade: containers keep running for the next process to adopt.
     pub(super) upgrading: bool,
@@ -111,6 +113,7 @@ impl Supervisor {
             dirty: true,
             engine: None,
             docker_connecting: false,
+            docker_refused: None,
             dockerd: Dockerd::default(),
             upgrading: false,
             binary: None,
@@ -204,6 +207,7 @@ impl Supervisor {
             self.hand_over();
         } else {
             self.remove_cgroups();
+            self.release_claim().await;
         }
         // the services are gone: let their last lines reach the files (a container's log
         // stream only ends with it, and the next process takes it up where the file ends)
@@ -513,7 +517,7 @@ impl Nodes for Supervisor {
     }
 
     fn blocker(&self, i: usize) -> Option<String> {
-        self.services[i].container()?.blocker(self.engine.is_some())
+        self.services[i].container()?.blocker(self.engine.is_some(), self.docker_refused.as_deref())
     }
 
     fn kept(&self, i: usize) -> bool {

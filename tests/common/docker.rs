@@ -87,7 +87,27 @@ fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8
     })
 }
 
-/// Removes every container, then every network, labelled `titan.project=<project>`.
+/// `[supervisor]` lines for a project on the private daemon.
+pub fn header(p: &Project) -> String {
+    format!("project = \"{}\"\ndocker_host = \"{}\"\n", p.0, host())
+}
+
+/// A container service of the test image listening on 8080, published on `port`, gated by
+/// its /health; `args` are more test-service options.
+pub fn csvc(name: &str, port: u16, args: &str) -> String {
+    let extra = if args.is_empty() { String::new() } else { format!(", {args}") };
+    format!(
+        "[services.{name}]\nimage = \"{}\"\nargs = [\"--name\", \"{name}\", \"--listen\", \"0.0.0.0:8080\"{extra}]\n\
+         ports = [\"127.0.0.1:{port}:8080\"]\nhealth = {{ http = \"http://127.0.0.1:{port}/health\", start_interval = \"20ms\" }}\n",
+        image()
+    )
+}
+
+pub fn inspect(container: &str, format: &str) -> String {
+    docker_ok(&["inspect", "-f", format, container])
+}
+
+/// Removes every container, then every network and volume, labelled `titan.project=<project>`.
 pub fn rm_f_project(project: &str) {
     let filter = format!("label={PROJECT_LABEL}={project}");
     let containers = docker_ok(&["ps", "-aq", "--filter", &filter]);
@@ -95,10 +115,12 @@ pub fn rm_f_project(project: &str) {
     if !ids.is_empty() {
         docker(&[&["rm", "-f"][..], &ids].concat());
     }
-    let networks = docker_ok(&["network", "ls", "-q", "--filter", &filter]);
-    let ids: Vec<&str> = networks.split_whitespace().collect();
-    if !ids.is_empty() {
-        docker(&[&["network", "rm"][..], &ids].concat());
+    for kind in ["network", "volume"] {
+        let found = docker_ok(&[kind, "ls", "-q", "--filter", &filter]);
+        let ids: Vec<&str> = found.split_whitespace().collect();
+        if !ids.is_empty() {
+            docker(&[&[kind, "rm"][..], &ids].concat());
+        }
     }
 }
 

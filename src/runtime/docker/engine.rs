@@ -7,10 +7,10 @@ use std::collections::HashMap;
 
 use bollard::Docker;
 use bollard::errors::Error as ApiError;
-use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
+use bollard::models::{NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
-    RemoveContainerOptions, StopContainerOptions,
+    RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
 };
 use futures_util::StreamExt;
 
@@ -143,11 +143,11 @@ impl Engine {
         Ok(())
     }
 
-    /// Creates the network, labelled with the project, unless it exists.
-    pub(crate) async fn ensure_network(&self, name: &str) -> Result<(), DockerError> {
+    /// Creates the network, labelled with the project, unless it exists; its id.
+    pub(crate) async fn ensure_network(&self, name: &str) -> Result<String, DockerError> {
         let _one_at_a_time = self.creating.lock().await;
         match self.docker.inspect_network(name, None).await {
-            Ok(_) => return Ok(()),
+            Ok(found) => return Ok(found.id.unwrap_or_default()),
             Err(e) if not_found(&e) => {}
             Err(e) => return Err(DockerError::api("inspect network", name)(e)),
         }
@@ -159,10 +159,14 @@ impl Engine {
             labels: Some(labels),
             ..Default::default()
         };
+        tracing::info!(network = name, "creating the network");
         match self.docker.create_network(request).await {
-            Ok(_) => Ok(()),
-            // created meanwhile by another service's preparation
-            Err(e) if status_of(&e) == Some(409) => Ok(()),
+            Ok(created) => Ok(created.id),
+            // created meanwhile from outside
+            Err(e) if status_of(&e) == Some(409) => match self.docker.inspect_network(name, None).await {
+                Ok(found) => Ok(found.id.unwrap_or_default()),
+                Err(e) => Err(DockerError::api("inspect network", name)(e)),
+            },
             Err(e) => Err(DockerError::api("create network", name)(e)),
         }
     }
@@ -188,30 +192,26 @@ impl Engine {
         // the semaphore is never closed: a permit always comes
         let _turn = self.preparing.acquire().await.ok();
         self.ensure_image(&spec.image).await?;
-        self.ensure_network(&spec.network).await?;
+        let network = self.ensure_network(&spec.network).await?;
         for volume in &spec.volumes {
             self.ensure_volume(volume).await?;
         }
         match self.docker.inspect_container(&spec.name, None).await {
             Ok(found) => {
                 let labels = found.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
-                if labels.get(spec::LABEL_PROJECT) != Some(&self.project) {
+                if self.service_of(&spec.name, &labels) != Some(spec.service.as_str()) {
                     return Err(DockerError::NotOurs {
                         name: spec.name.clone(),
                         label: spec::LABEL_PROJECT,
                         project: self.project.clone(),
                     });
                 }
-                if labels.get(spec::LABEL_HASH) == Some(&spec.hash) {
-                    let running = found.state.as_ref().and_then(|s| s.running) == Some(true);
-                    return Ok(if running {
-                        Prepared::Adopted(Running::of(found))
-                    } else {
-                        Prepared::Created
-                    });
+                if labels.get(spec::LABEL_HASH) != Some(&spec.hash) {
+                    tracing::info!(container = %spec.name, "its definition changed: recreating");
+                    self.remove(spec).await?;
+                } else if let Some(prepared) = self.take_as_found(spec, &network, found).await? {
+                    return Ok(prepared);
                 }
-                tracing::info!(container = %spec.name, "its definition changed: recreating");
-                self.remove(&spec.name, spec.body.stop_timeout.unwrap_or(10)).await?;
             }
             Err(e) if not_found(&e) => {}
             Err(e) => return Err(DockerError::api("inspect container", &spec.name)(e)),
@@ -222,6 +222,69 @@ impl Engine {
             .await
             .map_err(DockerError::api("create container", &spec.name))?;
         Ok(Prepared::Created)
+    }
+
+    /// A container of this spec found in place: adopted when it runs (unpaused first: paused
+    /// from outside, it would hold up every dependent; joined to its network again when it
+    /// was taken off it), started by the next start when it does not. `None`: its network was
+    /// removed and made anew, so it is recreated (a container keeps the id of a network).
+    async fn take_as_found(
+        &self,
+        spec: &ContainerSpec,
+        network: &str,
+        found: bollard::models::ContainerInspectResponse,
+    ) -> Result<Option<Prepared>, DockerError> {
+        let state = found.state.clone().unwrap_or_default();
+        let joined = found
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.networks.as_ref())
+            .and_then(|nets| nets.get(&spec.network))
+            .and_then(|e| e.network_id.as_deref())
+            == Some(network);
+        if state.running != Some(true) {
+            if joined {
+                return Ok(Some(Prepared::Created));
+            }
+            tracing::warn!(container = %spec.name, network = %spec.network, "its network was removed: recreating it");
+            self.delete(&spec.name).await?;
+            return Ok(None);
+        }
+        if state.paused == Some(true) {
+            tracing::warn!(container = %spec.name, "found paused: unpausing it");
+            self.docker
+                .unpause_container(&spec.name)
+                .await
+                .map_err(DockerError::api("unpause container", &spec.name))?;
+        }
+        if !joined {
+            tracing::warn!(container = %spec.name, network = %spec.network, "found off its network: connecting it again");
+            self.connect(spec).await?;
+            let again = self
+                .docker
+                .inspect_container(&spec.name, None)
+                .await
+                .map_err(DockerError::api("inspect container", &spec.name))?;
+            return Ok(Some(Prepared::Adopted(Running::of(again))));
+        }
+        Ok(Some(Prepared::Adopted(Running::of(found))))
+    }
+
+    /// Joins the running container to its network under its service's alias.
+    async fn connect(&self, spec: &ContainerSpec) -> Result<(), DockerError> {
+        let endpoint = spec
+            .body
+            .networking_config
+            .as_ref()
+            .and_then(|n| n.endpoints_config.as_ref())
+            .and_then(|e| e.get(&spec.network))
+            .cloned()
+            .unwrap_or_default();
+        let request = NetworkConnectRequest { container: spec.name.clone(), endpoint_config: Some(endpoint) };
+        self.docker
+            .connect_network(&spec.network, request)
+            .await
+            .map_err(DockerError::api("connect to network", &spec.network))
     }
 
     /// Starts the prepared container and reads back its main pid and start time.
@@ -255,20 +318,61 @@ impl Engine {
         Ok(Running::of(found).ended)
     }
 
-    /// Stops (within `grace` seconds) and removes a container.
-    pub(crate) async fn remove(&self, name: &str, grace: i64) -> Result<(), DockerError> {
-        let stop = StopContainerOptions { t: Some(i32::try_from(grace).unwrap_or(i32::MAX)), signal: None };
-        match self.docker.stop_container(name, Some(stop)).await {
-            Ok(()) => {}
-            Err(e) if matches!(status_of(&e), Some(304 | 404)) => {}
-            Err(e) => return Err(DockerError::api("stop container", name)(e)),
+    /// Stops a service's container as the supervisor stops a service: its stop signal, the
+    /// configured grace to the millisecond (Docker's own StopTimeout is whole seconds), then
+    /// SIGKILL.
+    pub(crate) async fn stop(&self, spec: &ContainerSpec) -> Result<(), DockerError> {
+        let signal = spec.body.stop_signal.as_deref().unwrap_or("SIGTERM");
+        self.signal(&spec.name, signal).await?;
+        if !self.ended_within(&spec.name, spec.grace).await {
+            self.signal(&spec.name, "SIGKILL").await?;
+            self.ended_within(&spec.name, std::time::Duration::from_secs(10)).await;
         }
+        Ok(())
+    }
+
+    /// Whether the container is not running (or not there) within `limit`.
+    async fn ended_within(&self, name: &str, limit: std::time::Duration) -> bool {
+        let options = WaitContainerOptions { condition: "not-running".into() };
+        let mut wait = self.docker.wait_container(name, Some(options));
+        tokio::time::timeout(limit, wait.next()).await.is_ok()
+    }
+
+    /// Stops and removes a service's container.
+    pub(crate) async fn remove(&self, spec: &ContainerSpec) -> Result<(), DockerError> {
+        self.stop(spec).await?;
+        self.delete(&spec.name).await
+    }
+
+    /// Removes a container, stopped or not.
+    async fn delete(&self, name: &str) -> Result<(), DockerError> {
         let options = RemoveContainerOptions { force: true, ..Default::default() };
         match self.docker.remove_container(name, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if not_found(&e) => Ok(()),
             Err(e) => Err(DockerError::api("remove container", name)(e)),
         }
+    }
+
+    /// Stops a container of no service (by its own stop signal and timeout) and removes it.
+    async fn remove_orphan(&self, name: &str) -> Result<(), DockerError> {
+        match self.docker.stop_container(name, None::<StopContainerOptions>).await {
+            Ok(()) => {}
+            Err(e) if matches!(status_of(&e), Some(304 | 404)) => {}
+            Err(e) => return Err(DockerError::api("stop container", name)(e)),
+        }
+        self.delete(name).await
+    }
+
+    /// The service a container of this project was created for, by its labels and its name
+    /// (`<project>-<service>`); `None` for one only labelled like ours.
+    fn service_of<'a>(&self, name: &str, labels: &'a HashMap<String, String>) -> Option<&'a str> {
+        let service = labels.get(spec::LABEL_SERVICE)?;
+        let ours = labels.get(spec::LABEL_PROJECT) == Some(&self.project)
+            && labels.contains_key(spec::LABEL_HASH)
+            && name.strip_prefix(self.project.as_str()).and_then(|r| r.strip_prefix('-'))
+                == Some(service.as_str());
+        ours.then_some(service.as_str())
     }
 
     /// Stops and removes the project's containers whose service is not in `keep`.
@@ -286,15 +390,23 @@ impl Engine {
             .map_err(DockerError::api("list containers of project", &self.project))?;
         let mut removed = Vec::new();
         for c in found {
-            let service =
-                c.labels.as_ref().and_then(|l| l.get(spec::LABEL_SERVICE)).cloned().unwrap_or_default();
-            if keep.contains(&service) {
-                continue;
-            }
+            let labels = c.labels.unwrap_or_default();
             let name = c.names.and_then(|n| n.into_iter().next()).unwrap_or_default();
             let name = name.trim_start_matches('/').to_owned();
+            let Some(service) = self.service_of(&name, &labels) else {
+                tracing::error!(
+                    container = %name,
+                    "carries {}={} but was not created by a supervisor of this project: leaving it alone",
+                    spec::LABEL_PROJECT,
+                    self.project
+                );
+                continue;
+            };
+            if keep.iter().any(|k| k == service) {
+                continue;
+            }
             tracing::info!(container = %name, service = %service, "not in the config: stopping and removing it");
-            self.remove(&name, 10).await?;
+            self.remove_orphan(&name).await?;
             removed.push(name);
         }
         Ok(removed)

@@ -24,10 +24,15 @@ pub(crate) enum DockerError {
     #[error("image {image}: pulled, but its digests are {found:?}, not {digest}")]
     Digest { image: String, found: Vec<String>, digest: String },
     #[error(
-        "a container named {name} exists and is not this project's (no {label}={project} label): \
-         remove or rename it"
+        "a container named {name} exists and was not created by this project's supervisor (no \
+         {label}={project} with a service and spec-hash label): remove or rename it"
     )]
     NotOurs { name: String, label: &'static str, project: String },
+    #[error(
+        "project {project} is claimed on this dockerd by another supervisor: {owner}; stop that \
+         one first, or give this one another `project` (if it is gone for good: docker volume rm {volume})"
+    )]
+    Claimed { project: String, volume: String, owner: String },
 }
 
 impl DockerError {
@@ -48,6 +53,18 @@ impl DockerError {
     /// The object does not exist (any more): removed behind our back, or never created.
     pub(crate) fn is_not_found(&self) -> bool {
         self.status() == Some(404)
+    }
+
+    /// The container is being removed (a `docker rm -f` from outside still under way): once
+    /// it is gone, it can be created again.
+    pub(crate) fn is_being_removed(&self) -> bool {
+        match self {
+            DockerError::Api {
+                source: ApiError::DockerResponseServerError { status_code: 409, message },
+                ..
+            } => message.contains("removal"),
+            _ => false,
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! starting and signalling containers, the events stream, log streams and exec probes. I/O
 //! only: what to do and when is the actor's.
 
+pub(crate) mod claim;
 pub(crate) mod engine;
 pub(crate) mod error;
 pub(crate) mod events;

@@ -30,6 +30,9 @@ pub(crate) struct ContainerSpec {
     /// Named volumes it mounts (created when missing).
     pub(crate) volumes: Vec<String>,
     pub(crate) body: ContainerCreateBody,
+    /// Its stop signal's grace before SIGKILL, as configured (the body's StopTimeout, for a
+    /// `docker stop` from outside, is rounded up to whole seconds).
+    pub(crate) grace: std::time::Duration,
     /// Hex SHA-256 over everything that defines the container.
     pub(crate) hash: String,
 }
@@ -108,6 +111,7 @@ impl ContainerSpec {
             network,
             volumes: named,
             body,
+            grace: svc.stop_timeout.0,
             hash,
         })
     }

@@ -25,7 +25,7 @@ use super::run::{Run, RunKind};
 use crate::runtime::docker::engine::Prepared;
 use crate::runtime::docker::events::Notice;
 use crate::runtime::docker::logs::{self as clogs, Cursor, SharedCursor};
-use crate::runtime::docker::{self, ContainerSpec, DockerError, Engine, Running};
+use crate::runtime::docker::{self, ContainerSpec, DockerError, Engine, Running, claim};
 use crate::runtime::exit::Exit;
 
 /// What a container service keeps across runs.
@@ -99,7 +99,10 @@ impl ContainerBackend {
     }
 
     /// Why it may not start now (not prepared yet).
-    pub(crate) fn blocker(&self, connected: bool) -> Option<String> {
+    pub(crate) fn blocker(&self, connected: bool, refused: Option<&str>) -> Option<String> {
+        if let Some(why) = refused {
+            return Some(why.to_owned());
+        }
         match &self.prep {
             Prep::Ready | Prep::Adopt(_) => None,
             Prep::Waiting if !connected => Some("waiting for dockerd".into()),
@@ -113,6 +116,8 @@ impl ContainerBackend {
 /// What reaches the actor from Docker.
 pub(crate) enum Report {
     Connected(Engine),
+    /// Another live supervisor owns the project on that dockerd.
+    Refused(String),
     Prepared {
         slot: usize,
         result: Result<Prepared, DockerError>,
@@ -131,6 +136,25 @@ pub(crate) enum Report {
     Stream(Notice),
 }
 
+/// Before anything starts: when dockerd answers at once, the project is claimed on it, or the
+/// supervisor refuses to start with the owner named (exit 2). A dockerd that does not answer
+/// yet is claimed once it does.
+pub(crate) async fn claim_first(cfg: &crate::config::Config) -> Result<(), DockerError> {
+    let containers = cfg.services.values().any(|s| matches!(s.exec, crate::config::Exec::Image { .. }));
+    let settings = &cfg.supervisor;
+    if !containers {
+        return Ok(());
+    }
+    let quick =
+        tokio::time::timeout(std::time::Duration::from_secs(2), docker::connect(&settings.docker_host));
+    let Ok(Ok(docker)) = quick.await else { return Ok(()) };
+    let me = claim::Owner::me(&settings.socket, &settings.state_dir);
+    match claim::take(&docker, &settings.project, &me).await {
+        Err(e @ DockerError::Claimed { .. }) => Err(e),
+        _ => Ok(()),
+    }
+}
+
 fn tell(tx: &mpsc::UnboundedSender<Msg>, report: Report) -> bool {
     tx.send(Msg::Docker(report)).is_ok()
 }
@@ -144,16 +168,43 @@ impl Supervisor {
         }
         let (host, project, tx) =
             (self.settings.docker_host.clone(), self.settings.project.clone(), self.tx.clone());
+        let me = self.claimant();
         tokio::spawn(async move {
-            let docker = docker::connect_with_retry(&host).await;
-            tracing::info!(host, version = %docker.client_version(), "connected to dockerd");
-            tell(&tx, Report::Connected(Engine::new(docker, &project)));
+            loop {
+                let docker = docker::connect_with_retry(&host).await;
+                tracing::info!(host, version = %docker.client_version(), "connected to dockerd");
+                let report = match claim::take(&docker, &project, &me).await {
+                    Ok(()) => Report::Connected(Engine::new(docker, &project)),
+                    Err(e @ DockerError::Claimed { .. }) => Report::Refused(e.to_string()),
+                    Err(e) => {
+                        tracing::warn!("{e}; trying again");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                tell(&tx, report);
+                return;
+            }
         });
+    }
+
+    /// Who this supervisor is, for the project's claim on dockerd.
+    pub(super) fn claimant(&self) -> claim::Owner {
+        claim::Owner::me(&self.settings.socket, &self.settings.state_dir)
+    }
+
+    /// Another live supervisor owns the project on this dockerd: no container of it is
+    /// touched, and every container service says why it waits.
+    fn on_refused(&mut self, why: String) {
+        tracing::error!("{why}");
+        self.docker_connecting = false;
+        self.docker_refused = Some(why);
     }
 
     pub(super) fn on_docker(&mut self, report: Report) {
         match report {
             Report::Connected(engine) => self.on_connected(engine),
+            Report::Refused(why) => self.on_refused(why),
             Report::Prepared { slot, result } => self.on_prepared(slot, result),
             Report::Started { slot, run, result } => self.on_started(slot, run, result),
             Report::Inspected { slot, run, found } => self.judge(slot, run, |c| c.inspected(found)),
@@ -212,6 +263,7 @@ impl Supervisor {
         let svc = &mut self.services[i];
         let name = svc.name.clone();
         let Some(c) = svc.container_mut() else { return };
+        let adopting = matches!(result, Ok(Prepared::Adopted(_)));
         c.prep = match result {
             Ok(Prepared::Created) => Prep::Ready,
             Ok(Prepared::Adopted(running)) => {
@@ -223,7 +275,29 @@ impl Supervisor {
                 Prep::Failed
             }
         };
+        if adopting {
+            self.adopt_now(i);
+        }
         self.start_ready();
+    }
+
+    /// A container found running is taken up at once, not when its dependencies are ready:
+    /// it runs already, and one left waiting would run unsupervised, unseen by status and by
+    /// the shutdown. During a stop it is stopped instead (unless kept for an upgrade).
+    fn adopt_now(&mut self, i: usize) {
+        match self.services[i].life.state {
+            State::Pending if !self.is_stopping() => self.apply(i, Event::Start),
+            _ if self.upgrading => {}
+            State::Pending | State::Stopped | State::Exited { .. } | State::Failed { .. } => {
+                let spec = self.services[i].def.container().cloned();
+                if let (Some(c), Some(spec)) = (self.services[i].container_mut(), spec) {
+                    tracing::info!(service = %spec.service, "not to run now: stopping its container");
+                    c.prep = Prep::Ready;
+                    c.send(Op::Halt);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The Spawn action for a container: a run is born and its worker starts (or adopts) the
@@ -370,6 +444,16 @@ impl Supervisor {
     fn on_dockerd_back(&mut self) {
         tracing::info!("dockerd is back: checking every container");
         self.dockerd.back(Instant::now());
+        if let Some(engine) = &self.engine {
+            // a claim pruned meanwhile (`docker volume prune`) is made again
+            let (docker, project, me) =
+                (engine.docker().clone(), self.settings.project.clone(), self.claimant());
+            tokio::spawn(async move {
+                if let Err(e) = claim::take(&docker, &project, &me).await {
+                    tracing::error!("{e}");
+                }
+            });
+        }
         for i in 0..self.services.len() {
             let ended = self.services[i].container().and_then(|c| c.ended_at);
             if ended.is_some_and(|t| self.dockerd.went_down_with(t)) {
@@ -382,6 +466,16 @@ impl Supervisor {
             {
                 c.send(Op::Check { run: run.generation, id: id.to_owned() });
             }
+        }
+    }
+
+    /// A clean stop gives the project's claim on dockerd up (an upgrade keeps it: the next
+    /// image is this same process).
+    pub(in crate::supervisor) async fn release_claim(&self) {
+        if let Some(engine) = &self.engine {
+            let me = self.claimant();
+            let release = claim::release(engine.docker(), &self.settings.project, &me);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), release).await;
         }
     }
 

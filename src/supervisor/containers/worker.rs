@@ -31,8 +31,13 @@ pub(super) enum Op {
         run: u64,
         id: String,
     },
+    /// Stop the container (within its grace), leaving it in place for a later start.
+    Halt,
     Remove,
 }
+
+/// How long a start waits for a removal from outside to finish before it fails.
+const REMOVAL_WAIT: Duration = Duration::from_secs(15);
 
 pub(super) struct Worker {
     pub(crate) engine: Engine,
@@ -89,9 +94,14 @@ impl Worker {
                 };
                 Some(Report::Inspected { slot, run, found })
             }
+            Op::Halt => {
+                if let Err(e) = self.engine.stop(&self.spec).await {
+                    tracing::warn!(service = %self.spec.service, "{e}");
+                }
+                None
+            }
             Op::Remove => {
-                let grace = self.spec.body.stop_timeout.unwrap_or(10);
-                if let Err(e) = self.engine.remove(&self.spec.name, grace).await {
+                if let Err(e) = self.engine.remove(&self.spec).await {
                     tracing::warn!(service = %self.spec.service, "{e}");
                 }
                 None
@@ -100,23 +110,36 @@ impl Worker {
     }
 
     /// A start; after a failed preparation it is tried again first (and the start fails with
-    /// its reason), and a container removed behind our back is created again.
+    /// its reason), and what was removed behind our back is made again: the container (also
+    /// one whose removal from outside is still under way) or its network.
     async fn start(&mut self) -> Result<Running, DockerError> {
         if !self.prepared {
             self.retried(|e| e.prepare(&self.spec)).await?;
             self.prepared = true;
         }
-        let spec = &self.spec;
-        self.retried(|e| async move {
-            match e.start(&spec.name).await {
-                Err(err) if err.is_not_found() => {
-                    e.prepare(spec).await?;
-                    e.start(&spec.name).await
+        let deadline = Instant::now() + REMOVAL_WAIT;
+        loop {
+            let spec = &self.spec;
+            let result = self
+                .retried(|e| async move {
+                    match e.start(&spec.name).await {
+                        Err(err) if err.is_not_found() => {
+                            tracing::warn!(service = %spec.service, "{err}: making it again");
+                            e.prepare(spec).await?;
+                            e.start(&spec.name).await
+                        }
+                        other => other,
+                    }
+                })
+                .await;
+            match result {
+                Err(e) if e.is_being_removed() && Instant::now() < deadline => {
+                    tracing::info!(service = %self.spec.service, "{e}: waiting for the removal");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                other => other,
+                other => return other,
             }
-        })
-        .await
+        }
     }
 
     /// The stop signal or SIGKILL. A SIGKILL that cannot reach dockerd reports the container
