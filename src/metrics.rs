@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::supervisor::status::{ServiceStatus, StateKind};
+use crate::supervisor::status::{DockerdState, ServiceStatus, StateKind};
 
 type Labels = Vec<(String, String)>;
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -44,6 +44,9 @@ pub(crate) struct Metrics {
     last_exit: Family<Labels, Gauge>,
     uptime: Family<Labels, FloatGauge>,
     memory: Family<Labels, Gauge>,
+    /// 1 while dockerd answers, per container service and for the daemon.
+    dockerd: Family<Labels, Gauge>,
+    dockerd_up: Family<Labels, Gauge>,
     probe_seconds: Histograms,
     probe_failures: Family<Labels, Counter>,
     log_bytes: Family<Labels, Counter>,
@@ -69,6 +72,8 @@ impl Metrics {
             last_exit: Family::default(),
             uptime: Family::default(),
             memory: Family::default(),
+            dockerd: Family::default(),
+            dockerd_up: Family::default(),
             probe_seconds: Family::new_with_constructor(probe_buckets as fn() -> Histogram),
             probe_failures: Family::default(),
             log_bytes: Family::default(),
@@ -95,6 +100,16 @@ impl Metrics {
             "titan_service_memory_bytes",
             "RSS of the service's processes (services with memory_restart)",
             m.memory.clone(),
+        );
+        r.register(
+            "titan_service_dockerd_reachable",
+            "1 while dockerd answers (container services; at 0 the state is the last one known)",
+            m.dockerd.clone(),
+        );
+        r.register(
+            "titan_supervisor_dockerd_up",
+            "1 while dockerd answers and the project is ours on it (with container services)",
+            m.dockerd_up.clone(),
         );
         r.register("titan_health_probe_duration_seconds", "Health probe durations", m.probe_seconds.clone());
         r.register("titan_health_probe_failures", "Failed health probes", m.probe_failures.clone());
@@ -152,6 +167,12 @@ impl Metrics {
             if let Some(m) = s.memory_bytes {
                 self.memory.get_or_create(&l).set(m as i64);
             }
+            if let Some(d) = s.dockerd {
+                self.dockerd.get_or_create(&l).set(i64::from(d == DockerdState::Connected));
+            }
+        }
+        if let Some(d) = services.iter().find_map(|s| s.dockerd) {
+            self.dockerd_up.get_or_create(&Vec::new()).set(i64::from(d == DockerdState::Connected));
         }
         self.rss.set(own_rss() as i64);
         let mut out = String::new();

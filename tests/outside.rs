@@ -125,3 +125,138 @@ fn a_network_removed_while_the_supervisor_was_down_is_made_again_and_its_contain
     let joined = inspect(&format!("{}-api", p.0), "{{json .NetworkSettings.Networks}}");
     assert!(joined.contains(&new), "{joined}");
 }
+
+#[test]
+fn a_pull_from_a_registry_that_is_down_is_retried_until_it_is_back() {
+    let mut registry = docker::OwnRegistry::start();
+    let image = registry.push_test_image();
+    registry.stop();
+    let p = Project::new("pull");
+    let config = csvc("api", port(), "").replace(&docker::image(), &image)
+        + "max_restarts = 1000\nbackoff = { initial = \"100ms\", max = \"500ms\" }\n";
+    let d = Daemon::start_with_header(&config, &header(&p));
+    let waiting = d.wait_state("api", "backoff", 60 * SEC);
+    assert!(waiting.reason.contains("cannot pull"), "the cause is named: {waiting:?}");
+    registry.resume();
+    d.wait_state("api", "healthy", 60 * SEC);
+    assert!(docker::docker(&["image", "inspect", &image]).status.success(), "pulled by digest");
+}
+
+#[test]
+fn a_published_port_already_allocated_is_retried_like_a_crash() {
+    let host_port = port();
+    let taken = std::net::TcpListener::bind(("127.0.0.1", host_port)).expect("bind the port first");
+    let p = Project::new("port");
+    let config = csvc("api", host_port, "")
+        + "max_restarts = 1000\nbackoff = { initial = \"100ms\", max = \"500ms\" }\n";
+    let d = Daemon::start_with_header(&config, &header(&p));
+    let waiting = d.wait_state("api", "backoff", 60 * SEC);
+    assert!(waiting.reason.contains("cannot start container"), "{waiting:?}");
+    drop(taken);
+    let up = d.wait_state("api", "healthy", 60 * SEC);
+    assert!(up.restarts >= 1, "{up:?}");
+}
+
+#[test]
+fn dockers_copy_of_a_million_line_container_stays_a_small_bounded_buffer() {
+    let p = Project::new("dlog");
+    let config = format!(
+        "[services.flood]\nimage = \"{}\"\nargs = [\"--name\", \"flood\", \"--lines\", \"1000000\", \
+         \"--line-bytes\", \"100\", \"--lines-exit\"]\nrestart = \"never\"\n\
+         logs = {{ max_size = \"4MiB\", max_files = 2 }}\n",
+        docker::image()
+    );
+    let d = Daemon::start_with_header(&config, &header(&p));
+    d.wait_state("flood", "exited", 120 * SEC);
+    let flood = format!("{}-flood", p.0);
+    assert_eq!(inspect(&flood, "{{.HostConfig.LogConfig.Type}}"), "local");
+    let root = docker_ok(&["info", "-f", "{{.DockerRootDir}}"]);
+    let dir = std::path::Path::new(&root).join("containers").join(inspect(&flood, "{{.Id}}"));
+    let bytes = du(&dir);
+    // 1M lines of 100 bytes is 100 MB; json-file kept 128 MB of it
+    assert!(bytes < 40 << 20, "{} holds {bytes} bytes", dir.display());
+    // and the supervisor's own log got the last line
+    let last = common::daemon::wait_for(60 * SEC, || {
+        let out = d.cli(&["logs", "flood", "-n", "1"]);
+        String::from_utf8_lossy(&out.stdout).contains(" 0001000000 ").then_some(())
+    });
+    assert!(last.is_some(), "{:?}\n{}", d.cli(&["logs", "flood", "-n", "3"]), d.log_tail());
+}
+
+/// Bytes of the files under `dir`.
+fn du(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).flatten() {
+        let meta = entry.metadata().expect("metadata");
+        total += if meta.is_dir() { du(&entry.path()) } else { meta.len() };
+    }
+    total
+}
+
+fn scrape(socket: &std::path::Path) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).expect("control socket");
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").expect("request");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("reply");
+    reply
+}
+
+#[test]
+fn while_dockerd_is_unreachable_status_and_metrics_say_so_and_a_dead_published_port_is_not_healthy() {
+    let own = docker::OwnDaemon::start();
+    let p = Project::new("away");
+    let header = format!("project = \"{}\"\ndocker_host = \"{}\"\n", p.0, own.host());
+    let config = csvc("api", port(), "").replace(
+        "start_interval = \"20ms\"",
+        "start_interval = \"20ms\", interval = \"200ms\", timeout = \"500ms\"",
+    );
+    let d = Daemon::start_with_header(&config, &header);
+    d.wait_state("api", "healthy", 60 * SEC);
+    assert_eq!(d.status_of("api")["dockerd"], "connected");
+    let whole = |d: &Daemon| -> serde_json::Value {
+        serde_json::from_slice(&d.cli(&["status", "--json"]).stdout).unwrap_or_default()
+    };
+    assert_eq!(whole(&d)["dockerd"], "connected");
+
+    // SIGKILLed: its containers run on under their shims, docker-proxy is gone
+    own.kill_dockerd();
+    let said = common::daemon::wait_for(30 * SEC, || {
+        let shown = d.status_of("api");
+        (shown["dockerd"] == "unreachable").then_some(shown)
+    });
+    let shown = said.expect("status says dockerd is unreachable");
+    assert!(shown["reason"].as_str().is_some_and(|r| r.contains("dockerd is unreachable")), "{shown}");
+    assert_eq!(whole(&d)["dockerd"], "unreachable");
+    let metrics = scrape(&d.path("s.sock"));
+    assert!(metrics.contains("titan_supervisor_dockerd_up{} 0"), "{metrics}");
+    assert!(metrics.contains("titan_service_dockerd_reachable{service=\"api\"} 0"), "{metrics}");
+    // its published port refuses: it is not shown healthy
+    d.wait_state("api", "unhealthy", 30 * SEC);
+
+    own.restart();
+    let back = common::daemon::wait_for(60 * SEC, || {
+        let shown = d.status_of("api");
+        (shown["dockerd"] == "connected" && shown["state"] == "healthy").then_some(())
+    });
+    assert!(back.is_some(), "{:?}\n{}", d.status_of("api"), d.log_tail());
+}
+
+#[test]
+fn a_docker_stop_from_outside_is_named_as_the_reason_and_init_runs_dockers_init() {
+    let p = Project::new("ostop");
+    let config = csvc("api", port(), "") + "init = true\n";
+    let d = Daemon::start_with_header(&config, &header(&p));
+    d.wait_state("api", "healthy", 60 * SEC);
+    let api = format!("{}-api", p.0);
+    assert_eq!(inspect(&api, "{{.HostConfig.Init}}"), "true");
+    docker_ok(&["stop", &api]);
+    let stopped = common::daemon::wait_for(30 * SEC, || {
+        let shown = d.status_of("api");
+        (shown["state"] == "exited").then_some(shown)
+    });
+    let shown = stopped.expect("exited");
+    let reason = shown["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("stopped from outside the supervisor") && reason.contains("signal"), "{shown}");
+    assert!(d.service_log("api").contains("stopped from outside the supervisor"));
+}

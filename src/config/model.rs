@@ -79,6 +79,8 @@ pub enum Exec {
         ports: Vec<Port>,
         volumes: Vec<String>,
         network: Option<String>,
+        /// Docker's init as PID 1 (`docker run --init`).
+        init: bool,
     },
     Command {
         /// Program and arguments (`command` followed by `args`).

@@ -77,6 +77,8 @@ pub struct Service {
     pub ports: Option<Vec<String>>,
     pub volumes: Option<Vec<String>>,
     pub network: Option<String>,
+    /// Docker's init (tini) as the container's PID 1, for images whose entrypoint cannot reap.
+    pub init: Option<bool>,
     pub user: Option<String>,
     pub stop_signal: Option<Signal>,
     pub stop_timeout: Option<Duration>,

@@ -126,7 +126,8 @@ fn image_exec(
         }
     }
     let network = raw.network.clone().or_else(|| ctx.defaults.network.clone());
-    Some(Exec::Image { image: image.to_owned(), args, cwd, ports, volumes, network })
+    let init = raw.init.or(ctx.defaults.init).unwrap_or(false);
+    Some(Exec::Image { image: image.to_owned(), args, cwd, ports, volumes, network, init })
 }
 
 fn command_exec(
@@ -141,6 +142,7 @@ fn command_exec(
         ("ports", raw.ports.is_some()),
         ("volumes", raw.volumes.is_some()),
         ("network", raw.network.is_some()),
+        ("init", raw.init.is_some()),
     ];
     for (key, _) in container_only.into_iter().filter(|(_, set)| *set) {
         d.at(format!("{p}.{key}"), format!("{key} applies to containers (image); a native command has none"));

@@ -293,7 +293,7 @@ fn status(ctx: &Ctx) -> Reply {
     let body = match fresh {
         Some(r) => r.body.clone(),
         None => {
-            let view = Status { release: None, services: Arc::clone(&board) };
+            let view = Status::new(None, Arc::clone(&board));
             let body = Bytes::from(serde_json::to_vec(&view).unwrap_or_default());
             *rendered = Some(Rendered { board, at: Instant::now(), body: body.clone() });
             body

@@ -475,9 +475,10 @@ impl Supervisor {
 
     fn status(&self) -> Vec<ServiceStatus> {
         let holds = order::holds(self);
+        let dockerd = self.dockerd_state();
         (0..self.services.len())
             .filter(|&i| !self.services[i].retired())
-            .map(|i| self.services[i].status(order::waiting_on(self, i, &holds)))
+            .map(|i| self.services[i].status(order::waiting_on(self, i, &holds), dockerd))
             .collect()
     }
 

@@ -77,14 +77,29 @@ impl Supervisor {
         let svc = &self.services[i];
         let report = move |ok| drop(tx.send(Msg::Probe { slot: i, run: generation, ok }));
         match &svc.def.config.health.check {
+            // a container's published port is probed at the container first (it listens), then
+            // at the address the config names (the port is reachable from outside: it is not
+            // while docker-proxy is down with dockerd)
             Check::Http(uri) => {
-                let uri = direct_uri(svc, uri).unwrap_or_else(|| uri.clone());
-                tokio::spawn(async move { report(health::http::probe(&uri, timeout).await.is_ok()) });
+                let (direct, published) = (direct_uri(svc, uri), uri.clone());
+                tokio::spawn(async move {
+                    let direct_ok = match &direct {
+                        Some(d) => health::http::probe(d, timeout).await.is_ok(),
+                        None => true,
+                    };
+                    report(direct_ok && health::http::probe(&published, timeout).await.is_ok())
+                });
             }
             Check::Tcp(addr) => {
                 let direct = addr.rsplit_once(':').and_then(|(h, p)| svc.probe_target(h, p.parse().ok()?));
-                let addr = direct.map_or_else(|| addr.clone(), |a| a.to_string());
-                tokio::spawn(async move { report(health::tcp::probe(&addr, timeout).await.is_ok()) });
+                let published = addr.clone();
+                tokio::spawn(async move {
+                    let direct_ok = match direct {
+                        Some(d) => health::tcp::probe(&d.to_string(), timeout).await.is_ok(),
+                        None => true,
+                    };
+                    report(direct_ok && health::tcp::probe(&published, timeout).await.is_ok())
+                });
             }
             Check::Exec(argv) if svc.container().is_some() => {
                 let id = svc.run.as_ref().and_then(|r| r.container_id()).map(str::to_owned);

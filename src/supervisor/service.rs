@@ -13,7 +13,7 @@ use super::containers::ContainerBackend;
 use super::definition::Definition;
 use super::fsm::{Lifecycle, State};
 use super::run::Run;
-use super::status::{CheckKind, ServiceKind, ServiceStatus, Uptime};
+use super::status::{CheckKind, DockerdState, ServiceKind, ServiceStatus, Uptime};
 use crate::config::{Exec, Kind};
 use crate::logs::writer::SharedWriter;
 use crate::runtime::cgroup::ServiceCgroup;
@@ -154,11 +154,17 @@ impl Service {
         }
     }
 
-    /// How `status` shows it; `waiting` says why a pending service has not started.
-    pub(crate) fn status(&self, waiting: Option<String>) -> ServiceStatus {
+    /// How `status` shows it; `waiting` says why a pending service has not started, `dockerd`
+    /// how dockerd answers (for a container service).
+    pub(crate) fn status(&self, waiting: Option<String>, dockerd: DockerdState) -> ServiceStatus {
+        let dockerd = self.container().map(|_| dockerd);
         let reason = match &self.life.state {
             State::Failed { reason } | State::Backoff { reason, .. } => Some(reason.to_string()),
             State::Pending => waiting,
+            State::Exited { .. } => self.container().and_then(|c| c.outside_stop.clone()),
+            _ if dockerd == Some(DockerdState::Unreachable) => {
+                Some("dockerd is unreachable: the state shown is the last one known".into())
+            }
             _ => None,
         };
         let run = self.run.as_ref();
@@ -177,6 +183,7 @@ impl Service {
             health: CheckKind::of(&self.def.config.health.check),
             reason,
             ready_after_ms: self.ready_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            dockerd,
         }
     }
 }

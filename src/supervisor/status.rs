@@ -75,6 +75,21 @@ pub struct ServiceStatus {
     /// How long its last start took to become ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_after_ms: Option<u64>,
+    /// A container service's view of dockerd: while it is `unreachable`, the state shown is
+    /// the last one known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerd: Option<DockerdState>,
+}
+
+/// Whether dockerd answers the supervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DockerdState {
+    Connected,
+    /// Not (yet, or no longer) answering.
+    Unreachable,
+    /// It answers, but another supervisor owns the project there.
+    Refused,
 }
 
 /// Every service's status as of its last change, shared by every reader without copies.
@@ -85,7 +100,17 @@ pub type Board = Arc<Vec<ServiceStatus>>;
 pub struct Status {
     /// The release running (`current`'s target), when there is one.
     pub release: Option<String>,
+    /// dockerd as the supervisor sees it; absent without container services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerd: Option<DockerdState>,
     pub services: Board,
+}
+
+impl Status {
+    pub fn new(release: Option<String>, services: Board) -> Status {
+        let dockerd = services.iter().find_map(|s| s.dockerd);
+        Status { release, dockerd, services }
+    }
 }
 
 /// Since when a service runs. It travels as the seconds up to the moment it is written, and
@@ -146,6 +171,7 @@ mod tests {
             health: CheckKind::Http,
             reason: None,
             ready_after_ms: Some(212),
+            dockerd: Some(DockerdState::Connected),
         }
     }
 
@@ -153,8 +179,7 @@ mod tests {
     /// by the time the round trip took.
     #[test]
     fn the_status_body_round_trips() {
-        let status =
-            Status { release: Some("20261201T000000Z-abcdef0".into()), services: Arc::new(vec![sample()]) };
+        let status = Status::new(Some("20261201T000000Z-abcdef0".into()), Arc::new(vec![sample()]));
         let sent = serde_json::to_value(&status).unwrap();
         let read: Status = serde_json::from_value(sent.clone()).unwrap();
         let again = serde_json::to_value(&read).unwrap();

@@ -232,3 +232,81 @@ impl Drop for OwnDaemon {
         let _ = Self::script(&["stop", &self.dir.display().to_string()]);
     }
 }
+
+/// A docker-registry of one test's own on a free 127.0.0.1 port, for tests that stop the
+/// registry and must not disturb the shared one. Stopped on drop; `stop` and `start` keep its
+/// port and storage.
+pub struct OwnRegistry {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRegistry {
+    pub fn start() -> OwnRegistry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = super::daemon::port();
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    \
+             rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        std::fs::write(dir.path().join("registry.yml"), config).expect("registry.yml");
+        let mut own = OwnRegistry { dir, port, child: None };
+        own.resume();
+        own
+    }
+
+    /// Starts it (again) and waits until it answers /v2/.
+    pub fn resume(&mut self) {
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(self.dir.path().join("registry.yml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry (scripts/test.sh installs it)");
+        self.child = Some(child);
+        let port = self.port;
+        let up = super::daemon::wait_for(Duration::from_secs(20), || {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+            s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n").ok()?;
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).ok()?;
+            answer.starts_with("HTTP/1.0 200").then_some(())
+        });
+        assert!(up.is_some(), "docker-registry on 127.0.0.1:{port} did not answer");
+    }
+
+    /// Stops it (pulls from it fail with "connection refused").
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The test image pushed here and removed from dockerd: a start must pull it.
+    pub fn push_test_image(&self) -> String {
+        let tag = format!("127.0.0.1:{}/titan-testsvc:own", self.port);
+        docker_ok(&["tag", &image(), &tag]);
+        let pushed = docker_ok(&["push", &tag]);
+        let digest = pushed
+            .split_whitespace()
+            .skip_while(|w| *w != "digest:")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no digest in the output of docker push {tag}:\n{pushed}"))
+            .to_owned();
+        let pinned = format!("127.0.0.1:{}/titan-testsvc@{digest}", self.port);
+        docker(&["rmi", &tag]);
+        docker(&["rmi", &pinned]);
+        pinned
+    }
+}
+
+impl Drop for OwnRegistry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,4 +1,4 @@
-//! The Docker events stream, filtered to the project's container deaths and OOM kills: a
+//! The Docker events stream, filtered to the project's container deaths, OOM kills and signals: a
 //! crashed container is known within milliseconds, with no polling and no inspect. When the stream breaks (dockerd restarted),
 //! it is reopened from the last event seen and the loss is reported, so the actor can check
 //! what died meanwhile.
@@ -20,6 +20,9 @@ pub(crate) enum Notice {
     /// The kernel's OOM killer struck in a container of the project (usually, not always,
     /// reported before its `die`).
     Oom { name: String, at_nanos: i64 },
+    /// A signal was sent to a container of the project through Docker (`docker stop`,
+    /// `docker kill`, or the supervisor's own stop).
+    Killed { name: String, at_nanos: i64, signal: String },
     /// The stream broke: dockerd is unreachable.
     Lost(String),
     /// The stream is back after a loss (events in between may have been missed).
@@ -35,7 +38,7 @@ pub(crate) async fn follow(host: String, mut docker: Docker, project: String, te
     loop {
         let filters = HashMap::from([
             ("type".to_owned(), vec!["container".to_owned()]),
-            ("event".to_owned(), vec!["die".to_owned(), "oom".to_owned()]),
+            ("event".to_owned(), vec!["die".to_owned(), "oom".to_owned(), "kill".to_owned()]),
             ("label".to_owned(), vec![format!("{}={project}", spec::LABEL_PROJECT)]),
         ]);
         let options = EventsOptions { since: Some(timestamp(since)), until: None, filters: Some(filters) };
@@ -51,6 +54,11 @@ pub(crate) async fn follow(host: String, mut docker: Docker, project: String, te
                     let at_nanos = event.time_nano.unwrap_or(0);
                     let notice = match event.action.as_deref() {
                         Some("oom") => Notice::Oom { name, at_nanos },
+                        Some("kill") => Notice::Killed {
+                            name,
+                            at_nanos,
+                            signal: attributes.get("signal").cloned().unwrap_or_default(),
+                        },
                         _ => Notice::Died {
                             id,
                             name,

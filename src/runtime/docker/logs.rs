@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -107,6 +108,11 @@ pub(crate) fn normalize(stamp: &str) -> Option<String> {
 
 /// Copies container `id`'s output from the cursor on into `writer` until the container stops
 /// (the stream then ends), matching lines for a `log` health check on the way.
+///
+/// dockerd 20.10's follow does not cross a rotation of Docker's log files when it lags behind
+/// the container (it waits on the rotated-away file until the container ends): a stream that
+/// goes quiet after a burst, or that ends having brought lines, is opened again from the
+/// cursor, which drops what is written already.
 pub(crate) async fn follow(
     docker: Docker,
     id: String,
@@ -114,46 +120,101 @@ pub(crate) async fn follow(
     cursor: SharedCursor,
     watch: Option<Watch>,
 ) {
-    let since = cursor.lock().unwrap_or_else(|p| p.into_inner()).since_secs();
-    let options = LogsOptions {
-        follow: true,
-        stdout: true,
-        stderr: true,
-        timestamps: true,
-        since,
-        ..Default::default()
-    };
-    let mut stream = docker.logs(&id, Some(options));
-    let mut seen = (String::new(), 0);
-    while let Some(first) = stream.next().await {
-        let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
-        let mut item = Some(first);
-        // everything already arrived goes out in one flush
-        while let Some(next) = item.take() {
-            let Ok(output) = next else { return };
-            let (kind, message) = match output {
-                LogOutput::StdErr { message } => (Stream::Err, message),
-                LogOutput::StdOut { message } | LogOutput::Console { message } => (Stream::Out, message),
-                LogOutput::StdIn { .. } => continue,
+    let pass = Pass { docker: &docker, id: &id, writer: &writer, cursor: &cursor, watch: watch.as_ref() };
+    while pass.stream().await == Ended::Again {}
+}
+
+/// How many lines make a burst, and how long after one a stream may stay quiet before it is
+/// opened again.
+const BURST: usize = 10_000;
+const QUIET: Duration = Duration::from_secs(2);
+
+#[derive(PartialEq, Eq)]
+enum Ended {
+    /// Done: the container stopped and the stream brought nothing more, or it broke.
+    Done,
+    /// Open it again from the cursor.
+    Again,
+}
+
+struct Pass<'a> {
+    docker: &'a Docker,
+    id: &'a str,
+    writer: &'a SharedWriter,
+    cursor: &'a SharedCursor,
+    watch: Option<&'a Watch>,
+}
+
+impl Pass<'_> {
+    async fn stream(&self) -> Ended {
+        let since = self.cursor.lock().unwrap_or_else(|p| p.into_inner()).since_secs();
+        let options = LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            timestamps: true,
+            since,
+            ..Default::default()
+        };
+        let mut stream = self.docker.logs(self.id, Some(options));
+        let mut seen = (String::new(), 0);
+        let mut brought = 0;
+        loop {
+            let first = match tokio::time::timeout(QUIET, stream.next()).await {
+                Err(_quiet) if brought >= BURST => return Ended::Again,
+                Err(_quiet) => continue,
+                Ok(None) if brought > 0 => return Ended::Again,
+                Ok(None) => return Ended::Done,
+                Ok(Some(first)) => first,
             };
-            let Some((stamp, line)) = split_stamp(&message) else { continue };
-            let mut live = cursor.lock().unwrap_or_else(|p| p.into_inner());
-            if !live.admits(&stamp, &mut seen) {
-                continue;
+            let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let mut item = Some(first);
+            // everything already arrived goes out in one flush
+            while let Some(next) = item.take() {
+                let output = match next {
+                    Ok(output) => output,
+                    Err(e) => {
+                        tracing::warn!(container = %self.id, "its log stream broke: {e}");
+                        return Ended::Done;
+                    }
+                };
+                if self.write(&mut w, output, &mut seen) {
+                    brought += 1;
+                }
+                item = stream.next().now_or_never().flatten();
             }
-            live.advance(&stamp);
-            drop(live);
-            let (line, continues) = match line.strip_suffix(b"\n") {
-                Some(l) => (l, false),
-                None => (line, true),
-            };
-            if let Some(watch) = &watch {
-                watch.check(line);
-            }
-            w.push(kind, line, &stamp, continues);
-            item = stream.next().now_or_never().flatten();
+            w.flush();
         }
-        w.flush();
+    }
+
+    /// Writes one record unless the log has it already; whether it was written.
+    fn write(
+        &self,
+        w: &mut crate::logs::writer::LogWriter,
+        output: LogOutput,
+        seen: &mut (String, usize),
+    ) -> bool {
+        let (kind, message) = match output {
+            LogOutput::StdErr { message } => (Stream::Err, message),
+            LogOutput::StdOut { message } | LogOutput::Console { message } => (Stream::Out, message),
+            LogOutput::StdIn { .. } => return false,
+        };
+        let Some((stamp, line)) = split_stamp(&message) else { return false };
+        let mut live = self.cursor.lock().unwrap_or_else(|p| p.into_inner());
+        if !live.admits(&stamp, seen) {
+            return false;
+        }
+        live.advance(&stamp);
+        drop(live);
+        let (line, continues) = match line.strip_suffix(b"\n") {
+            Some(l) => (l, false),
+            None => (line, true),
+        };
+        if let Some(watch) = self.watch {
+            watch.check(line);
+        }
+        w.push(kind, line, &stamp, continues);
+        true
     }
 }
 

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkingConfig, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 use sha2::{Digest, Sha256};
 
@@ -40,7 +40,7 @@ pub(crate) struct ContainerSpec {
 impl ContainerSpec {
     /// The spec of `svc` in `project`; `None` for a native service.
     pub(crate) fn of(project: &str, svc: &config::Service) -> Option<Self> {
-        let Exec::Image { image, args, cwd, ports, volumes, network } = &svc.exec else {
+        let Exec::Image { image, args, cwd, ports, volumes, network, init } = &svc.exec else {
             return None;
         };
         let name = format!("{project}-{}", svc.name);
@@ -70,6 +70,8 @@ impl ContainerSpec {
             port_bindings: (!bindings.is_empty()).then_some(bindings),
             binds: (!volumes.is_empty()).then(|| volumes.clone()),
             network_mode: Some(network.clone()),
+            log_config: Some(docker_log()),
+            init: init.then_some(true),
             // the supervisor decides restarts
             restart_policy: Some(RestartPolicy {
                 name: Some(RestartPolicyNameEnum::NO),
@@ -114,6 +116,26 @@ impl ContainerSpec {
             grace: svc.stop_timeout.0,
             hash,
         })
+    }
+}
+
+/// Docker's own copy of a container's output, a bounded buffer: the supervisor streams the
+/// output from it into the service's log, and after a restart of the supervisor takes up from
+/// where its log ends, so Docker's copy needs to cover only the supervisor's lag and that gap.
+/// The `local` driver compresses its rotated files: 20 MiB of output plus four compressed
+/// files per container (Docker's `local` defaults, set here so that a daemon-wide default of
+/// an unbounded `json-file` does not apply). A 1M-line flood of 100-byte lines is 100 MB of
+/// output and left about 25 MiB on disk; unbounded `json-file` kept 128 MB of it.
+const DOCKER_LOG_MAX_SIZE: &str = "20m";
+const DOCKER_LOG_MAX_FILES: &str = "5";
+
+fn docker_log() -> HostConfigLogConfig {
+    HostConfigLogConfig {
+        typ: Some("local".into()),
+        config: Some(HashMap::from([
+            ("max-size".to_owned(), DOCKER_LOG_MAX_SIZE.to_owned()),
+            ("max-file".to_owned(), DOCKER_LOG_MAX_FILES.to_owned()),
+        ])),
     }
 }
 
@@ -201,6 +223,17 @@ mod tests {
         ] {
             assert_ne!(ContainerSpec::of("t", &service(changed)).unwrap().hash, a.hash, "{changed}");
         }
+        // Docker knows whole seconds; the supervisor's own stop keeps the configured grace
+        let graceful =
+            ContainerSpec::of("t", &service("image = \"reg/api@sha256:{A}\"\nstop_timeout = \"1.6s\""))
+                .unwrap();
+        assert_eq!(
+            (graceful.grace, graceful.body.stop_timeout),
+            (std::time::Duration::from_millis(1600), Some(2))
+        );
+        let log = graceful.body.host_config.as_ref().and_then(|h| h.log_config.clone()).unwrap();
+        assert_eq!(log.typ.as_deref(), Some("local"), "Docker's copy is bounded");
+        assert!(log.config.unwrap().contains_key("max-size"));
         // a health check or restart policy does not define the container
         let probe = "image = \"reg/api@sha256:{A}\"\nenv = { A = \"1\", B = \"2\" }\nhealth = { tcp = \"127.0.0.1:1\" }";
         assert_eq!(ContainerSpec::of("t", &service(probe)).unwrap().hash, a.hash);

@@ -22,6 +22,7 @@ use super::actor::Supervisor;
 use super::fsm::{Event, State};
 use super::handle::Msg;
 use super::run::{Run, RunKind};
+use super::status::DockerdState;
 use crate::runtime::docker::engine::Prepared;
 use crate::runtime::docker::events::Notice;
 use crate::runtime::docker::logs::{self as clogs, Cursor, SharedCursor};
@@ -40,6 +41,8 @@ pub(crate) struct ContainerBackend {
     /// The generation whose log stream is open (0: none). A stream outlives its run by the
     /// moments it takes to drain.
     following: Arc<AtomicU64>,
+    /// Its current run's container was signalled from outside (a `docker stop`): why it ended.
+    pub(crate) outside_stop: Option<String>,
 }
 
 /// How far ahead the container is prepared.
@@ -64,6 +67,7 @@ impl ContainerBackend {
             worker: None,
             ended_at: None,
             following: Arc::default(),
+            outside_stop: None,
         }
     }
 
@@ -312,6 +316,7 @@ impl Supervisor {
             _ => None,
         };
         c.send(Op::Start { run: generation, adopt });
+        c.outside_stop = None;
         c.following.store(0, Ordering::Release);
         let run = ContainerRun::new(docker::now_nanos(), capped);
         let mut run = Run::new(generation, RunKind::Container(run));
@@ -432,6 +437,19 @@ impl Supervisor {
                 let Some((i, generation)) = self.container_named(&name, at_nanos) else { return };
                 self.judge(i, generation, ContainerRun::oom);
             }
+            Notice::Killed { name, at_nanos, signal } => {
+                let Some((i, _)) = self.container_named(&name, at_nanos) else { return };
+                // the supervisor signals only what it is stopping
+                if !matches!(self.services[i].life.state, State::Stopping { .. }) {
+                    let what =
+                        format!("stopped from outside the supervisor (docker stop or kill: signal {signal})");
+                    tracing::warn!(service = %self.services[i].name, "{what}");
+                    self.logs.note(&self.services[i].log, what.clone());
+                    if let Some(c) = self.services[i].container_mut() {
+                        c.outside_stop = Some(what);
+                    }
+                }
+            }
             Notice::Lost(e) => {
                 tracing::warn!("lost dockerd ({e}); reconnecting");
                 self.dockerd.lost(Instant::now());
@@ -466,6 +484,17 @@ impl Supervisor {
             {
                 c.send(Op::Check { run: run.generation, id: id.to_owned() });
             }
+        }
+    }
+
+    /// How dockerd answers, as the container services show it.
+    pub(in crate::supervisor) fn dockerd_state(&self) -> DockerdState {
+        if self.docker_refused.is_some() {
+            DockerdState::Refused
+        } else if self.engine.is_none() || self.dockerd.is_away() {
+            DockerdState::Unreachable
+        } else {
+            DockerdState::Connected
         }
     }
 

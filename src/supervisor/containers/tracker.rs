@@ -158,6 +158,11 @@ impl Dockerd {
         self.back_since = Some(now);
     }
 
+    /// Whether it went away and has not come back since.
+    pub(crate) fn is_away(&self) -> bool {
+        self.lost_at.is_some_and(|lost| self.back_since.is_none_or(|back| back < lost))
+    }
+
     /// Whether a container that ended at `ended_at`, before dockerd was last back, went down
     /// with it: it ended within the window before dockerd went away (the `die` events of a
     /// stopping daemon come before its stream breaks) or while it was away.
