@@ -309,6 +309,116 @@ fn logs_prints_the_last_lines_and_follows_across_rotations() {
     assert_eq!(unknown.status.code(), Some(2));
 }
 
+/// A `logs -f` of `service` from the start of its log, printing into `out`; `--socket` given,
+/// it reads through that daemon, else straight from the files (a socket nobody listens on).
+fn follower(cfg: &str, service: &str, socket: Option<&Path>, out: &Path) -> std::process::Child {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["logs", service, "-f", "-n", "1000000000", "--config", cfg]);
+    if socket.is_none() {
+        cmd.args(["--socket", "/nonexistent/titan.sock"]);
+    }
+    cmd.stdout(std::fs::File::create(out).unwrap()).stderr(Stdio::null()).spawn().unwrap()
+}
+
+/// The last 4 KiB of `path`, as text.
+fn tail_of(path: &Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else { return String::new() };
+    let _ = f.seek(SeekFrom::End(-4096)).or_else(|_| f.seek(SeekFrom::Start(0)));
+    let mut text = String::new();
+    let _ = f.read_to_string(&mut text);
+    text
+}
+
+/// The sequence numbers of what a follower printed of `name`'s numbered lines (64 bytes each),
+/// and every printed line that is not a whole record: a stamp, `out` and a numbered line (or
+/// one that is `also`), or `err` and a note of the supervisor.
+fn followed_numbers(text: &str, name: &str, also: impl Fn(&str) -> bool) -> (Vec<u64>, Vec<String>) {
+    let (mut seq, mut bad) = (Vec::new(), Vec::new());
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ' ');
+        let (stamp, tag, payload) = (parts.next(), parts.next(), parts.next().unwrap_or_default());
+        let stamped = stamp.is_some_and(|s| humantime::parse_rfc3339_weak(s).is_ok());
+        let number = payload
+            .strip_prefix(&format!("{name} out "))
+            .and_then(|rest| rest.split_once(' '))
+            .filter(|(n, xs)| n.len() == 10 && *xs == "x".repeat(64 - 22))
+            .and_then(|(n, _)| n.parse::<u64>().ok());
+        match (stamped, tag, number) {
+            (true, Some("out"), Some(n)) => seq.push(n),
+            (true, Some("out"), None) if also(payload) => {}
+            (true, Some("err"), _) if payload.starts_with("[titan-supervisor] ") => {}
+            _ => bad.push(line.to_owned()),
+        }
+    }
+    (seq, bad)
+}
+
+/// Where `seq` first differs from `1..=n`, for a failure message.
+fn first_break(seq: &[u64], n: u64) -> String {
+    match seq.iter().zip(1..=n).position(|(got, want)| *got != want) {
+        Some(i) => format!("at index {i}: {} where {} was due ({} lines printed)", seq[i], i + 1, seq.len()),
+        None => format!("{} lines printed of {n}", seq.len()),
+    }
+}
+
+#[test]
+fn logs_follow_during_fast_rotation_loses_no_file_and_prints_no_torn_line() {
+    // regression: `logs -f` during fast rotation skipped a whole rotated file (105,916 lines)
+    // when current.log was rotated twice between two polls, and printed a torn 4-byte
+    // fragment, while the files on disk were complete
+    const LINES: u64 = 150_000;
+    // 64-byte lines at 50,000 a second into 4 KiB files: some 800 rotations a second, each
+    // file gzipped behind the writer; the flood waits for `go`, so that a follower is ready
+    let flood = format!(
+        "[services.flood]\ncommand = [\"sh\", \"-c\", \"echo waiting for go; until [ -e {{dir}}/go ]; do sleep 0.01; done; exec {} --name flood --lines {LINES} --line-bytes 64 --rate 50000\"]\nlogs = {{ max_size = \"4KiB\", max_files = 100000 }}\n",
+        common::TESTSVC
+    );
+    let d = Daemon::start(&flood);
+    let cfg = d.path("services.toml");
+    let cfg = cfg.to_str().unwrap();
+    let current = d.path("logs/flood/current.log");
+    wait_for(10 * SEC, || current.exists().then_some(())).expect("the flood's log");
+    // one follower from before the flood, through the daemon
+    let early_out = d.path("early.out");
+    let mut early = follower(cfg, "flood", Some(&d.path("s.sock")), &early_out);
+    wait_for(10 * SEC, || tail_of(&early_out).contains(" out waiting for go").then_some(()))
+        .expect("the early follower prints the first line");
+    std::fs::write(d.path("go"), "").unwrap();
+    // one from the middle of it, reading the files: it starts on a log rotating under it
+    let dir = d.path("logs/flood");
+    wait_for(10 * SEC, || (rotated::list(&dir, "flood").len() >= 200).then_some(())).expect("rotations");
+    let late_out = d.path("late.out");
+    let mut late = follower(cfg, "flood", None, &late_out);
+    let last = format!("flood out {LINES:010} ");
+    let saw = |path: &Path| tail_of(path).contains(&last);
+    wait_for(20 * SEC, || (saw(&early_out) && saw(&late_out)).then_some(()));
+    let (early_saw, late_saw) = (saw(&early_out), saw(&late_out));
+    for f in [&mut early, &mut late] {
+        let _ = f.kill();
+        let _ = f.wait();
+    }
+    let rotations = rotated::list(&dir, "flood").len();
+    assert!(rotations >= 1000, "the log rotated {rotations} times");
+    // what the shell and the test service say besides their numbered lines
+    let chatter = |p: &str| ["waiting for go", "ready"].contains(&p) || p.starts_with("flood started pid=");
+    let mut wrong = Vec::new();
+    for (who, out, saw) in [("early", &early_out, early_saw), ("late", &late_out, late_saw)] {
+        let text = std::fs::read_to_string(out).unwrap();
+        let (seq, bad) = followed_numbers(&text, "flood", chatter);
+        if !bad.is_empty() {
+            wrong.push(format!("{who}: {} torn lines, the first: {:?}", bad.len(), &bad[..bad.len().min(3)]));
+        }
+        if !seq.iter().copied().eq(1..=LINES) {
+            wrong.push(format!("{who}: a line lost or repeated {}", first_break(&seq, LINES)));
+        }
+        if !saw {
+            wrong.push(format!("{who}: the last line never came"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 #[test]
 fn a_service_flooding_its_output_starves_neither_other_logs_nor_supervision() {
     // `flood` writes as fast as it can for the whole test; `steady` writes 100 lines a second
@@ -477,6 +587,38 @@ fn follow_reads_the_rest_of_a_rotated_file_before_the_new_one() {
     assert!(matches!(end, Err(read::ReadError::Write(_))), "{end:?}");
     assert_eq!(String::from_utf8(out.out).unwrap(), format!("printed\nappended\nnew\n{long}\nlast\n"));
     assert!(out.biggest_write <= read::BUF, "{}", out.biggest_write);
+}
+
+#[test]
+fn follow_reads_every_file_rotated_between_two_looks_and_never_half_a_record() {
+    // regression (the fast-rotation one, step by step): the follower reopened current.log
+    // after a rotation and missed the files rotated in between, and a record half written
+    // when `logs -f` began was printed as two lines
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path();
+    let current = d.join("current.log");
+    let append = |text: &str| {
+        std::fs::OpenOptions::new().append(true).open(&current).unwrap().write_all(text.as_bytes()).unwrap()
+    };
+    std::fs::write(&current, "one\ntw").unwrap();
+    let mut out = Until { out: Vec::new(), until: b"last\n", biggest_write: 0 };
+    let cursor = read::print(d, "api", read::Select::default(), &mut out).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.out), "one\n", "the half record waits for its end");
+    append("o\nthree\n");
+    // rotated three times before the follower looks again; two of them already gzipped,
+    // the one it holds open among them
+    let t0 = SystemTime::now();
+    for (i, next) in ["four\n", "five\n", "six\nlast\n"].into_iter().enumerate() {
+        let rotated = rotated::fresh_name(d, "api", t0 + i as u32 * SEC);
+        std::fs::rename(&current, &rotated).unwrap();
+        if i != 1 {
+            compress::gzip(&rotated).unwrap();
+        }
+        std::fs::write(&current, next).unwrap();
+    }
+    let end = read::follow(d, cursor, &mut out, Duration::from_millis(5));
+    assert!(matches!(end, Err(read::ReadError::Write(_))), "{end:?}");
+    assert_eq!(String::from_utf8(out.out).unwrap(), "one\ntwo\nthree\nfour\nfive\nsix\nlast\n");
 }
 
 /// What `logs` printed: how many lines, whether their numbers ran on by one, the last ten.

@@ -1,6 +1,7 @@
 //! Reading a service's log back, straight from the log directory (no daemon needed): the
 //! rotated files in time order, compressed or not, then `current.log`; the last N lines or
-//! those since a time; and following `current.log` across rotations without losing a line.
+//! those since a time; and following `current.log` across rotations without losing a line
+//! (`follow`). Only whole records of `current.log` are read: one still being written waits.
 //!
 //! Memory stays flat whatever is asked: every file is streamed through one `BUF`-sized
 //! buffer (`.gz` through a streaming decoder), never held whole. A read is planned first —
@@ -8,15 +9,20 @@
 //! there to the end. `tail` reads plain files backwards from their end; `since` skips the
 //! files rotated before it by their names and scans the rest forwards.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use flate2::read::MultiGzDecoder;
 
 use super::rotated;
+
+mod follow;
+
+pub use follow::follow;
 
 /// The read buffer: what one read holds of a file at a time, and the most it writes at once.
 pub const BUF: usize = 64 * 1024;
@@ -61,11 +67,16 @@ pub struct Select {
 }
 
 /// Where following continues: the `current.log` that was read, still open (so a rotation in
-/// between loses nothing), and how much of it was printed.
+/// between loses nothing), how much of it was printed (whole records), and which rotated
+/// files are not to be read again.
 #[derive(Debug)]
 pub struct Cursor {
     file: Option<File>,
     offset: u64,
+    service: String,
+    /// The rotated files printed or older than `file`, by `plain_name`: any other one listed
+    /// later was rotated after them.
+    seen: HashSet<String>,
 }
 
 impl Cursor {
@@ -114,37 +125,45 @@ struct Start {
 type Stream = Box<dyn BufRead>;
 
 /// The log as it was when the read began: the rotated files by name, and `current.log` open
-/// with the length it had (what is appended later is for `follow`).
+/// with the length of its whole records then (what is appended later is for `follow`).
 struct Log {
     service: String,
     rotated: Vec<PathBuf>,
     current: Option<(File, u64)>,
     current_path: PathBuf,
+    /// What `Cursor::seen` starts with.
+    seen: HashSet<String>,
 }
 
 impl Log {
-    /// `current.log` is opened before the rotated files are listed: a rotation in between
-    /// shows it among them as well, and it is dropped from there (listed first, it would be
-    /// missed).
+    /// `current.log` is opened before the rotated files are listed (`follow::Look`): rotated
+    /// meanwhile, it is found among them and read as `current.log`, the files listed after it
+    /// left for `follow`; not found there, the directory is looked at again. Missing twice in
+    /// a row (not just between a rename and the new file), there is none: the rotated files
+    /// are the whole log.
     fn open(dir: &Path, service: &str) -> Result<Log, ReadError> {
         let current_path = dir.join("current.log");
-        let current =
-            match crate::runtime::files::open_read(&current_path).and_then(|f| Ok((f.metadata()?, f))) {
-                Ok((meta, f)) => Some((f, meta)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-                Err(e) => return Err(read_error(&current_path)(e)),
-            };
-        let mut rotated: Vec<PathBuf> = rotated::list(dir, service).into_iter().map(|r| r.path).collect();
-        let same = |meta: &std::fs::Metadata, path: &PathBuf| {
-            std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()))
-        };
-        if let (Some((_, meta)), Some(newest)) = (&current, rotated.last()) {
-            if same(meta, newest) {
-                rotated.pop();
+        let mut missing = 0;
+        let look = loop {
+            let look = follow::Look::at(dir, service, &HashSet::new())?;
+            missing = if look.current.is_none() { missing + 1 } else { 0 };
+            if look.settled || look.renamed.is_some() || missing == 2 {
+                break look;
             }
-        }
-        let current = current.map(|(f, meta)| (f, meta.len()));
-        Ok(Log { service: service.to_owned(), rotated, current, current_path })
+        };
+        let certain = if look.current.is_none() { look.listed.len() } else { look.certain };
+        let seen = look.listed[..certain].iter().map(|r| plain_name(&r.path)).collect();
+        let rotated = look.listed.into_iter().take(look.renamed.unwrap_or(usize::MAX)).map(|r| r.path);
+        let err = |source| ReadError::Read { path: current_path.clone(), source };
+        let current = match look.current {
+            Some(f) => {
+                let len = f.metadata().map_err(err)?.len();
+                let whole = complete_len(&f, 0, len).map_err(err)?;
+                Some((f, whole))
+            }
+            None => None,
+        };
+        Ok(Log { service: service.to_owned(), rotated: rotated.collect(), current, current_path, seen })
     }
 
     /// Files, `current.log` (the last) counted even when it does not exist.
@@ -157,10 +176,11 @@ impl Log {
     }
 
     fn into_cursor(self) -> Cursor {
-        match self.current {
-            Some((file, offset)) => Cursor { file: Some(file), offset },
-            None => Cursor { file: None, offset: 0 },
-        }
+        let (file, offset) = match self.current {
+            Some((file, offset)) => (Some(file), offset),
+            None => (None, 0),
+        };
+        Cursor { file, offset, service: self.service, seen: self.seen }
     }
 
     /// File `i` and its length if it is a plain file that is still there.
@@ -193,21 +213,48 @@ impl Log {
         if i == self.rotated.len() {
             return Ok(None);
         }
-        let gz = if is_gz(&path) { path } else { path.with_extension("log.gz") };
-        let file = match crate::runtime::files::open_read(&gz) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(read_error(&gz)(e)),
-        };
-        let mut r: Stream =
-            Box::new(BufReader::with_capacity(BUF, MultiGzDecoder::new(BufReader::new(file))));
-        io::copy(&mut r.by_ref().take(skip), &mut io::sink()).map_err(read_error(&gz))?;
+        let Some(mut r) = gz_stream(&path)? else { return Ok(None) };
+        io::copy(&mut r.by_ref().take(skip), &mut io::sink()).map_err(read_error(&path))?;
         Ok(Some(r))
     }
 }
 
 fn is_gz(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "gz")
+}
+
+/// The `.gz` of a rotated file (`path` itself, or the one it was compressed to), decompressed;
+/// `None` when it is gone (retention deleted it).
+fn gz_stream(path: &Path) -> Result<Option<Stream>, ReadError> {
+    let gz = if is_gz(path) { path.to_owned() } else { path.with_extension("log.gz") };
+    match crate::runtime::files::open_read(&gz) {
+        Ok(f) => Ok(Some(Box::new(BufReader::with_capacity(BUF, MultiGzDecoder::new(BufReader::new(f)))))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(read_error(&gz)(e)),
+    }
+}
+
+/// A rotated file's name without `.gz`: the same before and after it is compressed.
+fn plain_name(path: &Path) -> String {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    name.strip_suffix(".gz").unwrap_or(&name).to_owned()
+}
+
+/// How much of `file`'s first `len` bytes is whole records: up to its last newline at or after
+/// `from`, else `from` (a record being written is read once its newline is there).
+fn complete_len(file: &File, from: u64, len: u64) -> io::Result<u64> {
+    let mut block = vec![0u8; BUF];
+    let mut end = len;
+    while end > from {
+        let start = end.saturating_sub(BUF as u64).max(from);
+        let block = &mut block[..(end - start) as usize];
+        file.read_exact_at(block, start)?;
+        if let Some(i) = block.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(from)
 }
 
 /// Copies `r` to `out` a buffer at a time, ending a last line that lacks its newline.
@@ -426,62 +473,6 @@ fn stamp_of(line: &[u8]) -> Option<SystemTime> {
         None => return None,
     };
     humantime::parse_rfc3339_weak(std::str::from_utf8(&line[..end]).ok()?).ok()
-}
-
-/// Prints what is appended to `current.log` after `from`, forever: when the file is rotated
-/// away, the rest of the old file is read before the new one. Whole lines are written as
-/// they arrive (a line longer than `BUF` in pieces), at most `BUF` bytes at a time.
-pub fn follow(dir: &Path, from: Cursor, out: &mut impl Write, poll: Duration) -> Result<(), ReadError> {
-    let path = dir.join("current.log");
-    let err = read_error(&path);
-    let mut file = match from.file {
-        Some(file) => file,
-        None => crate::runtime::files::open_read(&path).map_err(&err)?,
-    };
-    file.seek(SeekFrom::Start(from.offset)).map_err(&err)?;
-    let mut buf = vec![0u8; BUF];
-    let mut held = 0; // the start of a line whose newline has not arrived yet
-    loop {
-        let n = file.read(&mut buf[held..]).map_err(&err)?;
-        if n > 0 {
-            held = write_lines(&mut buf, held + n, out)?;
-            continue;
-        }
-        out.flush().map_err(ReadError::Write)?;
-        if rotated_away(&path, &file) {
-            // the old file is complete: what is left of it, then the new one
-            loop {
-                out.write_all(&buf[..held]).map_err(ReadError::Write)?;
-                held = file.read(&mut buf).map_err(&err)?;
-                if held == 0 {
-                    break;
-                }
-            }
-            file = crate::runtime::files::open_read(&path).map_err(&err)?;
-            continue;
-        }
-        std::thread::sleep(poll);
-    }
-}
-
-/// Writes the whole lines in `buf[..filled]` (all of it when one line fills the buffer) and
-/// moves the start of an unfinished line to the front; returns its length.
-fn write_lines(buf: &mut [u8], filled: usize, out: &mut impl Write) -> Result<usize, ReadError> {
-    let cut = match buf[..filled].iter().rposition(|&b| b == b'\n') {
-        Some(i) => i + 1,
-        None if filled == buf.len() => filled,
-        None => 0,
-    };
-    out.write_all(&buf[..cut]).map_err(ReadError::Write)?;
-    buf.copy_within(cut..filled, 0);
-    Ok(filled - cut)
-}
-
-fn rotated_away(path: &Path, open: &File) -> bool {
-    match (std::fs::metadata(path), open.metadata()) {
-        (Ok(now), Ok(ours)) => now.ino() != ours.ino() || now.dev() != ours.dev(),
-        _ => false,
-    }
 }
 
 #[cfg(test)]

@@ -49,6 +49,19 @@ pub fn list(dir: &Path, service: &str) -> Vec<Rotated> {
     files.into_iter().map(|(_, r)| r).collect()
 }
 
+/// Like `list`, but also holding a file that was being compressed while the directory was read:
+/// one read can miss it (its `.gz` renamed into place where the read had passed, its plain file
+/// unlinked where the read had not come yet); a second read after the first sees it under one
+/// name or the other. A file listed under both names is listed once, compressed.
+pub fn list_settled(dir: &Path, service: &str) -> Vec<Rotated> {
+    let mut files = list(dir, service);
+    files.extend(list(dir, service));
+    let key = |r: &Rotated| sort_key(&r.path.file_name().unwrap_or_default().to_string_lossy());
+    files.sort_by_cached_key(|r| (key(r), !r.compressed));
+    files.dedup_by(|later, first| key(later) == key(first));
+    files
+}
+
 /// Name without extensions, so `x.log` and `x-1.log.gz` sort by stamp then sequence.
 fn sort_key(name: &str) -> (String, u32) {
     let base = name.trim_end_matches(".gz").trim_end_matches(".log");
