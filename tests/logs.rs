@@ -419,6 +419,111 @@ fn logs_follow_during_fast_rotation_loses_no_file_and_prints_no_torn_line() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// A line of `len` bytes in which no two 64 KiB pieces look alike.
+fn long_line(len: usize) -> String {
+    let chars = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..len).map(|i| char::from(chars[(i * 7 + i / 65_536) % chars.len()])).collect()
+}
+
+/// `logs SERVICE ARGS` on `d`'s config, through the daemon or else from the files (a socket
+/// nobody listens on); `-f` runs until what it printed holds `until`. Killed at `deadline`.
+fn logs_of(
+    d: &Daemon,
+    service: &str,
+    args: &[&str],
+    through_daemon: bool,
+    until: &str,
+    deadline: Instant,
+) -> String {
+    let socket = if through_daemon { d.path("s.sock") } else { PathBuf::from("/nonexistent/titan.sock") };
+    let out_path = d.path(&format!("{service}.out"));
+    let mut child = Command::new(BIN)
+        .args(["logs", service])
+        .args(args)
+        .arg("--config")
+        .arg(d.path("services.toml"))
+        .arg("--socket")
+        .arg(&socket)
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .spawn()
+        .unwrap();
+    let printed = || std::fs::read_to_string(&out_path).unwrap_or_default();
+    if args.contains(&"-f") {
+        wait_for(deadline.saturating_duration_since(Instant::now()), || {
+            printed().contains(until).then_some(())
+        });
+        let _ = child.kill();
+    }
+    let limit = deadline.saturating_duration_since(Instant::now());
+    let status = common::wait_or_kill(&mut child, limit, &format!("logs {service} {args:?}"));
+    assert!(status.success() || args.contains(&"-f"), "logs {service} {args:?}: {status}");
+    printed()
+}
+
+/// The line each printed record carries: after `<stamp> out ` in text, `line` in JSON (marked
+/// when the record still says it is continued).
+fn printed_lines(text: &str, json: bool) -> Vec<String> {
+    let line_of = |rec: &str| -> String {
+        if !json {
+            return rec.splitn(3, ' ').nth(2).unwrap_or("<not a record>").to_owned();
+        }
+        let v: serde_json::Value = serde_json::from_str(rec).unwrap_or_default();
+        let partial = if v.get("partial").is_some() { " (partial)" } else { "" };
+        format!("{}{partial}", v["line"].as_str().unwrap_or("<not a record>"))
+    };
+    text.lines().map(line_of).collect()
+}
+
+#[test]
+fn logs_n_rejoins_a_line_the_writer_split_and_counts_it_once() {
+    // regression: a line longer than a record may be (64 KiB, then halved to fit max_size) is
+    // stored as pieces marked continued (`out+`, `"partial": true`); `logs` printed the pieces
+    // and `-n 3` counted them, printing the last three pieces of the long line
+    let long = long_line(200_000);
+    let service = |name: &str, format: &str| {
+        format!(
+            "[services.{name}]\ncommand = [\"sh\", \"-c\", \"cat {{dir}}/lines.txt; exec sleep 3600\"]\nlogs = {{ max_size = \"16KiB\", max_files = 1000, format = \"{format}\" }}\n\n"
+        )
+    };
+    let lines = format!("before\n{long}\nafter\n");
+    let d = Daemon::start_prepared(&(service("plain", "text") + &service("json", "json")), move |dir| {
+        std::fs::write(dir.join("lines.txt"), lines).unwrap();
+    });
+    let want = ["before".to_owned(), long, "after".to_owned()];
+    let deadline = Instant::now() + 40 * SEC;
+    for (name, json) in [("plain", false), ("json", true)] {
+        let dir = d.path(&format!("logs/{name}"));
+        let stored = || {
+            read::files(&dir, name)
+                .iter()
+                .flat_map(|f| compress::read_all(f).unwrap_or_default())
+                .collect::<Vec<u8>>()
+        };
+        let done = wait_for(10 * SEC, || {
+            let all = stored();
+            String::from_utf8_lossy(&all[all.len().saturating_sub(100)..]).contains("after").then_some(())
+        });
+        done.unwrap_or_else(|| panic!("{name}: the service's lines reach its log"));
+        let files = rotated::list(&dir, name).len();
+        assert!(files >= 10, "{name}: the long line's pieces span {files} rotated files");
+        for through_daemon in [true, false] {
+            let how =
+                format!("{name} {}", if through_daemon { "through the daemon" } else { "from the files" });
+            for args in [&["-n", "3"][..], &["-f", "-n", "3"], &["--since", "1h"]] {
+                let printed =
+                    printed_lines(&logs_of(&d, name, args, through_daemon, "after", deadline), json);
+                let shown: Vec<String> =
+                    printed.iter().map(|l| format!("{:.30} ({} bytes)", l, l.len())).collect();
+                let last3 = &printed[printed.len().saturating_sub(3)..];
+                assert!(last3 == want, "{how}, {args:?}: the long line whole, byte for byte: {shown:?}");
+                if args[0] == "-n" || args[0] == "-f" {
+                    assert_eq!(printed.len(), 3, "{how}, {args:?}: three lines: {shown:?}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn a_service_flooding_its_output_starves_neither_other_logs_nor_supervision() {
     // `flood` writes as fast as it can for the whole test; `steady` writes 100 lines a second
@@ -619,6 +724,65 @@ fn follow_reads_every_file_rotated_between_two_looks_and_never_half_a_record() {
     let end = read::follow(d, cursor, &mut out, Duration::from_millis(5));
     assert!(matches!(end, Err(read::ReadError::Write(_))), "{end:?}");
     assert_eq!(String::from_utf8(out.out).unwrap(), "one\ntwo\nthree\nfour\nfive\nsix\nlast\n");
+}
+
+#[test]
+fn split_lines_are_joined_per_stream_where_their_last_piece_is() {
+    // the pieces of a line are in order among their stream's records, the other stream's
+    // between them, and may span a rotation; a line is printed where its last piece is
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path();
+    let t = |s: u64| UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s);
+    let rec =
+        |s: u64, tag: &str, line: &str| format!("{} {tag} {line}\n", humantime::format_rfc3339_millis(t(s)));
+    write_rotated(
+        d,
+        "api",
+        t(2),
+        true,
+        format!("{}{}", rec(1, "out+", "AAA"), rec(2, "err", "E1")).as_bytes(),
+    );
+    let current = [rec(3, "out", "BBB"), rec(4, "err+", "C1"), rec(5, "out", "short"), rec(6, "err", "C2")];
+    std::fs::write(d.join("current.log"), format!("{}{}", current.concat(), rec(7, "out+", "DDD"))).unwrap();
+    let lines = [rec(2, "err", "E1"), rec(3, "out", "AAABBB"), rec(5, "out", "short"), rec(6, "err", "C1C2")];
+    for n in 0..=5 {
+        let got = printed(d, "api", read::Select { last: Some(n), since: None });
+        assert_eq!(got, lines[lines.len().saturating_sub(n)..].concat(), "the last {n} lines");
+    }
+    assert_eq!(printed(d, "api", read::Select::default()), lines.concat(), "the line still open waits");
+    assert_eq!(printed(d, "api", read::Select { last: None, since: Some(t(4)) }), lines[2..].concat());
+    // following joins the open line once its last piece is there
+    let mut out = Until { out: Vec::new(), until: b"last\n", biggest_write: 0 };
+    let cursor = read::print(d, "api", read::Select { last: Some(1), since: None }, &mut out).unwrap();
+    let more = format!("{}{}", rec(8, "out", "EEE"), rec(9, "err", "last"));
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(d.join("current.log"))
+        .unwrap()
+        .write_all(more.as_bytes())
+        .unwrap();
+    let end = read::follow(d, cursor, &mut out, Duration::from_millis(5));
+    assert!(matches!(end, Err(read::ReadError::Write(_))), "{end:?}");
+    let want = format!("{}{}{}", lines[3], rec(8, "out", "DDDEEE"), rec(9, "err", "last"));
+    assert_eq!(String::from_utf8(out.out).unwrap(), want);
+}
+
+#[test]
+fn a_split_line_longer_than_the_join_limit_is_printed_in_marked_pieces_of_it() {
+    // what is held of a line stays bounded: past JOIN_MAX it is printed still marked continued
+    let root = tempfile::tempdir().unwrap();
+    let piece = |tag: &str, c: char, len: usize| {
+        format!("2026-01-01T00:00:00.000Z {tag} {}\n", c.to_string().repeat(len))
+    };
+    let text = [piece("out+", 'a', 600 << 10), piece("out+", 'b', 600 << 10), piece("out", 'c', 10)].concat();
+    std::fs::write(root.path().join("current.log"), text).unwrap();
+    let got = printed(root.path(), "api", read::Select::default());
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(lines.len(), 2, "one line of JOIN_MAX, one with the rest");
+    assert!(lines[0].starts_with("2026-01-01T00:00:00.000Z out+ aaa"), "{:.40}", lines[0]);
+    assert_eq!(lines[0].len(), "2026-01-01T00:00:00.000Z out+ ".len() + read::JOIN_MAX);
+    let joined: String = lines.iter().map(|l| l.splitn(3, ' ').nth(2).unwrap()).collect();
+    assert_eq!(joined, format!("{}{}{}", "a".repeat(600 << 10), "b".repeat(600 << 10), "c".repeat(10)));
 }
 
 /// What `logs` printed: how many lines, whether their numbers ran on by one, the last ten.

@@ -2,27 +2,30 @@
 //! rotated files in time order, compressed or not, then `current.log`; the last N lines or
 //! those since a time; and following `current.log` across rotations without losing a line
 //! (`follow`). Only whole records of `current.log` are read: one still being written waits.
+//! A line the writer split into records marked continued is printed joined (`record`).
 //!
 //! Memory stays flat whatever is asked: every file is streamed through one `BUF`-sized
-//! buffer (`.gz` through a streaming decoder), never held whole. A read is planned first —
-//! where printing starts, as a file and a byte offset into its content — then printed from
-//! there to the end. `tail` reads plain files backwards from their end; `since` skips the
-//! files rotated before it by their names and scans the rest forwards.
+//! buffer (`.gz` through a streaming decoder), never held whole; of a split line, at most
+//! `record::JOIN_MAX` is held. A read is planned first (`plan`) — where printing starts, as a
+//! file and a byte offset into its content — then printed from there to the end.
 
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use flate2::read::MultiGzDecoder;
 
 use super::rotated;
 
 mod follow;
+mod plan;
+mod record;
 
 pub use follow::follow;
+pub use record::JOIN_MAX;
 
 /// The read buffer: what one read holds of a file at a time, and the most it writes at once.
 pub const BUF: usize = 64 * 1024;
@@ -77,6 +80,8 @@ pub struct Cursor {
     /// The rotated files printed or older than `file`, by `plain_name`: any other one listed
     /// later was rotated after them.
     seen: HashSet<String>,
+    /// The lines begun by continued records and not ended yet.
+    join: record::Joiner,
 }
 
 impl Cursor {
@@ -86,30 +91,34 @@ impl Cursor {
     }
 }
 
-/// Prints the selected lines of every file, oldest first, each ending in a newline. Returns
-/// where following continues.
+/// Prints the selected lines of every file, oldest first, each ending in a newline (a split
+/// one joined; one whose last piece is not written yet is left for `follow`). Returns where
+/// following continues.
 ///
 /// `since` selects from the first record stamped at or after it to the end. Records are in
 /// time order, so a record before that one is older — except an unstamped line (no stamp
-/// that parses) right before it, after the last record stamped earlier: it is kept.
+/// that parses) right before it, after the last record stamped earlier: it is kept. `last`
+/// counts lines, a split one once.
 pub fn print(dir: &Path, service: &str, select: Select, out: &mut impl Write) -> Result<Cursor, ReadError> {
     let log = Log::open(dir, service)?;
-    let mut start = Start::default();
+    let mut from = Start::default();
     if let Some(since) = select.since {
-        start = since_start(&log, since)?;
+        from = plan::since_start(&log, since)?;
     }
     if let Some(n) = select.last {
         let n = u64::try_from(n).unwrap_or(u64::MAX);
-        start = start.max(tail_start(&log, n, start.file)?);
+        from = from.max(plan::tail_start(&log, n, from.file)?);
     }
+    let start = plan::chain_start(&log, from)?;
+    let mut join = record::Joiner::new(from);
     for i in start.file..log.len() {
         let skip = if i == start.file { start.skip } else { 0 };
         if let Some(mut r) = log.stream(i, skip)? {
-            copy_lines(&mut r, out, &log.path(i))?;
+            join.copy(&mut r, Start { file: i, skip }, out, &log.path(i))?;
         }
     }
-    out.flush().map_err(ReadError::Write)?;
-    Ok(log.into_cursor())
+    join.flush(out)?;
+    Ok(log.into_cursor(join))
 }
 
 /// Where printing starts: a file of the log (its index, oldest first) and how many bytes of
@@ -175,12 +184,17 @@ impl Log {
         self.rotated.get(i).unwrap_or(&self.current_path).clone()
     }
 
-    fn into_cursor(self) -> Cursor {
+    /// Where the log ends: the end of `current.log`'s whole records.
+    fn end(&self) -> Start {
+        Start { file: self.len() - 1, skip: self.current.as_ref().map_or(0, |(_, len)| *len) }
+    }
+
+    fn into_cursor(self, join: record::Joiner) -> Cursor {
         let (file, offset) = match self.current {
             Some((file, offset)) => (Some(file), offset),
             None => (None, 0),
         };
-        Cursor { file, offset, service: self.service, seen: self.seen }
+        Cursor { file, offset, service: self.service, seen: self.seen, join: join.for_follow() }
     }
 
     /// File `i` and its length if it is a plain file that is still there.
@@ -255,254 +269,4 @@ fn complete_len(file: &File, from: u64, len: u64) -> io::Result<u64> {
         end = start;
     }
     Ok(from)
-}
-
-/// Copies `r` to `out` a buffer at a time, ending a last line that lacks its newline.
-fn copy_lines(r: &mut Stream, out: &mut impl Write, path: &Path) -> Result<(), ReadError> {
-    let mut last = b'\n';
-    loop {
-        let chunk = r.fill_buf().map_err(read_error(path))?;
-        let Some(&end) = chunk.last() else { break };
-        out.write_all(chunk).map_err(ReadError::Write)?;
-        last = end;
-        let n = chunk.len();
-        r.consume(n);
-    }
-    if last != b'\n' {
-        out.write_all(b"\n").map_err(ReadError::Write)?;
-    }
-    Ok(())
-}
-
-/// How far back the last lines reach in one file.
-enum Tail {
-    /// The lines still needed start at this byte.
-    At(u64),
-    /// All of the file is needed, and it has this many lines: look further back.
-    Short(u64),
-}
-
-/// Where the last `n` lines start, reading the newest files first and none older than
-/// `floor`. Plain files are read backwards from their end, a block at a time, until enough
-/// newlines are found. A `.gz` cannot be read backwards, so it is read forwards: once to
-/// count its lines and, only if it holds more than are needed, once more to find the byte
-/// where the needed ones start (and printing decompresses up to there again). That costs
-/// decompressing one file two or three times instead of once, for memory that does not grow
-/// with `n` (a ring of the last `n` lines, or even of their offsets, would).
-fn tail_start(log: &Log, n: u64, floor: usize) -> Result<Start, ReadError> {
-    let mut need = n;
-    if need == 0 {
-        return Ok(Start { file: log.len(), skip: 0 });
-    }
-    for i in (floor..log.len()).rev() {
-        let path = log.path(i);
-        let tail = match log.plain(i)? {
-            Some((file, len)) => last_lines_plain(&file, len, need).map_err(read_error(&path))?,
-            None => last_lines_stream(log, i, need)?,
-        };
-        match tail {
-            Tail::At(skip) => return Ok(Start { file: i, skip }),
-            Tail::Short(lines) => need -= lines,
-        }
-    }
-    Ok(Start { file: floor, skip: 0 })
-}
-
-/// The last `need` lines of `file`'s first `len` bytes, reading backwards a block at a time.
-fn last_lines_plain(file: &File, len: u64, need: u64) -> io::Result<Tail> {
-    if len == 0 {
-        return Ok(Tail::Short(0));
-    }
-    let mut block = vec![0u8; BUF];
-    let mut found = 0;
-    // every newline starts a line after it, except one that is the very last byte
-    let mut end = len - 1;
-    while end > 0 {
-        let from = end.saturating_sub(BUF as u64);
-        let block = &mut block[..(end - from) as usize];
-        file.read_exact_at(block, from)?;
-        for (i, _) in block.iter().enumerate().rev().filter(|(_, b)| **b == b'\n') {
-            found += 1;
-            if found == need {
-                return Ok(Tail::At(from + i as u64 + 1));
-            }
-        }
-        end = from;
-    }
-    found += 1; // the line at the start of the file
-    Ok(if found == need { Tail::At(0) } else { Tail::Short(found) })
-}
-
-/// The last `need` lines of file `i` read forwards: counted first, then skipped to.
-fn last_lines_stream(log: &Log, i: usize, need: u64) -> Result<Tail, ReadError> {
-    let path = log.path(i);
-    let Some(mut r) = log.stream(i, 0)? else { return Ok(Tail::Short(0)) };
-    let lines = count_lines(&mut r).map_err(read_error(&path))?;
-    if lines < need {
-        return Ok(Tail::Short(lines));
-    }
-    let Some(mut r) = log.stream(i, 0)? else { return Ok(Tail::Short(0)) };
-    Ok(Tail::At(skip_lines(&mut r, lines - need).map_err(read_error(&path))?))
-}
-
-fn count_lines(r: &mut Stream) -> io::Result<u64> {
-    let (mut lines, mut last) = (0u64, b'\n');
-    loop {
-        let chunk = r.fill_buf()?;
-        let Some(&end) = chunk.last() else { break };
-        lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
-        last = end;
-        let n = chunk.len();
-        r.consume(n);
-    }
-    Ok(lines + u64::from(last != b'\n'))
-}
-
-/// Reads past `n` lines of `r`; the bytes they took.
-fn skip_lines(r: &mut Stream, mut n: u64) -> io::Result<u64> {
-    let mut bytes = 0;
-    while n > 0 {
-        let chunk = r.fill_buf()?;
-        if chunk.is_empty() {
-            break;
-        }
-        let mut used = chunk.len();
-        for (i, _) in chunk.iter().enumerate().filter(|(_, b)| **b == b'\n') {
-            n -= 1;
-            if n == 0 {
-                used = i + 1;
-                break;
-            }
-        }
-        r.consume(used);
-        bytes += used as u64;
-    }
-    Ok(bytes)
-}
-
-/// Where the records since `since` start: just after the last record stamped earlier that
-/// comes before the first one stamped at or after it. Files rotated before `since` are not
-/// opened (see `first_maybe_since`); the others are scanned forwards, a line at a time.
-fn since_start(log: &Log, since: SystemTime) -> Result<Start, ReadError> {
-    let first = first_maybe_since(&log.rotated, &log.service, since);
-    let mut start = Start { file: first, skip: 0 };
-    let mut head = Vec::new();
-    for i in first..log.len() {
-        let path = log.path(i);
-        let Some(mut r) = log.stream(i, 0)? else { continue };
-        let mut at = 0;
-        while let Some(len) = next_line(&mut r, &mut head).map_err(read_error(&path))? {
-            at += len;
-            match stamp_of(&head) {
-                Some(t) if t >= since => return Ok(start),
-                Some(_) => start = Start { file: i, skip: at },
-                None => {}
-            }
-        }
-    }
-    Ok(start)
-}
-
-/// The first rotated file that may hold a record stamped at or after `since` (all of them
-/// may not: the index past the last). A rotated file is named for when it was rotated, after
-/// every record in it was written; one named a millisecond or more before `since` (its
-/// name's precision) holds only older records.
-fn first_maybe_since(rotated: &[PathBuf], service: &str, since: SystemTime) -> usize {
-    let newer = |p: &PathBuf| name_stamp(p, service).is_none_or(|t| t + Duration::from_millis(1) > since);
-    rotated.iter().position(newer).unwrap_or(rotated.len())
-}
-
-/// The stamp in a rotated file's name, `<service>-20261123T160000.123Z[-n].log[.gz]`.
-fn name_stamp(path: &Path, service: &str) -> Option<SystemTime> {
-    let rest = path.file_name()?.to_str()?.strip_prefix(service)?.strip_prefix('-')?;
-    let stamp = rest.get(..rest.find('Z')? + 1)?;
-    let s = |a: usize, b: usize| stamp.get(a..b);
-    let text = format!(
-        "{}-{}-{}T{}:{}:{}",
-        s(0, 4)?,
-        s(4, 6)?,
-        s(6, 8)?,
-        s(9, 11)?,
-        s(11, 13)?,
-        s(13, stamp.len())?
-    );
-    humantime::parse_rfc3339_weak(&text).ok()
-}
-
-/// Reads the next line of `r`, keeping its first `HEAD_MAX` bytes in `head`; its length, or
-/// `None` at the end.
-fn next_line(r: &mut Stream, head: &mut Vec<u8>) -> io::Result<Option<u64>> {
-    head.clear();
-    let mut len = 0;
-    loop {
-        let chunk = r.fill_buf()?;
-        if chunk.is_empty() {
-            return Ok((len > 0).then_some(len));
-        }
-        let (take, ended) = match chunk.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (chunk.len(), false),
-        };
-        let room = HEAD_MAX.saturating_sub(head.len());
-        head.extend_from_slice(&chunk[..take.min(room)]);
-        r.consume(take);
-        len += take as u64;
-        if ended {
-            return Ok(Some(len));
-        }
-    }
-}
-
-/// The time a record was written, from its start (`<stamp> <out|err> ...`) or, for a JSON
-/// record, its `ts` (the supervisor's own JSON lines: `timestamp`). `None` when it has no
-/// stamp that parses.
-fn stamp_of(line: &[u8]) -> Option<SystemTime> {
-    if line.first() == Some(&b'{') {
-        #[derive(serde::Deserialize)]
-        struct Stamped {
-            #[serde(alias = "timestamp")]
-            ts: String,
-        }
-        let record: Stamped = serde_json::from_slice(line).ok()?;
-        return humantime::parse_rfc3339_weak(&record.ts).ok();
-    }
-    // only the stamp's own bytes are decoded, never a slice that could end inside a character
-    let end = match line.iter().take(STAMP_MAX + 1).position(u8::is_ascii_whitespace) {
-        Some(end) => end,
-        None if line.len() <= STAMP_MAX => line.len(),
-        None => return None,
-    };
-    humantime::parse_rfc3339_weak(std::str::from_utf8(&line[..end]).ok()?).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn at(rfc3339: &str) -> Option<SystemTime> {
-        humantime::parse_rfc3339_weak(rfc3339).ok()
-    }
-
-    #[test]
-    fn a_rotated_file_is_dated_by_its_name_whatever_the_service_is_called() {
-        let stamp = at("2026-11-23T16:00:00.123Z");
-        assert_eq!(name_stamp(Path::new("/l/api-20261123T160000.123Z.log"), "api"), stamp);
-        assert_eq!(name_stamp(Path::new("api-2-20261123T160000.123Z-3.log.gz"), "api-2"), stamp);
-        assert_eq!(name_stamp(Path::new("api-garbage.log"), "api"), None);
-        assert_eq!(name_stamp(Path::new("api-2026Z.log"), "api"), None);
-    }
-
-    #[test]
-    fn stamps_are_read_from_text_and_json_records_and_nothing_else() {
-        let t = at("2026-01-01T00:00:00.123Z");
-        assert_eq!(stamp_of(b"2026-01-01T00:00:00.123Z out hello\n"), t);
-        assert_eq!(stamp_of(b"2026-01-01T00:00:00.123Z"), t);
-        assert_eq!(stamp_of(b"{\"line\":\"x\",\"stream\":\"out\",\"ts\":\"2026-01-01T00:00:00.123Z\"}\n"), t);
-        assert_eq!(stamp_of(b"{\"timestamp\":\"2026-01-01T00:00:00.123Z\",\"level\":\"INFO\"}"), t);
-        assert!(stamp_of("2026-01-01T00:00:00.123456789Z  INFO é".as_bytes()).is_some());
-        for unstamped in [&b""[..], b"\n", b"hello world", b"{\"line\":\"x\"}", b"{broken", b"\xff\xfe out x"]
-        {
-            assert_eq!(stamp_of(unstamped), None, "{unstamped:?}");
-        }
-    }
 }

@@ -13,11 +13,13 @@ use std::time::Duration;
 
 use flate2::read::MultiGzDecoder;
 
-use super::{BUF, Cursor, ReadError, Stream, complete_len, copy_lines, gz_stream, plain_name, read_error};
+use super::record::Joiner;
+use super::{BUF, Cursor, ReadError, Start, Stream, complete_len, gz_stream, plain_name, read_error};
 use crate::logs::rotated::{self, Rotated};
 
 /// Prints what is written to the log after `from`, forever, looking every `poll` when there
-/// is nothing new. Whole records only, each once and in order, at most `BUF` bytes a write.
+/// is nothing new. Whole records only, each once and in order, a split line joined (once its
+/// last piece is written), at most `BUF` bytes a write.
 pub fn follow(dir: &Path, from: Cursor, out: &mut impl Write, poll: Duration) -> Result<(), ReadError> {
     let mut f = Follower {
         dir,
@@ -27,10 +29,11 @@ pub fn follow(dir: &Path, from: Cursor, out: &mut impl Write, poll: Duration) ->
         offset: from.offset,
         seen: from.seen,
         passed: None,
+        join: from.join,
     };
     loop {
         if !f.step(out)? {
-            out.flush().map_err(ReadError::Write)?;
+            f.join.flush(out)?;
             std::thread::sleep(poll);
         }
     }
@@ -48,6 +51,7 @@ struct Follower<'a> {
     /// The `current.log` read to its end after it was rotated away, until it is found among
     /// the rotated files (not to be printed again).
     passed: Option<File>,
+    join: Joiner,
 }
 
 impl Follower<'_> {
@@ -66,7 +70,7 @@ impl Follower<'_> {
             let mut r = file.try_clone().map_err(&err)?;
             r.seek(SeekFrom::Start(self.offset)).map_err(&err)?;
             let mut r: Stream = Box::new(BufReader::with_capacity(BUF, r.take(end - self.offset)));
-            copy_lines(&mut r, out, &self.path)?;
+            self.join.copy(&mut r, Start::default(), out, &self.path)?;
             self.offset = end;
         }
         if moved {
@@ -95,7 +99,7 @@ impl Follower<'_> {
                 if self.passed.as_ref().is_some_and(|p| same_file(p, r)) {
                     self.passed = None;
                 } else {
-                    print_whole(r, out)?;
+                    print_whole(r, &mut self.join, out)?;
                 }
             }
             let listed: Vec<String> = look.listed.iter().map(|r| plain_name(&r.path)).collect();
@@ -160,14 +164,14 @@ impl Look {
 
 /// Prints a rotated file whole (from its `.gz` if it was compressed meanwhile); nothing when
 /// it is gone (retention deleted it).
-fn print_whole(r: &Rotated, out: &mut impl Write) -> Result<(), ReadError> {
+fn print_whole(r: &Rotated, join: &mut Joiner, out: &mut impl Write) -> Result<(), ReadError> {
     let plain = if r.compressed { None } else { open_plain(&r.path)? };
     let stream = match plain {
         Some(f) => Some(Box::new(BufReader::with_capacity(BUF, f)) as Stream),
         None => gz_stream(&r.path)?,
     };
     match stream {
-        Some(mut s) => copy_lines(&mut s, out, &r.path),
+        Some(mut s) => join.copy(&mut s, Start::default(), out, &r.path),
         None => Ok(()),
     }
 }
