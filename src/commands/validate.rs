@@ -1,4 +1,5 @@
-//! `titan-supervisor validate [FILE] [--json]`: every problem at once, exit 0 or 2.
+//! `titan-supervisor validate [FILE] [--json] [--allow-unpinned]`: every problem at once, exit 0
+//! or 2. `--allow-unpinned` checks a source config as `release create` does before pinning it.
 
 use serde_json::json;
 
@@ -9,7 +10,8 @@ use crate::config::{self, LoadError};
 pub(crate) fn run(args: &ValidateArgs) -> Exit {
     let path = default_config(args.file.as_deref());
     let shown = path.display().to_string();
-    match config::load(&path) {
+    let loaded = if args.allow_unpinned { crate::release::load_unpinned(&path) } else { config::load(&path) };
+    match loaded {
         Ok(cfg) => {
             let layers = cfg.graph().map(|g| g.layers().len()).unwrap_or(0);
             if args.json {
