@@ -249,6 +249,12 @@ pub struct VerifyHttp {
     pub url: String,
     #[serde(default = "ok_status")]
     pub status: u16,
+    /// A JSON field of the answer's body, as a dotted path (`policy.hash`; an array element by
+    /// its index, `items.0.id`). Alone, the check needs the field to be there.
+    pub field: Option<String>,
+    /// What `field` must equal: a string as itself, anything else as its JSON text (so `42`
+    /// equals `"42"`). Needs `field`.
+    pub equals: Option<String>,
 }
 
 fn ok_status() -> u16 {
@@ -274,9 +280,13 @@ pub struct Parity {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ParitySource {
+    /// GET this URL; exactly one of `http` and `nats`.
     pub http: Option<String>,
+    /// Request on this NATS subject and take the reply; exactly one of `http` and `nats`.
     pub nats: Option<String>,
+    /// The NATS request's body (empty when not given); only with `nats`.
     pub payload: Option<String>,
+    /// The JSON field compared, as a dotted path (see `VerifyHttp::field`).
     pub field: String,
 }
 

@@ -243,24 +243,51 @@ pub fn deploy_refs(
         }
     }
     for (i, check) in verify.http.iter().enumerate() {
-        if !check.url.starts_with("http://") {
-            d.at(
-                format!("verify.http[{i}].url"),
-                format!("invalid URL {:?}: need http://host[:port]/path", check.url),
-            );
-        }
+        verify_http(&format!("verify.http[{i}]"), check, d);
     }
     for (i, parity) in verify.parity.iter().enumerate() {
         for (side, src) in [("a", &parity.a), ("b", &parity.b)] {
-            let path = format!("verify.parity[{i}].{side}");
-            match (&src.http, &src.nats) {
-                (Some(_), Some(_)) | (None, None) => {
-                    d.at(path, "give one source: http = URL or nats = SUBJECT")
-                }
-                (None, Some(_)) if !has_nats => d.at(path, "a nats source needs a [nats] section"),
-                _ => {}
-            }
+            parity_source(&format!("verify.parity[{i}].{side}"), src, has_nats, d);
         }
+    }
+}
+
+/// A `[verify]` http check: a plain-HTTP URL, and `equals` only with the `field` it compares.
+fn verify_http(path: &str, check: &raw::VerifyHttp, d: &mut Diagnostics) {
+    http_url(&format!("{path}.url"), &check.url, d);
+    if let Some(field) = &check.field {
+        field_path(&format!("{path}.field"), field, d);
+    }
+    if check.equals.is_some() && check.field.is_none() {
+        d.at(format!("{path}.equals"), "equals needs field = PATH, the JSON field it compares");
+    }
+}
+
+/// One side of a parity check: exactly one source, `payload` only for NATS, a valid `field`.
+fn parity_source(path: &str, src: &raw::ParitySource, has_nats: bool, d: &mut Diagnostics) {
+    match (&src.http, &src.nats) {
+        (Some(_), Some(_)) | (None, None) => d.at(path, "give one source: http = URL or nats = SUBJECT"),
+        (Some(url), None) => http_url(&format!("{path}.http"), url, d),
+        (None, Some(_)) if !has_nats => d.at(path, "a nats source needs a [nats] section"),
+        (None, Some(_)) => {}
+    }
+    if src.payload.is_some() && src.nats.is_none() {
+        d.at(format!("{path}.payload"), "payload is the body of a NATS request: it needs nats = SUBJECT");
+    }
+    field_path(&format!("{path}.field"), &src.field, d);
+}
+
+/// Verify checks GET over plain HTTP only, like the health probe.
+fn http_url(path: &str, url: &str, d: &mut Diagnostics) {
+    if !url.starts_with("http://") {
+        d.at(path, format!("invalid URL {url:?}: need http://host[:port]/path"));
+    }
+}
+
+/// A JSON field path: names (or array indexes) separated by dots, none empty.
+fn field_path(path: &str, field: &str, d: &mut Diagnostics) {
+    if field.split('.').any(str::is_empty) {
+        d.at(path, format!("invalid field {field:?}: need NAME[.NAME...], e.g. policy.hash or items.0.id"));
     }
 }
 
