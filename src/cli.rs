@@ -43,6 +43,68 @@ pub enum Command {
     Logs(LogsArgs),
     /// The built-in six-tier demo on native processes.
     Demo(DemoArgs),
+    /// Deploy a release: validate, pull, swap `current`, recreate what changed, verify; roll
+    /// back to the last known good release by itself when anything fails.
+    Switch(SwitchArgs),
+    /// Switch back to a release (default: the last known good) through the same pipeline.
+    Rollback(RollbackArgs),
+    /// List the releases: current, last known good, bad marks, last outcome.
+    Releases(ReleasesArgs),
+    /// Make releases.
+    #[command(subcommand)]
+    Release(ReleaseCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct SwitchArgs {
+    /// A directory name under `releases_dir`, or a path.
+    pub release: String,
+    /// Pass the progress lines through as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Deploy without disarming execution over NATS (recorded in the evidence).
+    #[arg(long)]
+    pub no_disarm: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The release to return to (default: the last known good).
+    pub release: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleasesArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReleaseCommand {
+    /// Write a release directory: services.toml pinned from digests.json, digests.json,
+    /// release.json, and with --sign a minisign signature of digests.json. Prints its path.
+    Create(ReleaseCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReleaseCreateArgs {
+    /// The source services.toml (images may be unpinned).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// `{"<service>": "<repo>@sha256:<hex>", ...}` as CI produced it.
+    #[arg(long, value_name = "FILE")]
+    pub digests: PathBuf,
+    /// The commit the release is built from (its first 7 characters name the directory).
+    #[arg(long)]
+    pub sha: String,
+    /// A minisign secret key: digests.json is signed with it.
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
+    /// Where to write the release (default: the config's `releases_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +130,10 @@ pub struct ValidateArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Accept images not pinned by digest, whatever `require_digests` says: a source config
+    /// whose images `release create` pins.
+    #[arg(long)]
+    pub allow_unpinned: bool,
 }
 
 #[derive(Debug, Args)]

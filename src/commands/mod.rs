@@ -2,9 +2,11 @@
 //! SPEC's exit codes.
 
 pub(crate) mod demo;
+pub(crate) mod deploy;
 pub(crate) mod graph;
 pub(crate) mod logs;
 pub(crate) mod ops;
+pub(crate) mod release;
 pub(crate) mod run;
 pub(crate) mod table;
 pub(crate) mod validate;
@@ -51,6 +53,10 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Start(args) => ops::act(cli.socket.as_deref(), &args.service, Verb::Start),
         Command::Stop(args) => ops::act(cli.socket.as_deref(), &args.service, Verb::Stop),
         Command::Restart(args) => ops::act(cli.socket.as_deref(), &args.service, Verb::Restart),
+        Command::Switch(args) => deploy::switch(cli.socket.as_deref(), &args),
+        Command::Rollback(args) => deploy::rollback(cli.socket.as_deref(), &args),
+        Command::Releases(args) => deploy::releases(cli.socket.as_deref(), &args),
+        Command::Release(command) => release::run(&command),
     };
     exit.into()
 }

@@ -25,12 +25,12 @@ pub(crate) fn socket_path(given: Option<&Path>) -> PathBuf {
     }
 }
 
-fn call(socket: &Path, method: Method, path: &str) -> Result<(StatusCode, Vec<u8>), Exit> {
+pub(super) fn call(socket: &Path, method: Method, path: &str) -> Result<(StatusCode, Vec<u8>), Exit> {
     client::request(socket, method, path).map_err(failed)
 }
 
 /// Reports a client error and gives its exit code: 3 when the daemon cannot be reached.
-fn failed(e: ClientError) -> Exit {
+pub(super) fn failed(e: ClientError) -> Exit {
     eprintln!("{e}");
     match e {
         ClientError::Unreachable { .. } => Exit::Unreachable,
@@ -39,7 +39,7 @@ fn failed(e: ClientError) -> Exit {
 }
 
 /// Prints the daemon's error body and maps its status to an exit code.
-fn refused(status: StatusCode, body: &[u8]) -> Exit {
+pub(super) fn refused(status: StatusCode, body: &[u8]) -> Exit {
     let msg = serde_json::from_slice::<ErrorBody>(body)
         .map(|e| e.error)
         .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned());

@@ -19,6 +19,13 @@ pub(crate) fn run(args: &RunArgs) -> Exit {
     // the path, not /proc/self/exe: an upgrade runs whatever binary is there by then
     let exe = std::env::current_exe().ok().map(|p| strip_deleted(&p));
     let path = default_config(args.config.as_deref());
+    // a switch the last daemon did not finish is undone before its release is read
+    if let Ok((settings, _)) = config::load_supervisor(&path)
+        && let Err(e) = crate::deploy::journal::recover(&crate::deploy::state::Layout::of(&settings))
+    {
+        eprintln!("titan-supervisor: cannot undo the unfinished switch: {e}");
+        return Exit::Failed;
+    }
     let cfg = match config::load(&path) {
         Ok(cfg) => cfg,
         Err(e) => {
@@ -105,6 +112,7 @@ pub(crate) fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Res
     one_malloc_arena();
     let nofile = crate::runtime::rlimit::raise_nofile();
     let sup_cfg = &cfg.supervisor;
+    let settings = sup_cfg.clone();
     // bound first, before any thread exists (its mode is set through the umask); a refusal
     // after this removes it again (the guard in `socket`)
     let socket =
@@ -151,10 +159,11 @@ pub(crate) fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Res
         Exit::Refused
     })?;
     drop(inside);
-    let control = control::server::spawn_thread(socket, access, supervisor.handle()).map_err(|e| {
-        eprintln!("titan-supervisor: cannot start the control thread: {e}");
-        Exit::Failed
-    })?;
+    let control =
+        control::server::spawn_thread(socket, access, supervisor.handle(), settings).map_err(|e| {
+            eprintln!("titan-supervisor: cannot start the control thread: {e}");
+            Exit::Failed
+        })?;
     Ok(Booted { supervisor, runtime, control, _flush: flush })
 }
 

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -43,9 +43,20 @@ pub(crate) fn follow(
     path: &str,
     out: &mut impl std::io::Write,
 ) -> Result<StatusCode, ClientError> {
+    follow_request(socket, Method::GET, path, None, out)
+}
+
+/// `follow` for any request, with a JSON body (a switch's progress).
+pub(crate) fn follow_request(
+    socket: &Path,
+    method: Method,
+    path: &str,
+    json: Option<Vec<u8>>,
+    out: &mut impl std::io::Write,
+) -> Result<StatusCode, ClientError> {
     runtime(socket)?.block_on(async {
         let broke = |detail: String| ClientError::Protocol { socket: socket.to_owned(), detail };
-        let mut body = open(socket, Method::GET, path).await?;
+        let mut body = open(socket, method, path, json).await?;
         let status = body.status();
         if status != StatusCode::OK {
             return Ok(status);
@@ -66,6 +77,7 @@ async fn open(
     socket: &Path,
     method: Method,
     path: &str,
+    json: Option<Vec<u8>>,
 ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
     let broke = |detail: String| ClientError::Protocol { socket: socket.to_owned(), detail };
     let stream = tokio::net::UnixStream::connect(socket)
@@ -79,13 +91,14 @@ async fn open(
         .method(method)
         .uri(path)
         .header(hyper::header::HOST, "titan-supervisor")
-        .body(Empty::<Bytes>::new())
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(json.unwrap_or_default())))
         .map_err(|e| broke(e.to_string()))?;
     sender.send_request(req).await.map_err(|e| broke(e.to_string()))
 }
 
 async fn send(socket: &Path, method: Method, path: &str) -> Result<(StatusCode, Vec<u8>), ClientError> {
-    let resp = open(socket, method, path).await?;
+    let resp = open(socket, method, path, None).await?;
     let status = resp.status();
     let body = resp
         .into_body()

@@ -22,6 +22,3 @@ pub(crate) struct Outcome {
 pub(crate) struct ErrorBody {
     pub(crate) error: String,
 }
-
-/// Paths reserved for the release issue; the server answers 501 until then.
-pub(crate) const RESERVED: &[&str] = &["/v1/switch", "/v1/rollback", "/v1/releases"];

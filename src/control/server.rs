@@ -16,8 +16,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 
-use super::proto::{self, Board, ErrorBody, Outcome, StateKind, Status, Verb};
+use super::proto::{Board, ErrorBody, Outcome, StateKind, Status, Verb};
 use super::socket::{Bound, peer_groups};
+use crate::deploy::switch::{self as deploys, Deployer, Kind, Peer};
 use crate::supervisor::UpgradeRefused;
 use crate::supervisor::handle::{Act, Handle};
 
@@ -51,7 +52,12 @@ impl Access {
 /// a hundred clients at once — never takes the actor's thread; only the questions reach it.
 /// Once the supervisor has stopped, the socket at `path` is closed and removed (a daemon
 /// upgrading binds its own after the exec).
-pub(crate) fn spawn_thread(socket: Bound, access: Access, handle: Handle) -> io::Result<Control> {
+pub(crate) fn spawn_thread(
+    socket: Bound,
+    access: Access,
+    handle: Handle,
+    settings: crate::config::Supervisor,
+) -> io::Result<Control> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let thread = std::thread::Builder::new().name("titan-control".into()).spawn(move || {
         let Bound { listener, file } = socket;
@@ -59,7 +65,7 @@ pub(crate) fn spawn_thread(socket: Bound, access: Access, handle: Handle) -> io:
         let open = Arc::new(tokio::sync::Semaphore::new(limit));
         rt.block_on(async {
             tokio::select! {
-                () = serve(listener, access, handle.clone(), Arc::clone(&open)) => {}
+                () = serve(listener, access, handle.clone(), settings, Arc::clone(&open)) => {}
                 () = handle.stopped() => {}
             }
             // the answers under way (an upgrade's 202, a stop's outcome) reach their clients;
@@ -93,13 +99,16 @@ async fn serve(
     listener: std::os::unix::net::UnixListener,
     access: Access,
     handle: Handle,
+    settings: crate::config::Supervisor,
     open: Arc<tokio::sync::Semaphore>,
 ) {
     let listener = match tokio::net::UnixListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => return tracing::error!("control socket unusable: {e}"),
     };
-    let ctx = Arc::new(Ctx { handle, log_dir: access.log_dir.clone(), rendered: Mutex::default() });
+    let deployer = Deployer { settings, handle: handle.clone(), probation: Default::default() };
+    crate::deploy::probation::resume(&deployer);
+    let ctx = Arc::new(Ctx { handle, log_dir: access.log_dir.clone(), rendered: Mutex::default(), deployer });
     let mut failing = Accepting::default();
     loop {
         let stream = match listener.accept().await {
@@ -112,6 +121,9 @@ async fn serve(
                 continue;
             }
         };
+        let peer = stream
+            .peer_cred()
+            .map_or(Peer { uid: u32::MAX, pid: None }, |c| Peer { uid: c.uid(), pid: c.pid() });
         let allowed = match stream.peer_cred() {
             Ok(c) if access.allows(c.uid(), c.gid(), || peer_groups(&stream).unwrap_or_default()) => true,
             Ok(c) => {
@@ -135,7 +147,7 @@ async fn serve(
         };
         let ctx = Arc::clone(&ctx);
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| route(req, allowed, Arc::clone(&ctx)));
+            let service = hyper::service::service_fn(move |req| route(req, allowed, peer, Arc::clone(&ctx)));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
@@ -207,6 +219,7 @@ struct Ctx {
     log_dir: PathBuf,
     /// The last `/v1/status` body and the board it was rendered from.
     rendered: Mutex<Option<Rendered>>,
+    deployer: Deployer,
 }
 
 struct Rendered {
@@ -219,7 +232,12 @@ struct Rendered {
 /// are at most this old, and a hundred clients polling cost one rendering per interval.
 const RENDER_REUSE: Duration = Duration::from_millis(10);
 
-async fn route(req: Request<Incoming>, allowed: bool, ctx: Arc<Ctx>) -> Result<Reply, Infallible> {
+async fn route(
+    req: Request<Incoming>,
+    allowed: bool,
+    peer: Peer,
+    ctx: Arc<Ctx>,
+) -> Result<Reply, Infallible> {
     let (handle, log_dir) = (&ctx.handle, &ctx.log_dir);
     if !allowed {
         return Ok(error(StatusCode::FORBIDDEN, "this uid/gid is not in allow_uids/allow_gids"));
@@ -227,7 +245,7 @@ async fn route(req: Request<Incoming>, allowed: bool, ctx: Arc<Ctx>) -> Result<R
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let query = req.uri().query().map(str::to_owned);
-    let _body = match read_body(req).await {
+    let body = match read_body(req).await {
         Ok(body) => body,
         Err(refusal) => return Ok(refusal),
     };
@@ -256,9 +274,9 @@ async fn route(req: Request<Incoming>, allowed: bool, ctx: Arc<Ctx>) -> Result<R
             Some(verb) => act(handle, name, verb).await,
             None => error(StatusCode::NOT_FOUND, format!("no action {verb:?}: start, stop or restart")),
         },
-        _ if proto::RESERVED.contains(&path.as_str()) => {
-            error(StatusCode::NOT_IMPLEMENTED, format!("{path} comes with release switching"))
-        }
+        (&Method::POST, ["v1", "switch"]) => deploy(&ctx, &body, Kind::Switch, peer),
+        (&Method::POST, ["v1", "rollback"]) => deploy(&ctx, &body, Kind::Rollback, peer),
+        (&Method::GET, ["v1", "releases"]) => releases(&ctx),
         _ => error(StatusCode::NOT_FOUND, format!("no endpoint {method} {path}")),
     };
     Ok(answer)
@@ -365,6 +383,41 @@ impl hyper::body::Body for ChannelBody {
 
 fn stream(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Reply {
     reply(StatusCode::OK, "application/x-ndjson", ChannelBody(rx).boxed())
+}
+
+/// `POST /v1/switch {"release", "no_disarm"}` and `POST /v1/rollback {"release"?}`: the deploy
+/// runs as a task of its own (a client that goes away does not stop it); its progress comes
+/// back as NDJSON, the last line its outcome.
+fn deploy(ctx: &Ctx, body: &[u8], kind: Kind, peer: Peer) -> Reply {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Asked {
+        release: Option<String>,
+        #[serde(default)]
+        no_disarm: bool,
+    }
+    let asked: Asked = match serde_json::from_slice(if body.is_empty() { b"{}" } else { body }) {
+        Ok(a) => a,
+        Err(e) => {
+            return error(StatusCode::BAD_REQUEST, format!("the body must be {{\"release\": \"...\"}}: {e}"));
+        }
+    };
+    if kind == Kind::Switch && asked.release.is_none() {
+        return error(StatusCode::BAD_REQUEST, "a switch needs {\"release\": \"...\"}");
+    }
+    let request = deploys::Request { release: asked.release, kind, no_disarm: asked.no_disarm, peer };
+    let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BACKLOG);
+    tokio::spawn(crate::deploy::switch::run(ctx.deployer.clone(), request, tx));
+    stream(rx)
+}
+
+/// `GET /v1/releases`: every release with its marks.
+fn releases(ctx: &Ctx) -> Reply {
+    let layout = crate::deploy::state::Layout::of(&ctx.deployer.settings);
+    match crate::deploy::state::list_releases(&layout) {
+        Ok(list) => json(StatusCode::OK, &serde_json::json!({ "releases": list })),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 /// `GET /v1/events`: every state change as a JSON line, as it happens. A follower that stops

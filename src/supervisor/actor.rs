@@ -265,6 +265,14 @@ impl Supervisor {
                 let _ = reply.send(self.metrics.render(&self.status()));
             }
             Msg::Reload(reply) => self.on_reload("request", Some(reply)),
+            Msg::Apply { path, reply } => {
+                self.config_path = Some(path);
+                self.on_reload("switch", Some(reply));
+            }
+            Msg::ConfigPath(reply) => answer(Some(reply), self.config_path.clone()),
+            Msg::Die => {
+                let _ = nix::sys::signal::raise(Signal::SIGKILL);
+            }
             Msg::Loaded { why, loaded, reply } => self.on_loaded(why, loaded, reply),
             Msg::Act { name, verb, reply } => {
                 let act = self.on_act(&name, verb);

@@ -27,6 +27,14 @@ pub(crate) enum Msg {
     Metrics(oneshot::Sender<String>),
     /// Re-read the config and apply the difference.
     Reload(oneshot::Sender<Result<Reloaded, ReloadError>>),
+    /// Apply the config at `path` from now on (a switch's release): read, checked, and only
+    /// the difference applied, as a reload.
+    Apply {
+        path: std::path::PathBuf,
+        reply: oneshot::Sender<Result<Reloaded, ReloadError>>,
+    },
+    /// The config file the supervisor applies (reloads re-read it).
+    ConfigPath(oneshot::Sender<Option<std::path::PathBuf>>),
     /// A reload's config, read and checked off the actor's thread.
     Loaded {
         why: &'static str,
@@ -43,6 +51,8 @@ pub(crate) enum Msg {
     /// Stop the native services, leave containers running, and hand over to a new process
     /// (`titan-supervisor upgrade`, SIGUSR2).
     Upgrade(oneshot::Sender<Result<(), super::upgrade::UpgradeRefused>>),
+    /// SIGKILL this process between two turns (fault injection of the deploy tests).
+    Die,
     /// What Docker did for a container service.
     Docker(super::containers::Report),
 }
@@ -89,6 +99,21 @@ impl Handle {
         self.ask(Msg::Reload).await.unwrap_or(Err(ReloadError::Stopping))
     }
 
+    /// Applies the config at `path` (and re-reads it on later reloads).
+    pub(crate) async fn apply(&self, path: std::path::PathBuf) -> Result<Reloaded, ReloadError> {
+        self.ask(|reply| Msg::Apply { path, reply }).await.unwrap_or(Err(ReloadError::Stopping))
+    }
+
+    /// The config file applied now.
+    pub(crate) async fn config_path(&self) -> Option<std::path::PathBuf> {
+        self.ask(Msg::ConfigPath).await.flatten()
+    }
+
+    /// The status board, to wait on its changes.
+    pub(crate) fn board(&self) -> tokio::sync::watch::Receiver<Board> {
+        self.board.clone()
+    }
+
     pub(crate) async fn metrics(&self) -> String {
         self.ask(Msg::Metrics).await.unwrap_or_default()
     }
@@ -102,6 +127,11 @@ impl Handle {
 
     pub(crate) fn subscribe(&self) -> events::Receiver {
         self.events.subscribe()
+    }
+
+    /// Has the actor SIGKILL the process at its next turn (fault injection, debug builds).
+    pub(crate) fn die(&self) {
+        let _ = self.tx.send(Msg::Die);
     }
 
     pub fn shutdown(&self) {

@@ -68,6 +68,11 @@ impl Daemon {
         Self::launch_prepared(config, "", &[], &[], prepare)
     }
 
+    /// `start_prepared` with `envs` set for the daemon (not for a later `respawn`).
+    pub fn start_prepared_env(config: &str, envs: &[(&str, &str)], prepare: impl FnOnce(&Path)) -> Daemon {
+        Self::launch_prepared(config, "", envs, &[], prepare)
+    }
+
     fn launch_config(config: &str, extra: &str, envs: &[(&str, &str)], wrapper: &[&str]) -> Daemon {
         Self::launch_prepared(config, extra, envs, wrapper, |_| {})
     }

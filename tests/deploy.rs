@@ -1,0 +1,267 @@
+//! Deploys end to end on native services: the real daemon run from `<current>/services.toml`,
+//! releases written as directories, `switch` and `rollback` through the CLI, and what they
+//! leave behind (the `current` symlink, pids, evidence, history, BAD marks, the last known
+//! good release).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::daemon::{Daemon, port, wait_for};
+
+const SEC: Duration = Duration::from_secs(1);
+
+/// A host with releases: `releases/<id>/`, `current`, and the daemon's config a symlink into
+/// `current` (as on a real host, where `run` reads `<current>/services.toml`).
+struct Host {
+    d: Daemon,
+}
+
+/// The `[supervisor]` of every release of the host at `dir` (absolute paths: a release's
+/// directory is not the daemon's).
+fn header(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        "[supervisor]\nproject = \"t-deploy-{}\"\nsocket = \"{d}/s.sock\"\nstate_dir = \"{d}/state\"\n\
+         log_dir = \"{d}/logs\"\nreleases_dir = \"{d}/releases\"\ncurrent = \"{d}/current\"\n\n\
+         [deploy]\nverify_timeout = \"20s\"\nprobation = \"1s\"\n\n",
+        std::process::id()
+    )
+}
+
+/// Services `a` (untouched by every release here) and `b` (its policy hash per release),
+/// each gated by its /health.
+fn services(dir: &Path, ports: (u16, u16), b_hash: &str, extra: &str) -> String {
+    let svc = |name: &str, port: u16, hash: &str| {
+        format!(
+            "[services.{name}]\n{}\nhealth = {{ http = \"http://127.0.0.1:{port}/health\", start_interval = \"20ms\" }}\n",
+            common::daemon::svc(
+                name,
+                &format!("\"--listen\", \"127.0.0.1:{port}\", \"--policy-hash\", \"{hash}\"")
+            )
+        )
+    };
+    let text =
+        format!("{}\n{}depends_on = [\"a\"]\n{extra}", svc("a", ports.0, "h1"), svc("b", ports.1, b_hash));
+    text.replace("{dir}", &dir.display().to_string())
+}
+
+/// Writes release `id` with `body` after the host's `[supervisor]`.
+fn release(dir: &Path, id: &str, body: &str) -> PathBuf {
+    let at = dir.join("releases").join(id);
+    std::fs::create_dir_all(&at).unwrap();
+    std::fs::write(at.join("services.toml"), format!("{}{body}", header(dir))).unwrap();
+    std::fs::write(at.join("digests.json"), "{}\n").unwrap();
+    std::fs::write(
+        at.join("release.json"),
+        format!("{{\"id\":\"{id}\",\"sha\":\"0123456\",\"created\":\"2026-12-02T00:00:00Z\"}}\n"),
+    )
+    .unwrap();
+    at
+}
+
+impl Host {
+    /// The daemon on release `first`.
+    fn start(first: impl Fn(&Path) -> String) -> Host {
+        Self::start_env(first, &[])
+    }
+
+    fn start_env(first: impl Fn(&Path) -> String, envs: &[(&str, &str)]) -> Host {
+        let d = Daemon::start_prepared_env("", envs, |dir| {
+            release(dir, "20261202T000000Z-aaaaaaa", &first(dir));
+            std::os::unix::fs::symlink("releases/20261202T000000Z-aaaaaaa", dir.join("current")).unwrap();
+            let config = dir.join("services.toml");
+            std::fs::remove_file(&config).unwrap();
+            std::os::unix::fs::symlink(dir.join("current/services.toml"), &config).unwrap();
+        });
+        Host { d }
+    }
+
+    fn dir(&self) -> &Path {
+        self.d.dir.path()
+    }
+
+    fn current(&self) -> String {
+        let target = std::fs::read_link(self.dir().join("current")).unwrap();
+        target.file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    /// `titan-supervisor switch ID` (or another deploy command): exit code and stdout.
+    fn deploy(&self, args: &[&str]) -> (Option<i32>, String) {
+        let out = self.d.cli(args);
+        (
+            out.status.code(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    }
+
+    fn pid(&self, service: &str) -> i64 {
+        self.d.status_of(service)["pid"].as_i64().unwrap_or(-1)
+    }
+}
+
+#[test]
+fn a_good_switch_recreates_only_what_changed_and_is_verified() {
+    let ports = (port(), port());
+    let h = Host::start(|dir| services(dir, ports, "h1", ""));
+    let (a, b) = (h.d.healthy_pid("a", None, 30 * SEC), h.d.healthy_pid("b", None, 30 * SEC));
+    let id = "20261202T000100Z-bbbbbbb";
+    release(h.dir(), id, &services(h.dir(), ports, "h2", ""));
+
+    let (code, out) = h.deploy(&["switch", id]);
+    assert_eq!(code, Some(0), "{out}");
+    for step in ["lock", "validate", "pull", "disarm", "swap", "apply", "verify"] {
+        assert!(out.contains(&format!("  {step} ")), "{step} in {out}");
+    }
+    assert!(out.contains(&format!("verified {id}")), "{out}");
+    assert_eq!(h.current(), id);
+    assert_eq!(h.pid("a"), a, "a is untouched");
+    assert_ne!(h.pid("b"), b, "b was recreated");
+    assert_eq!(h.d.status_of("a")["restarts"], 0);
+
+    // evidence and history
+    let evidence: Vec<PathBuf> = std::fs::read_dir(h.dir().join("releases").join(id).join("evidence"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(evidence.len(), 1);
+    let e: serde_json::Value = serde_json::from_slice(&std::fs::read(&evidence[0]).unwrap()).unwrap();
+    assert_eq!(e["outcome"], "verified");
+    assert_eq!(e["from"], "20261202T000000Z-aaaaaaa");
+    assert!(e["steps"].as_array().unwrap().len() >= 7, "{e}");
+    assert_eq!(e["requested_by"]["uid"], nix::unistd::getuid().as_raw());
+    let history = std::fs::read_to_string(h.dir().join("state/history.jsonl")).unwrap();
+    assert!(history.contains("\"outcome\":\"verified\""), "{history}");
+    // the probation passes: the last known good
+    let lkg = wait_for(30 * SEC, || std::fs::read_to_string(h.dir().join("state/last_known_good.json")).ok());
+    assert!(lkg.is_some_and(|l| l.contains(id)));
+    let (code, listing) = h.deploy(&["releases"]);
+    assert_eq!(code, Some(0));
+    assert!(listing.contains(id) && listing.contains("verified"), "{listing}");
+}
+
+#[test]
+fn a_release_whose_policy_hashes_differ_is_rolled_back_by_itself() {
+    let ports = (port(), port());
+    let parity = |dir: &Path| {
+        let _ = dir;
+        format!(
+            "\n[[verify.parity]]\nname = \"policy_hash\"\na = {{ http = \"http://127.0.0.1:{}/policy\", field = \"policy_hash\" }}\n\
+             b = {{ http = \"http://127.0.0.1:{}/policy\", field = \"policy_hash\" }}\n",
+            ports.0, ports.1
+        )
+    };
+    let h = Host::start(|dir| services(dir, ports, "h1", &parity(dir)));
+    let a = h.d.healthy_pid("a", None, 30 * SEC);
+    h.d.healthy_pid("b", None, 30 * SEC);
+    let bad = "20261202T000200Z-ccccccc";
+    release(h.dir(), bad, &services(h.dir(), ports, "h2", &parity(h.dir())));
+
+    let (code, out) = h.deploy(&["switch", bad]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("rolled_back"), "{out}");
+    assert!(out.contains("differs"), "both hashes named: {out}");
+    assert_eq!(h.current(), "20261202T000000Z-aaaaaaa", "current is back");
+    assert_eq!(h.pid("a"), a, "a is untouched throughout");
+    assert_eq!(h.d.status_of("b")["state"], "healthy");
+    assert!(h.dir().join("releases").join(bad).join("BAD").exists(), "marked bad");
+    let history = std::fs::read_to_string(h.dir().join("state/history.jsonl")).unwrap();
+    assert!(history.contains("\"outcome\":\"rolled_back\""), "{history}");
+    // a rollback without a release never picks the bad one
+    let (code, out) = h.deploy(&["rollback"]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(!out.contains(&format!("{bad} ")), "{out}");
+}
+
+#[test]
+fn a_release_that_changes_a_daemon_key_is_refused_with_nothing_touched() {
+    let ports = (port(), port());
+    let h = Host::start(|dir| services(dir, ports, "h1", ""));
+    let (a, b) = (h.d.healthy_pid("a", None, 30 * SEC), h.d.healthy_pid("b", None, 30 * SEC));
+    let id = "20261202T000300Z-ddddddd";
+    let at = release(h.dir(), id, &services(h.dir(), ports, "h2", ""));
+    let text = std::fs::read_to_string(at.join("services.toml")).unwrap().replace("/s.sock", "/other.sock");
+    std::fs::write(at.join("services.toml"), text).unwrap();
+
+    let (code, out) = h.deploy(&["switch", id]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("socket cannot change"), "{out}");
+    assert_eq!(h.current(), "20261202T000000Z-aaaaaaa");
+    assert_eq!((h.pid("a"), h.pid("b")), (a, b));
+    let (code, out) = h.deploy(&["switch", "no-such-release"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("no-such-release"), "{out}");
+}
+
+#[test]
+fn a_release_whose_service_never_gets_healthy_is_rolled_back_within_the_verify_timeout() {
+    let ports = (port(), port());
+    let h = Host::start(|dir| services(dir, ports, "h1", ""));
+    let b = h.d.healthy_pid("b", None, 30 * SEC);
+    let id = "20261202T000400Z-eeeeeee";
+    // b's new definition exits at once, again and again: a crash loop
+    let broken = services(h.dir(), ports, "h2", "")
+        .replace("\"--policy-hash\", \"h2\"", "\"--exit-after\", \"0ms\", \"--exit-code\", \"3\"");
+    release(h.dir(), id, &(broken + "max_restarts = 1\n"));
+    let (code, out) = h.deploy(&["switch", id]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("rolled_back"), "{out}");
+    assert_eq!(h.current(), "20261202T000000Z-aaaaaaa");
+    assert_ne!(h.d.healthy_pid("b", Some(b), 30 * SEC), b, "the old b runs again");
+}
+
+#[test]
+fn a_switch_while_another_holds_the_deploy_lock_is_refused_naming_the_holder() {
+    use std::os::fd::AsRawFd;
+    let ports = (port(), port());
+    let h = Host::start(|dir| services(dir, ports, "h1", ""));
+    h.d.healthy_pid("b", None, 30 * SEC);
+    let id = "20261202T000500Z-fffffff";
+    release(h.dir(), id, &services(h.dir(), ports, "h2", ""));
+    // another deploy holds it: its holder in the file, the flock taken
+    let holder = "{\"pid\":4242,\"uid\":0,\"release\":\"other\",\"since\":\"2026-12-02T00:00:00Z\"}";
+    std::fs::create_dir_all(h.dir().join("state")).unwrap();
+    std::fs::write(h.dir().join("state/deploy.lock"), holder).unwrap();
+    let file = std::fs::File::open(h.dir().join("state/deploy.lock")).unwrap();
+    assert_eq!(unsafe { nix::libc::flock(file.as_raw_fd(), nix::libc::LOCK_EX) }, 0);
+
+    let (code, out) = h.deploy(&["switch", id]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("pid 4242") && out.contains("other"), "the holder is named: {out}");
+    assert_eq!(h.current(), "20261202T000000Z-aaaaaaa");
+    drop(file);
+    let (code, out) = h.deploy(&["switch", id]);
+    assert_eq!(code, Some(0), "free again: {out}");
+}
+
+/// The daemon killed as each step after the swap begins: the next one undoes the switch.
+#[test]
+fn a_daemon_killed_during_a_switch_is_back_on_the_old_release_after_its_restart() {
+    for step in ["apply", "verify"] {
+        let ports = (port(), port());
+        let fault = format!("switch:{step}");
+        let mut h =
+            Host::start_env(|dir| services(dir, ports, "h1", ""), &[("TITAN_SUPERVISOR_FAULT", &fault)]);
+        h.d.healthy_pid("b", None, 30 * SEC);
+        let id = "20261202T000600Z-1111111";
+        release(h.dir(), id, &services(h.dir(), ports, "h2", ""));
+        let (code, out) = h.deploy(&["switch", id]);
+        assert_ne!(code, Some(0), "{step}: {out}");
+        h.d.wait_exit(10 * SEC);
+        assert_eq!(h.current(), id, "{step}: it died after the swap");
+
+        h.d.respawn();
+        let up = wait_for(30 * SEC, || (h.d.status_of("b")["state"] == "healthy").then_some(()));
+        assert!(up.is_some(), "{step}: {}\n{}", h.d.service_log("b"), h.d.log_tail());
+        let b = h.pid("b");
+        assert_eq!(h.current(), "20261202T000000Z-aaaaaaa", "{step}: back on the old release");
+        assert!(h.dir().join("releases").join(id).join("BAD").exists(), "{step}");
+        let history = std::fs::read_to_string(h.dir().join("state/history.jsonl")).unwrap();
+        assert!(history.contains("the daemon stopped during its switch"), "{step}: {history}");
+        assert!(!h.dir().join("state/switch.json").exists());
+        // b runs the old definition again
+        let policy = common::http_get(ports.1, "/policy");
+        assert!(policy.contains("h1"), "{step}: pid {b}: {policy}");
+    }
+}
