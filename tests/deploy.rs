@@ -19,14 +19,20 @@ struct Host {
 }
 
 /// The `[supervisor]` of every release of the host at `dir` (absolute paths: a release's
-/// directory is not the daemon's).
+/// directory is not the daemon's), with the lines of `dir/supervisor-extra` when a test wrote
+/// one (a project and docker_host for containers, trusted_keys).
 fn header(dir: &Path) -> String {
     let d = dir.display();
+    let extra = std::fs::read_to_string(dir.join("supervisor-extra")).unwrap_or_default();
+    let project = if extra.contains("project =") {
+        String::new()
+    } else {
+        format!("project = \"t-deploy-{}\"\n", std::process::id())
+    };
     format!(
-        "[supervisor]\nproject = \"t-deploy-{}\"\nsocket = \"{d}/s.sock\"\nstate_dir = \"{d}/state\"\n\
+        "[supervisor]\n{project}{extra}socket = \"{d}/s.sock\"\nstate_dir = \"{d}/state\"\n\
          log_dir = \"{d}/logs\"\nreleases_dir = \"{d}/releases\"\ncurrent = \"{d}/current\"\n\n\
-         [deploy]\nverify_timeout = \"20s\"\nprobation = \"1s\"\n\n",
-        std::process::id()
+         [deploy]\nverify_timeout = \"30s\"\nprobation = \"1s\"\n\n"
     )
 }
 
@@ -68,7 +74,13 @@ impl Host {
     }
 
     fn start_env(first: impl Fn(&Path) -> String, envs: &[(&str, &str)]) -> Host {
+        Self::start_with(first, envs, "")
+    }
+
+    /// With `extra` lines in every release's `[supervisor]`.
+    fn start_with(first: impl Fn(&Path) -> String, envs: &[(&str, &str)], extra: &str) -> Host {
         let d = Daemon::start_prepared_env("", envs, |dir| {
+            std::fs::write(dir.join("supervisor-extra"), extra).unwrap();
             release(dir, "20261202T000000Z-aaaaaaa", &first(dir));
             std::os::unix::fs::symlink("releases/20261202T000000Z-aaaaaaa", dir.join("current")).unwrap();
             let config = dir.join("services.toml");
@@ -264,4 +276,123 @@ fn a_daemon_killed_during_a_switch_is_back_on_the_old_release_after_its_restart(
         let policy = common::http_get(ports.1, "/policy");
         assert!(policy.contains("h1"), "{step}: pid {b}: {policy}");
     }
+}
+
+/// Writes `digests` as the release's digests.json.
+fn digests(at: &Path, digests: &[(&str, &str)]) {
+    let map: serde_json::Map<String, serde_json::Value> =
+        digests.iter().map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v))).collect();
+    std::fs::write(at.join("digests.json"), serde_json::Value::Object(map).to_string()).unwrap();
+}
+
+#[test]
+fn a_container_switch_recreates_only_the_changed_container_and_refuses_what_it_cannot_pull() {
+    use common::docker::{self, Project, csvc, inspect};
+    let p = Project::new("deploy");
+    let extra = format!("project = \"{}\"\ndocker_host = \"{}\"\n", p.0, docker::host());
+    let (api_port, web_port) = (port(), port());
+    let body = |web_image: &str| {
+        format!("{}\n{}", csvc("api", api_port, ""), csvc("web", web_port, "")).replacen(
+            &format!("[services.web]\nimage = \"{}\"", docker::image()),
+            &format!("[services.web]\nimage = \"{web_image}\""),
+            1,
+        )
+    };
+    let image = docker::image();
+    let h = Host::start_with(|_| body(&image), &[], &extra);
+    // the first release's digests.json (written after its services.toml by `start`)
+    digests(&h.dir().join("releases/20261202T000000Z-aaaaaaa"), &[("api", &image), ("web", &image)]);
+    h.d.wait_state("web", "healthy", 60 * SEC);
+    let ids = || [format!("{}-api", p.0), format!("{}-web", p.0)].map(|c| inspect(&c, "{{.Id}}"));
+    let before = ids();
+
+    // an image the registry does not have: refused at pull, nothing touched
+    let (repo, _) = image.rsplit_once('@').unwrap();
+    let missing = format!("{repo}@sha256:{}", "0".repeat(64));
+    let at = release(h.dir(), "20261202T000700Z-2222222", &body(&missing));
+    digests(&at, &[("api", &image), ("web", &missing)]);
+    let (code, out) = h.deploy(&["switch", "20261202T000700Z-2222222"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("pull") && out.contains("failed"), "{out}");
+    assert_eq!(h.current(), "20261202T000000Z-aaaaaaa");
+    assert_eq!(ids(), before);
+
+    // a pin that differs from digests.json: refused at validate
+    let variant = docker::variant_image("deploy-web");
+    let at = release(h.dir(), "20261202T000800Z-3333333", &body(&variant));
+    digests(&at, &[("api", &image), ("web", &image)]);
+    let (code, out) = h.deploy(&["switch", "20261202T000800Z-3333333"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("digests.json says"), "{out}");
+    assert_eq!(ids(), before);
+
+    // the good one: only web is recreated
+    let at = release(h.dir(), "20261202T000900Z-4444444", &body(&variant));
+    digests(&at, &[("api", &image), ("web", &variant)]);
+    let (code, out) = h.deploy(&["switch", "20261202T000900Z-4444444"]);
+    assert_eq!(code, Some(0), "{out}");
+    let after = ids();
+    assert_eq!(after[0], before[0], "api keeps its container");
+    assert_ne!(after[1], before[1], "web is recreated");
+    assert_eq!(inspect(&format!("{}-web", p.0), "{{.Config.Image}}"), variant);
+}
+
+#[test]
+fn with_trusted_keys_an_unsigned_release_is_refused_and_a_signed_one_switches() {
+    let ports = (port(), port());
+    let keys = tempfile::tempdir().unwrap();
+    let minisign = |args: &[&str]| {
+        let out = std::process::Command::new("/usr/bin/minisign")
+            .args(args)
+            .current_dir(keys.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("/usr/bin/minisign (scripts/test.sh installs it)");
+        assert!(out.status.success(), "minisign {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    minisign(&["-G", "-W", "-p", "ci.pub", "-s", "ci.key"]);
+    let extra = format!("trusted_keys = [\"{}\"]\n", keys.path().join("ci.pub").display());
+    let first = "20261202T000000Z-aaaaaaa";
+    let h = Host::start_with(|dir| services(dir, ports, "h1", ""), &[], &extra);
+    h.d.healthy_pid("b", None, 30 * SEC);
+    let id = "20261202T001000Z-5555555";
+    let at = release(h.dir(), id, &services(h.dir(), ports, "h2", ""));
+
+    let (code, out) = h.deploy(&["switch", id]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("minisig"), "the missing signature is named: {out}");
+    assert_eq!(h.current(), first);
+
+    let digests = at.join("digests.json").display().to_string();
+    minisign(&["-S", "-s", "ci.key", "-m", &digests]);
+    let (code, out) = h.deploy(&["switch", id]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(h.current(), id);
+}
+
+#[test]
+fn a_first_deploy_on_a_host_without_current_leaves_nothing_when_it_fails_and_starts_when_good() {
+    let ports = (port(), port());
+    // the daemon runs a config of [supervisor] only: no services yet, no `current`
+    let d = Daemon::start_prepared("", |dir| std::fs::write(dir.join("services.toml"), header(dir)).unwrap());
+    let h = Host { d };
+    let up = wait_for(30 * SEC, || h.d.cli(&["status", "--json"]).status.success().then_some(()));
+    assert!(up.is_some(), "{}", h.d.log_tail());
+    let bad = "20261202T001100Z-6666666";
+    let broken = services(h.dir(), ports, "h2", "")
+        .replace("\"--policy-hash\", \"h2\"", "\"--exit-after\", \"0ms\", \"--exit-code\", \"3\"");
+    release(h.dir(), bad, &(broken + "max_restarts = 1\n"));
+    let (code, out) = h.deploy(&["switch", bad]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("rolled_back"), "{out}");
+    assert!(std::fs::symlink_metadata(h.dir().join("current")).is_err(), "no current is left");
+    let gone = wait_for(30 * SEC, || h.d.status_of("a").is_null().then_some(()));
+    assert!(gone.is_some(), "its services are stopped: {:?}", h.d.status_of("a"));
+
+    let good = "20261202T001200Z-7777777";
+    release(h.dir(), good, &services(h.dir(), ports, "h1", ""));
+    let (code, out) = h.deploy(&["switch", good]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(h.current(), good);
+    assert_eq!(h.d.status_of("b")["state"], "healthy");
 }
