@@ -247,10 +247,11 @@ fn a_switch_while_another_holds_the_deploy_lock_is_refused_naming_the_holder() {
     assert_eq!(code, Some(0), "free again: {out}");
 }
 
-/// The daemon killed as each step after the swap begins: the next one undoes the switch.
+/// The daemon killed as each step begins: after its restart it is on the old release, and a
+/// release whose switch had reached the swap is marked BAD.
 #[test]
 fn a_daemon_killed_during_a_switch_is_back_on_the_old_release_after_its_restart() {
-    for step in ["apply", "verify"] {
+    for (step, reached_swap) in [("validate", false), ("swap", true), ("apply", true), ("verify", true)] {
         let ports = (port(), port());
         let fault = format!("switch:{step}");
         let mut h =
@@ -261,21 +262,57 @@ fn a_daemon_killed_during_a_switch_is_back_on_the_old_release_after_its_restart(
         let (code, out) = h.deploy(&["switch", id]);
         assert_ne!(code, Some(0), "{step}: {out}");
         h.d.wait_exit(10 * SEC);
-        assert_eq!(h.current(), id, "{step}: it died after the swap");
 
         h.d.respawn();
         let up = wait_for(30 * SEC, || (h.d.status_of("b")["state"] == "healthy").then_some(()));
         assert!(up.is_some(), "{step}: {}\n{}", h.d.service_log("b"), h.d.log_tail());
-        let b = h.pid("b");
-        assert_eq!(h.current(), "20261202T000000Z-aaaaaaa", "{step}: back on the old release");
-        assert!(h.dir().join("releases").join(id).join("BAD").exists(), "{step}");
-        let history = std::fs::read_to_string(h.dir().join("state/history.jsonl")).unwrap();
-        assert!(history.contains("the daemon stopped during its switch"), "{step}: {history}");
+        assert_eq!(h.current(), "20261202T000000Z-aaaaaaa", "{step}: on the old release");
+        assert_eq!(h.dir().join("releases").join(id).join("BAD").exists(), reached_swap, "{step}");
+        if reached_swap {
+            let history = std::fs::read_to_string(h.dir().join("state/history.jsonl")).unwrap();
+            assert!(history.contains("the daemon stopped during its switch"), "{step}: {history}");
+        }
         assert!(!h.dir().join("state/switch.json").exists());
-        // b runs the old definition again
+        // b runs the old definition
         let policy = common::http_get(ports.1, "/policy");
-        assert!(policy.contains("h1"), "{step}: pid {b}: {policy}");
+        assert!(policy.contains("h1"), "{step}: {policy}");
     }
+}
+
+#[test]
+fn a_crash_loop_during_probation_rolls_the_release_back_by_itself() {
+    let ports = (port(), port());
+    let h = Host::start(|dir| services(dir, ports, "h1", ""));
+    h.d.healthy_pid("b", None, 30 * SEC);
+    let id = "20261202T001300Z-8888888";
+    // healthy at first (verified), then it exits every 1.5 s: a crash loop on probation
+    let flaky = services(h.dir(), ports, "h2", "").replace(
+        "\"--policy-hash\", \"h2\"",
+        "\"--policy-hash\", \"h2\", \"--exit-after\", \"1500ms\", \"--exit-code\", \"3\"",
+    );
+    let at = release(h.dir(), id, &(flaky + "max_restarts = 1\n"));
+    let text = std::fs::read_to_string(at.join("services.toml")).unwrap();
+    std::fs::write(at.join("services.toml"), text.replace("probation = \"1s\"", "probation = \"60s\""))
+        .unwrap();
+    let (code, out) = h.deploy(&["switch", id]);
+    assert_eq!(code, Some(0), "verified first: {out}");
+    let back = wait_for(60 * SEC, || (h.current() == "20261202T000000Z-aaaaaaa").then_some(()));
+    assert!(back.is_some(), "rolled back on probation: {}", h.d.log_tail());
+    assert!(h.dir().join("releases").join(id).join("BAD").exists());
+    let history = wait_for(30 * SEC, || {
+        let h = std::fs::read_to_string(h.dir().join("state/history.jsonl")).ok()?;
+        h.contains("\"kind\":\"probation\"").then_some(h)
+    });
+    assert!(
+        history.is_some_and(|h| h.contains("\"outcome\":\"verified\"")),
+        "the old release verified again"
+    );
+    assert!(
+        !h.dir().join("state/last_known_good.json").exists()
+            || !std::fs::read_to_string(h.dir().join("state/last_known_good.json")).unwrap().contains(id)
+    );
+    let up = wait_for(30 * SEC, || (h.d.status_of("b")["state"] == "healthy").then_some(()));
+    assert!(up.is_some(), "{:?}", h.d.status_of("b"));
 }
 
 /// Writes `digests` as the release's digests.json.
