@@ -433,3 +433,61 @@ fn a_first_deploy_on_a_host_without_current_leaves_nothing_when_it_fails_and_sta
     assert_eq!(h.current(), good);
     assert_eq!(h.d.status_of("b")["state"], "healthy");
 }
+
+/// A oneshot `migrate` that runs `script` with /bin/sh.
+fn migration(script: &str, extra: &str) -> String {
+    format!(
+        "\n[services.migrate]\nkind = \"oneshot\"\ncommand = [\"/bin/sh\", \"-c\", \"{script}\"]\n{extra}"
+    )
+}
+
+#[test]
+fn a_migration_runs_once_before_current_moves_and_one_that_fails_changes_nothing() {
+    let ports = (port(), port());
+    let h = Host::start(|dir| services(dir, ports, "h1", ""));
+    h.d.healthy_pid("b", None, 30 * SEC);
+    let log = h.dir().join("migrations.log");
+    let record = format!("readlink {}/current >> {}", h.dir().display(), log.display());
+    let id = "20261202T001400Z-9999999";
+    release(h.dir(), id, &(services(h.dir(), ports, "h2", "") + &migration(&record, "")));
+    let (code, out) = h.deploy(&["switch", id]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("  migrations "), "{out}");
+    let ran = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        ran.lines().collect::<Vec<_>>(),
+        ["releases/20261202T000000Z-aaaaaaa"],
+        "once, before the swap"
+    );
+    assert_eq!(h.d.status_of("migrate")["state"], "exited", "installed as done");
+    let (a, b) = (h.pid("a"), h.pid("b"));
+
+    // a migration that fails: nothing else moves
+    let failing = "20261202T001500Z-aaaaaab";
+    release(h.dir(), failing, &(services(h.dir(), ports, "h3", "") + &migration("exit 3", "")));
+    let (code, out) = h.deploy(&["switch", failing]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("migration migrate: exit 3"), "{out}");
+    assert_eq!(h.current(), id, "current did not move");
+    assert_eq!((h.pid("a"), h.pid("b")), (a, b), "no service was touched");
+    assert!(h.dir().join("releases").join(failing).join("BAD").exists());
+}
+
+#[test]
+fn a_failure_after_a_migration_that_breaks_the_previous_release_is_rollback_blocked() {
+    let ports = (port(), port());
+    let parity = format!(
+        "\n[[verify.parity]]\nname = \"policy_hash\"\na = {{ http = \"http://127.0.0.1:{}/policy\", field = \"policy_hash\" }}\n\
+         b = {{ http = \"http://127.0.0.1:{}/policy\", field = \"policy_hash\" }}\n",
+        ports.0, ports.1
+    );
+    let h = Host::start(|dir| services(dir, ports, "h1", &parity));
+    h.d.healthy_pid("b", None, 30 * SEC);
+    let id = "20261202T001600Z-bbbbbbc";
+    let body = services(h.dir(), ports, "h2", &parity) + &migration("true", "breaks_previous = true\n");
+    release(h.dir(), id, &body);
+    let (code, out) = h.deploy(&["switch", id]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("rollback_blocked") && out.contains("breaks_previous"), "{out}");
+    assert_eq!(h.current(), id, "the new release stays");
+}

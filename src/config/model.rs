@@ -67,6 +67,8 @@ pub struct Service {
     pub startup_timeout: Duration,
     pub restart: Restart,
     pub logs: Logs,
+    /// A migration after which the previous release cannot run (`rollback_blocked`).
+    pub breaks_previous: bool,
 }
 
 /// What runs: a container image or a native command.

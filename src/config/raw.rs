@@ -79,6 +79,9 @@ pub struct Service {
     pub network: Option<String>,
     /// Docker's init (tini) as the container's PID 1, for images whose entrypoint cannot reap.
     pub init: Option<bool>,
+    /// A oneshot (a migration) after which the previous release cannot run: a switch that
+    /// ran it does not roll back.
+    pub breaks_previous: Option<bool>,
     pub user: Option<String>,
     pub stop_signal: Option<Signal>,
     pub stop_timeout: Option<Duration>,

@@ -53,6 +53,9 @@ pub fn service(name: &str, raw: &raw::Service, ctx: &Ctx<'_>, d: &mut Diagnostic
     positive("max_pids", raw.max_pids.or(def.max_pids), d);
     let startup_timeout = raw.startup_timeout.or(def.startup_timeout).unwrap_or(builtin::STARTUP_TIMEOUT);
     nonzero(&format!("{p}.startup_timeout"), startup_timeout, d);
+    if raw.breaks_previous == Some(true) && kind != Kind::Oneshot {
+        d.at(format!("{p}.breaks_previous"), "breaks_previous applies to a oneshot (a migration)");
+    }
     // A service with bad values is still built when its shape allows, so checks that span
     // services (ports, dependencies) see it too; the diagnostics make the file invalid anyway.
     Some(model::Service {
@@ -74,6 +77,7 @@ pub fn service(name: &str, raw: &raw::Service, ctx: &Ctx<'_>, d: &mut Diagnostic
         startup_timeout,
         restart: restart?,
         logs: logs?,
+        breaks_previous: raw.breaks_previous == Some(true),
     })
 }
 

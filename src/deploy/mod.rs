@@ -5,6 +5,7 @@
 
 mod fault;
 pub(crate) mod journal;
+mod migrate;
 pub(crate) mod probation;
 pub(crate) mod state;
 pub(crate) mod switch;

@@ -64,6 +64,7 @@ pub(crate) enum Outcome {
     Verified,
     RolledBack,
     RollbackFailed,
+    RollbackBlocked,
     Refused,
 }
 
@@ -73,6 +74,7 @@ impl Outcome {
             Outcome::Verified => "verified",
             Outcome::RolledBack => "rolled_back",
             Outcome::RollbackFailed => "rollback_failed",
+            Outcome::RollbackBlocked => "rollback_blocked",
             Outcome::Refused => "refused",
         }
     }
@@ -114,6 +116,10 @@ struct Run<'a> {
     attempt: String,
     /// Whether this attempt wrote the switch journal (and so removes it at the end).
     journaled: bool,
+    /// The migrations run before the swap.
+    migrated: Vec<String>,
+    /// A migration that ran declared that the previous release cannot run on its result.
+    blocking: Option<String>,
 }
 
 /// Runs a deploy to its end, its progress lines into `tx`, the last one its outcome.
@@ -131,6 +137,8 @@ pub(crate) async fn run(d: Deployer, req: Request, tx: mpsc::Sender<Bytes>) -> O
         reason: None,
         attempt: String::new(),
         journaled: false,
+        migrated: Vec::new(),
+        blocking: None,
     };
     let outcome = match r.go().await {
         Ok(outcome) => outcome,
@@ -207,6 +215,9 @@ impl Run<'_> {
             (false, false) => self.skipped("disarm", "[deploy] disarm is off"),
         }
         let previous = self.d.handle.config_path().await;
+        if let Err(why) = self.migrations(&cfg, previous.as_deref()).await {
+            return Ok(self.nothing_moved(&id, &dir, why, previous).await);
+        }
         self.journal(&id)?;
         // a new release ends the probation of the last one
         self.d.probation.cancel();
@@ -219,6 +230,45 @@ impl Run<'_> {
                 Ok(Outcome::Verified)
             }
             Err(why) => Ok(self.roll_back(&id, &dir, why, previous).await),
+        }
+    }
+
+    /// The release's new or changed oneshots, run before `current` moves.
+    async fn migrations(&mut self, cfg: &Config, running: Option<&Path>) -> Result<(), String> {
+        let running = running.and_then(|p| config::load(p).ok());
+        let todo = super::migrate::pending(cfg, running.as_ref());
+        if todo.is_empty() {
+            self.skipped("migrations", "no new or changed oneshot");
+            return Ok(());
+        }
+        let settings = self.d.settings.clone();
+        let names = todo.clone();
+        self.step("migrations", async move { super::migrate::run_all(&names, cfg, &settings).await }).await?;
+        self.blocking =
+            todo.iter().find(|n| cfg.services.get(*n).is_some_and(|s| s.breaks_previous)).cloned();
+        self.migrated = todo;
+        Ok(())
+    }
+
+    /// A migration failed before the swap: nothing else moved. The release is marked bad and
+    /// what runs is verified again.
+    async fn nothing_moved(
+        &mut self,
+        id: &str,
+        dir: &Path,
+        why: String,
+        running: Option<PathBuf>,
+    ) -> Outcome {
+        tracing::error!(release = id, "{why}: nothing else was changed");
+        self.reason = Some(why.clone());
+        if let Err(e) = state::mark_bad(dir, &why) {
+            tracing::error!("{e}");
+        }
+        let Some(cfg) = running.and_then(|p| config::load(&p).ok()) else { return Outcome::RolledBack };
+        let verifying = verify(&self.d.handle, &self.d.settings, &cfg);
+        match self.step("rollback verify", verifying).await {
+            Ok(()) => Outcome::RolledBack,
+            Err(_) => Outcome::RollbackFailed,
         }
     }
 
@@ -282,9 +332,9 @@ impl Run<'_> {
     /// `current/services.toml` applied (only what differs), then verified.
     async fn apply_and_verify(&mut self, cfg: &Config) -> Result<(), String> {
         let path = self.layout.current.join("services.toml");
-        let handle = self.d.handle.clone();
+        let (handle, migrated) = (self.d.handle.clone(), self.migrated.clone());
         self.step("apply", async move {
-            let done = handle.apply(path).await.map_err(|e| e.to_string())?;
+            let done = handle.apply(path, migrated).await.map_err(|e| e.to_string())?;
             tracing::info!(changed = ?done.changed, added = ?done.added, removed = ?done.removed, "deploy: applied");
             Ok(())
         })
@@ -309,6 +359,12 @@ impl Run<'_> {
         }
         if self.req.kind != Kind::Switch {
             return Outcome::RollbackFailed;
+        }
+        if let Some(migration) = &self.blocking {
+            let blocked = format!("{why}; no rollback: migration {migration} declared breaks_previous");
+            tracing::error!(release = failed, "{blocked}");
+            self.reason = Some(blocked);
+            return Outcome::RollbackBlocked;
         }
         let lkg = state::last_known_good(&self.d.settings.state_dir).ok().flatten();
         let back = [lkg, self.from.clone()].into_iter().flatten().find(|r| r != failed);
@@ -346,10 +402,9 @@ impl Run<'_> {
 
     async fn restore(&mut self, path: PathBuf, cfg: &Config) -> Result<(), String> {
         let handle = self.d.handle.clone();
-        self.step(
-            "rollback apply",
-            async move { handle.apply(path).await.map(drop).map_err(|e| e.to_string()) },
-        )
+        self.step("rollback apply", async move {
+            handle.apply(path, Vec::new()).await.map(drop).map_err(|e| e.to_string())
+        })
         .await?;
         let verifying = verify(&self.d.handle, &self.d.settings, cfg);
         self.step("rollback verify", verifying).await
@@ -406,6 +461,7 @@ impl Run<'_> {
             "from": self.from,
             "requested_by": self.req.peer,
             "no_disarm": self.req.no_disarm,
+            "migrations": self.migrated,
             "digests": digests,
             "env_file_sha256": env_sha,
             "steps": self.steps,

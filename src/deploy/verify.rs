@@ -2,7 +2,7 @@
 //! result kept: http GETs (`get`, with a JSON `field` compared by `field`), exec commands in a
 //! container or on the host (`exec`) and parity between two sources (`parity`).
 
-mod exec;
+pub(crate) mod exec;
 mod field;
 mod get;
 mod parity;

@@ -75,6 +75,8 @@ pub struct Supervisor {
     pub(super) docker_connecting: bool,
     /// Why the project's containers are not ours to touch (another supervisor claims it).
     pub(super) docker_refused: Option<String>,
+    /// The oneshots the switch being applied has run already (see `Service::migrated`).
+    pub(super) migrated: Vec<String>,
     pub(super) dockerd: Dockerd,
     /// Stopping for an upgrade: containers keep running for the next process to adopt.
     pub(super) upgrading: bool,
@@ -114,6 +116,7 @@ impl Supervisor {
             engine: None,
             docker_connecting: false,
             docker_refused: None,
+            migrated: Vec::new(),
             dockerd: Dockerd::default(),
             upgrading: false,
             binary: None,
@@ -265,8 +268,9 @@ impl Supervisor {
                 let _ = reply.send(self.metrics.render(&self.status()));
             }
             Msg::Reload(reply) => self.on_reload("request", Some(reply)),
-            Msg::Apply { path, reply } => {
+            Msg::Apply { path, migrated, reply } => {
                 self.config_path = Some(path);
+                self.migrated = migrated;
                 self.on_reload("switch", Some(reply));
             }
             Msg::ConfigPath(reply) => answer(Some(reply), self.config_path.clone()),

@@ -260,6 +260,9 @@ pub(crate) enum Event {
     /// Its container ended because dockerd went away; dockerd is back. The restart policy
     /// decides as for a crash, and a restart counts toward `max_restarts`.
     Revive,
+    /// A oneshot ran to exit 0 outside the graph (a switch's migration, before `current`
+    /// moved): done, not run again.
+    Completed,
 }
 
 /// Side effects for the actor.
@@ -316,6 +319,13 @@ pub(crate) fn next(
         (State::Stopped | State::Exited { .. } | State::Failed { .. }, Event::Requeue) => {
             l.state = State::Pending;
             l.history.reset();
+            vec![]
+        }
+        (State::Pending | State::Stopped | State::Exited { .. } | State::Failed { .. }, Event::Completed)
+            if spec.oneshot =>
+        {
+            l.state = State::Exited { code: 0 };
+            l.last_exit = Some(Exit::Code(0));
             vec![]
         }
         // a oneshot that completed is done: dockerd going away afterwards does not undo it

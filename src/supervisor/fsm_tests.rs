@@ -62,6 +62,7 @@ fn events() -> Vec<Event> {
         Event::Restart,
         Event::Requeue,
         Event::Revive,
+        Event::Completed,
     ]
 }
 
@@ -394,4 +395,18 @@ fn starting_a_failed_service_forgets_its_crash_history() {
         Lifecycle { state: State::Failed { reason: Reason::Oom }, restarts: 7, ..Lifecycle::default() };
     let (l, actions) = walk(&spec(), failed, &[(Event::Start, 0)]);
     assert_eq!((l.state.name(), actions, l.history), ("starting", vec![Action::Spawn], Default::default()));
+}
+
+#[test]
+fn a_oneshot_a_switch_ran_before_its_swap_is_completed_without_running_again() {
+    let oneshot = Spec { oneshot: true, gated: false, ..spec() };
+    let now = Instant::now();
+    for from in [State::Pending, State::Stopped, State::Exited { code: 0 }] {
+        let (l, actions) = next(&at(from), &oneshot, Event::Completed, now).unwrap();
+        assert_eq!((l.state, actions, l.last_exit), (State::Exited { code: 0 }, vec![], Some(Exit::Code(0))));
+    }
+    assert!(
+        next(&at(State::Starting { since: now, gate_until: now }), &oneshot, Event::Completed, now).is_none()
+    );
+    assert!(next(&at(State::Pending), &spec(), Event::Completed, now).is_none(), "only a oneshot");
 }

@@ -31,6 +31,8 @@ pub(crate) enum Msg {
     /// the difference applied, as a reload.
     Apply {
         path: std::path::PathBuf,
+        /// Oneshots the switch ran to exit 0 already with their new definition.
+        migrated: Vec<String>,
         reply: oneshot::Sender<Result<Reloaded, ReloadError>>,
     },
     /// The config file the supervisor applies (reloads re-read it).
@@ -100,8 +102,12 @@ impl Handle {
     }
 
     /// Applies the config at `path` (and re-reads it on later reloads).
-    pub(crate) async fn apply(&self, path: std::path::PathBuf) -> Result<Reloaded, ReloadError> {
-        self.ask(|reply| Msg::Apply { path, reply }).await.unwrap_or(Err(ReloadError::Stopping))
+    pub(crate) async fn apply(
+        &self,
+        path: std::path::PathBuf,
+        migrated: Vec<String>,
+    ) -> Result<Reloaded, ReloadError> {
+        self.ask(|reply| Msg::Apply { path, migrated, reply }).await.unwrap_or(Err(ReloadError::Stopping))
     }
 
     /// The config file applied now.

@@ -7,7 +7,7 @@
 pub(crate) mod actor;
 mod cgroups;
 pub(crate) mod containers;
-mod definition;
+pub(crate) mod definition;
 pub(crate) mod events;
 pub mod fsm;
 pub mod handle;

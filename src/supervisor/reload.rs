@@ -82,7 +82,8 @@ impl Supervisor {
     pub(super) fn reload(&mut self, loaded: Loaded) -> Reloaded {
         let Loaded { cfg, mut defs } = loaded;
         let plan = self.plan(&cfg, &mut defs);
-        self.carry_out(plan, &cfg)
+        let migrated = std::mem::take(&mut self.migrated);
+        self.carry_out(plan, &cfg, &migrated)
     }
 
     /// Sorts every service into removed, changed, added back, added and unchanged, each that
@@ -116,7 +117,8 @@ impl Supervisor {
         }
     }
 
-    fn carry_out(&mut self, plan: Plan, cfg: &Config) -> Reloaded {
+    /// `migrated`: oneshots a switch ran already with the definition they get now.
+    fn carry_out(&mut self, plan: Plan, cfg: &Config, migrated: &[String]) -> Reloaded {
         let mut done = Reloaded { unchanged: plan.unchanged, ..Reloaded::default() };
         for i in plan.removed {
             done.removed.push(self.services[i].name.clone());
@@ -128,6 +130,7 @@ impl Supervisor {
         }
         for (i, def) in plan.changed {
             done.changed.push(self.services[i].name.clone());
+            self.services[i].migrated = migrated.contains(&self.services[i].name);
             // an operator's stop holds: the new definition waits for their start (a stop an
             // earlier reload made is no operator's)
             let restarting = matches!(self.services[i].standing, Standing::Replacing { start: true, .. });
@@ -139,13 +142,17 @@ impl Supervisor {
         }
         for (i, def) in plan.readded {
             done.added.push(self.services[i].name.clone());
+            self.services[i].migrated = migrated.contains(&self.services[i].name);
             self.replace(i, def, true);
         }
         for def in plan.added {
             done.added.push(def.config.name.clone());
             // the directory and log could be made at boot: a failure here is the disk's
-            if let Err(e) = self.add_service(def, false) {
-                tracing::error!("reload: {e}");
+            let name = def.config.name.clone();
+            match self.add_service(def, false) {
+                Ok(i) if migrated.contains(&name) => self.apply(i, Event::Completed),
+                Ok(_) => {}
+                Err(e) => tracing::error!("reload: {e}"),
             }
         }
         done.added.sort();
@@ -180,7 +187,8 @@ impl Supervisor {
         self.install(i, *def);
         // (a shutdown that began meanwhile has the last word)
         if start && !self.is_stopping() {
-            self.apply(i, Event::Requeue);
+            let done = std::mem::take(&mut self.services[i].migrated);
+            self.apply(i, if done { Event::Completed } else { Event::Requeue });
         }
     }
 

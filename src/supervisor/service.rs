@@ -31,6 +31,9 @@ pub(crate) struct Service {
     pub(crate) standing: Standing,
     /// How long its last start took to become ready.
     pub(crate) ready_after: Option<Duration>,
+    /// A oneshot a switch ran with its new definition before `current` moved: once that
+    /// definition is installed it is done, not run again.
+    pub(crate) migrated: bool,
     pub(crate) log: SharedWriter,
     pub(crate) notify: Option<super::notify::Binding>,
     pub(crate) backend: Backend,
@@ -76,6 +79,7 @@ impl Service {
             dependents: Vec::new(),
             standing: Standing::Active,
             ready_after: None,
+            migrated: false,
             log,
             notify: None,
             backend,

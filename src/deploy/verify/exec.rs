@@ -46,7 +46,25 @@ struct Started {
 /// `timeout`, else the process group is killed. The detail: "exit 0", "exit 3", "killed by
 /// SIGTERM", "timed out after 200ms", "cannot start: ...".
 pub(crate) async fn on_host(argv: &[String], timeout: Duration) -> (bool, String) {
-    let started = match start(argv) {
+    // spawn passes on nothing by itself; a variable that is not UTF-8 is left out
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    run(&Host { argv, env: &env, cwd: None, credentials: None }, timeout).await
+}
+
+/// A command to run on the host: a check's (the supervisor's environment) or a native
+/// migration's (its service's environment, directory and user).
+pub(crate) struct Host<'a> {
+    pub(crate) argv: &'a [String],
+    pub(crate) env: &'a [(String, String)],
+    pub(crate) cwd: Option<&'a std::path::Path>,
+    pub(crate) credentials: Option<&'a crate::runtime::credentials::Credentials>,
+}
+
+/// Runs `cmd`; passed on exit 0 within `timeout`, else its process group is killed.
+pub(crate) async fn run(cmd: &Host<'_>, timeout: Duration) -> (bool, String) {
+    let started = match start(cmd) {
         Ok(started) => started,
         Err(e) => return (false, e.to_string()),
     };
@@ -63,14 +81,11 @@ pub(crate) async fn on_host(argv: &[String], timeout: Duration) -> (bool, String
 
 /// Starts the shell running `argv`, the program found in PATH first (so that a missing one
 /// is named, not a shell's 127).
-fn start(argv: &[String]) -> Result<Started, StartError> {
-    // spawn passes on nothing by itself; a variable that is not UTF-8 is left out
-    let env: Vec<(String, String)> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
+fn start(host: &Host<'_>) -> Result<Started, StartError> {
+    let (argv, env) = (host.argv, host.env);
     let program = argv.first().map_or("", String::as_str);
     let path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
-    let resolved = spawn::resolve_program(program, path, None)?;
+    let resolved = spawn::resolve_program(program, path, host.cwd)?;
     let mut shell = vec!["/bin/sh".to_owned(), "-c".to_owned(), WRAPPER.to_owned(), "verify-exec".to_owned()];
     shell.push(resolved.to_string_lossy().into_owned());
     shell.extend(argv.iter().skip(1).cloned());
@@ -80,9 +95,9 @@ fn start(argv: &[String]) -> Result<Started, StartError> {
     let cmd = spawn::Command {
         argv: &shell,
         name: program,
-        env: &env,
-        cwd: None,
-        credentials: None,
+        env,
+        cwd: host.cwd,
+        credentials: host.credentials,
         cgroup_join: &[],
         stdout: Some(write),
         stderr: None,

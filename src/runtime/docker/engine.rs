@@ -287,6 +287,48 @@ impl Engine {
             .map_err(DockerError::api("connect to network", &spec.network))
     }
 
+    /// Runs `spec` once as a container of its own called `name` (a switch's migration) and
+    /// returns its exit code; the container is removed afterwards. It joins the service's
+    /// network without the service's alias (it must not answer for the service).
+    pub(crate) async fn run_once(&self, spec: &ContainerSpec, name: &str) -> Result<i64, DockerError> {
+        self.ensure_image(&spec.image).await?;
+        self.ensure_network(&spec.network).await?;
+        for volume in &spec.volumes {
+            self.ensure_volume(volume).await?;
+        }
+        self.delete(name).await?;
+        let mut body = spec.body.clone();
+        if let Some(endpoints) = body.networking_config.as_mut().and_then(|n| n.endpoints_config.as_mut()) {
+            endpoints.values_mut().for_each(|e| e.aliases = None);
+        }
+        let options = CreateContainerOptions { name: Some(name.to_owned()), ..Default::default() };
+        self.docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(DockerError::api("create container", name))?;
+        let ran = match self.docker.start_container(name, None).await {
+            Ok(()) => self.exit_code(name).await,
+            Err(e) => Err(DockerError::api("start container", name)(e)),
+        };
+        self.discard(name).await;
+        ran
+    }
+
+    /// Waits for the container to stop and reads its exit code.
+    async fn exit_code(&self, name: &str) -> Result<i64, DockerError> {
+        let options = WaitContainerOptions { condition: "not-running".into() };
+        // bollard reports a non-zero exit as an error item: the inspect after it tells
+        let _ = self.docker.wait_container(name, Some(options)).next().await;
+        Ok(self.exit_of(name).await?.map_or(-1, |(code, _)| code))
+    }
+
+    /// Removes a container of ours that served its purpose, saying so when it cannot.
+    pub(crate) async fn discard(&self, name: &str) {
+        if let Err(e) = self.delete(name).await {
+            tracing::warn!("{e}");
+        }
+    }
+
     /// Starts the prepared container and reads back its main pid and start time.
     pub(crate) async fn start(&self, name: &str) -> Result<Running, DockerError> {
         self.docker.start_container(name, None).await.map_err(DockerError::api("start container", name))?;
