@@ -578,7 +578,8 @@ fn a_spawn_that_fails_for_lack_of_descriptors_is_retried_and_recovers() {
         "the soft limit is raised to the hard one: {limits}"
     );
     // ... for the supervisor only: its services get the limit it was started with
-    let steady = d.service_pid("steady").unwrap();
+    // healthy once its exec succeeded: its pid file may come a moment later
+    let steady = wait_for(10 * SEC, || d.service_pid("steady")).expect("steady writes its pid file");
     let theirs = std::fs::read_to_string(format!("/proc/{steady}/limits")).unwrap();
     let soft_of_theirs =
         theirs.lines().find(|l| l.starts_with("Max open files")).and_then(|l| l.split_whitespace().nth(3));
