@@ -53,6 +53,22 @@ fn services(dir: &Path, ports: (u16, u16), b_hash: &str, extra: &str) -> String 
     text.replace("{dir}", &dir.display().to_string())
 }
 
+/// `[[verify.parity]]` of a's and b's policy hashes.
+fn parity(ports: (u16, u16)) -> String {
+    format!(
+        "\n[[verify.parity]]\nname = \"policy_hash\"\na = {{ http = \"http://127.0.0.1:{}/policy\", field = \"policy_hash\" }}\n\
+         b = {{ http = \"http://127.0.0.1:{}/policy\", field = \"policy_hash\" }}\n",
+        ports.0, ports.1
+    )
+}
+
+/// `services` with a b that exits at once, again and again: a crash loop.
+fn crash_looping(dir: &Path, ports: (u16, u16)) -> String {
+    let broken = services(dir, ports, "h2", "")
+        .replace("\"--policy-hash\", \"h2\"", "\"--exit-after\", \"0ms\", \"--exit-code\", \"3\"");
+    broken + "max_restarts = 1\n"
+}
+
 /// Writes release `id` with `body` after the host's `[supervisor]`.
 fn release(dir: &Path, id: &str, body: &str) -> PathBuf {
     let at = dir.join("releases").join(id);
@@ -156,19 +172,11 @@ fn a_good_switch_recreates_only_what_changed_and_is_verified() {
 #[test]
 fn a_release_whose_policy_hashes_differ_is_rolled_back_by_itself() {
     let ports = (port(), port());
-    let parity = |dir: &Path| {
-        let _ = dir;
-        format!(
-            "\n[[verify.parity]]\nname = \"policy_hash\"\na = {{ http = \"http://127.0.0.1:{}/policy\", field = \"policy_hash\" }}\n\
-             b = {{ http = \"http://127.0.0.1:{}/policy\", field = \"policy_hash\" }}\n",
-            ports.0, ports.1
-        )
-    };
-    let h = Host::start(|dir| services(dir, ports, "h1", &parity(dir)));
+    let h = Host::start(|dir| services(dir, ports, "h1", &parity(ports)));
     let a = h.d.healthy_pid("a", None, 30 * SEC);
     h.d.healthy_pid("b", None, 30 * SEC);
     let bad = "20261202T000200Z-ccccccc";
-    release(h.dir(), bad, &services(h.dir(), ports, "h2", &parity(h.dir())));
+    release(h.dir(), bad, &services(h.dir(), ports, "h2", &parity(ports)));
 
     let (code, out) = h.deploy(&["switch", bad]);
     assert_eq!(code, Some(1), "{out}");
@@ -213,9 +221,7 @@ fn a_release_whose_service_never_gets_healthy_is_rolled_back_within_the_verify_t
     let b = h.d.healthy_pid("b", None, 30 * SEC);
     let id = "20261202T000400Z-eeeeeee";
     // b's new definition exits at once, again and again: a crash loop
-    let broken = services(h.dir(), ports, "h2", "")
-        .replace("\"--policy-hash\", \"h2\"", "\"--exit-after\", \"0ms\", \"--exit-code\", \"3\"");
-    release(h.dir(), id, &(broken + "max_restarts = 1\n"));
+    release(h.dir(), id, &crash_looping(h.dir(), ports));
     let (code, out) = h.deploy(&["switch", id]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("rolled_back"), "{out}");
@@ -416,9 +422,7 @@ fn a_first_deploy_on_a_host_without_current_leaves_nothing_when_it_fails_and_sta
     let up = wait_for(30 * SEC, || h.d.cli(&["status", "--json"]).status.success().then_some(()));
     assert!(up.is_some(), "{}", h.d.log_tail());
     let bad = "20261202T001100Z-6666666";
-    let broken = services(h.dir(), ports, "h2", "")
-        .replace("\"--policy-hash\", \"h2\"", "\"--exit-after\", \"0ms\", \"--exit-code\", \"3\"");
-    release(h.dir(), bad, &(broken + "max_restarts = 1\n"));
+    release(h.dir(), bad, &crash_looping(h.dir(), ports));
     let (code, out) = h.deploy(&["switch", bad]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("rolled_back"), "{out}");
@@ -476,11 +480,7 @@ fn a_migration_runs_once_before_current_moves_and_one_that_fails_changes_nothing
 #[test]
 fn a_failure_after_a_migration_that_breaks_the_previous_release_is_rollback_blocked() {
     let ports = (port(), port());
-    let parity = format!(
-        "\n[[verify.parity]]\nname = \"policy_hash\"\na = {{ http = \"http://127.0.0.1:{}/policy\", field = \"policy_hash\" }}\n\
-         b = {{ http = \"http://127.0.0.1:{}/policy\", field = \"policy_hash\" }}\n",
-        ports.0, ports.1
-    );
+    let parity = parity(ports);
     let h = Host::start(|dir| services(dir, ports, "h1", &parity));
     h.d.healthy_pid("b", None, 30 * SEC);
     let id = "20261202T001600Z-bbbbbbc";
