@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Benchmarks: titan-supervisor against PM2 and supervisord on the same machine, in the same
-run, writing the `bench:engine` (W1-W4) and `bench:logs` (W5) sections of BENCHMARKS.md.
-Python 3.11 standard library only.
+run, writing the `bench:engine` (W1-W4) and `bench:logs` (W5) sections of BENCHMARKS.md (and,
+when named, `bench:containers` for C1/C2 and `bench:deploys` for N-switch, C2-switch,
+C3-rollback). Python 3.11 standard library only.
 
     bench/setup.sh && python3 bench/run.py [--only W1,W5] [--quick] [--out FILE]
+    bench/setup.sh && python3 bench/run.py --only N-switch,C2-switch,C3-rollback
 
 See bench/README.md for what each workload measures and how."""
 
@@ -20,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import containers, report, topology, workloads
+from benchlib import containers, deploys, report, topology, workloads
 from benchlib.procs import BenchError, sweep
 from benchlib.supervisors import PM2, Supervisord, Titan
 
@@ -39,6 +41,9 @@ LABELS = {
     ("supervisord", "logs"): "supervisord — rotation by rename, no compression",
 }
 ENGINE, LOGS, CONTAINERS = ("W1", "W2", "W3", "W4"), ("W5",), ("C1", "C2")
+# the deploy workloads (run only when named); C2-SWITCH runs on the private dockerd as C1/C2
+DEPLOYS = ("N-SWITCH", "C2-SWITCH", "C3-ROLLBACK")
+DOCKER = CONTAINERS + ("C2-SWITCH",)
 # docker-compose's healthcheck intervals in C1: the tightest dockerd accepts, and one with
 # less exec load (each check is an exec in the container)
 COMPOSE_INTERVALS = ("1ms", "100ms")
@@ -56,8 +61,8 @@ def log(msg):
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", default="W1,W2,W3,W4,W5",
-                   help="workloads to run, e.g. W1,W5; the container workloads C1,C2 run only "
-                   "when named here")
+                   help="workloads to run, e.g. W1,W5; the container workloads C1,C2 and the "
+                   "deploy workloads N-switch,C2-switch,C3-rollback run only when named here")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     p.add_argument("--out", default=str(REPO / "BENCHMARKS.md"), help="report file")
     p.add_argument("--supervisors", default="titan,pm2,supervisord",
@@ -69,7 +74,7 @@ def parse_args():
                    "(auto: titan-testsvc when the build has it, else titan-supervisor)")
     args = p.parse_args()
     args.only = [w.strip().upper() for w in args.only.split(",") if w.strip()]
-    bad = [w for w in args.only if w not in ENGINE + LOGS + CONTAINERS]
+    bad = [w for w in args.only if w not in ENGINE + LOGS + CONTAINERS + DEPLOYS]
     if bad:
         p.error(f"unknown workload(s): {', '.join(bad)}")
     args.supervisors = [s.strip() for s in args.supervisors.split(",") if s.strip()]
@@ -199,6 +204,24 @@ def run_containers(args, runner, results, binary, meta):
         if "C2" in args.only:
             results["C2"] = containers.c2(env, binary, runner.sdir, 5 if quick else 20,
                                           1 if quick else 3)
+        if "C2-SWITCH" in args.only:
+            results["C2-SWITCH"] = deploys.cswitch(env, binary, runner.sdir, 2 if quick else 4)
+
+
+def run_deploys(args, runner, results, titan, pm2):
+    """N-switch (titan-supervisor, and PM2 when selected and installed) and C3-rollback, on
+    native services; C2-switch runs in run_containers."""
+    names = [w for w in ("N-SWITCH", "C3-ROLLBACK") if w in args.only]
+    if not names:
+        return
+    why = titan.unavailable()
+    if why:
+        raise SystemExit(f"N-switch/C3-rollback need `titan-supervisor run`: {why}")
+    if "N-SWITCH" in names:
+        results["N-SWITCH"] = deploys.nswitch(titan, pm2, runner.sdir, 4 if args.quick else 20)
+    if "C3-ROLLBACK" in names:
+        results["C3-ROLLBACK"] = deploys.rollback(titan, runner.sdir("C3-rollback"),
+                                                  2 if args.quick else 5)
 
 
 def git_commit():
@@ -215,9 +238,9 @@ def terminate(signum, _frame):
 def main():
     args = parse_args()
     signal.signal(signal.SIGTERM, terminate)
-    wanted = [w for w in args.only if w in CONTAINERS]
+    wanted = [w for w in args.only if w in DOCKER]
     if wanted and containers.missing_tools():
-        raise SystemExit("C1/C2 need Debian's " + ", ".join(containers.missing_tools())
+        raise SystemExit("C1/C2/C2-switch need Debian's " + ", ".join(containers.missing_tools())
                          + " (run bench/setup.sh)")
     if not args.no_build:
         build(static=bool(wanted))
@@ -254,6 +277,8 @@ def main():
                                                True)
         if "W5" in args.only:
             results["W5"] = r.w5(1 if quick else 3)
+        run_deploys(args, r, results, every["titan"],
+                    every["pm2"] if "pm2" in args.supervisors else None)
         if wanted:
             try:
                 run_containers(args, r, results, binary, container_meta)
@@ -282,6 +307,14 @@ def main():
         meta = dict(meta, **container_meta, load_end=report.load_average())
         report.write(args.out, report.containers_section(results, meta),
                      report.CONTAINERS_BEGIN, report.CONTAINERS_END)
+    if any(w in results for w in DEPLOYS):
+        dmeta = dict(meta, **container_meta, load_end=report.load_average())
+        titan_v = every["titan"].version() + f" (commit {meta['commit']})"
+        pm2_v = [v for v in versions if v.startswith("PM2")] if "N-SWITCH" in results else []
+        docker_v = container_meta.get("versions", [])[1:] if "C2-SWITCH" in results else []
+        dmeta["versions"] = [titan_v] + pm2_v + docker_v
+        report.write(args.out, report.deploys_section(results, dmeta),
+                     report.DEPLOYS_BEGIN, report.DEPLOYS_END)
     log(f"wrote {args.out}")
     if container_error:
         raise SystemExit(container_error)

@@ -686,3 +686,343 @@ def containers_section(results, meta):
     lines += ["Reading the tables:", ""] + [f"- {r}" for r in CONTAINERS_READING]
     lines += ["", CONTAINERS_END]
     return "\n".join(lines)
+
+
+# --- N-switch, C2-switch, C3-rollback: deploys -------------------------------------------------
+
+DEPLOYS_BEGIN, DEPLOYS_END = "<!-- bench:deploys -->", "<!-- /bench:deploys -->"
+
+
+def _ms_stats(values):
+    """median, p90 (nearest rank), min – max, in ms."""
+    return (ms(statistics.median(values)), ms(pct(values, 90)),
+            f"{ms(min(values))} – {ms(max(values))}")
+
+
+def _target_ms(values, limit):
+    """The verdict of a wall-time target held at the median and at p90; by how much."""
+    med, p90 = statistics.median(values), pct(values, 90)
+    missed = []
+    if med > limit:
+        missed.append(f"median +{med - limit:.0f} ms over")
+    elif p90 > limit:
+        missed.append(f"p90 +{p90 - limit:.0f} ms over ({sum(v > limit for v in values)} of "
+                      f"{len(values)} over)")
+    return missed
+
+
+def _steps_table(runs, names=()):
+    """Median (max) of each pipeline step's `ms` (every step the progress lines named, in
+    their order), and of the wall time outside the steps."""
+    header, cells = [], []
+    names = list(names)
+    for r in runs:
+        names += [k for k in r["steps"] if k not in names]
+    for name in names:
+        got = [r["steps"].get(name) for r in runs if name in r["steps"]]
+        if got:
+            header.append(f"`{name}`")
+            cells.append(f"{statistics.median(got):.0f} ({max(got)})")
+    outside = [r["wall_ms"] - sum(r["steps"].values()) for r in runs]
+    header.append("wall − Σ steps")
+    cells.append(f"{statistics.median(outside):.0f} ({max(outside):.0f})")
+    for key, title in GAPS:
+        got = [r["gaps"][key] for r in runs if r.get("gaps")]
+        if got:
+            header.append(title)
+            cells.append(f"{statistics.median(got):.0f} ({max(got):.0f})")
+    return table(header, [cells])
+
+
+def _over_target_lines(runs, limit, value=lambda r: r["wall_ms"], what="switches",
+                       only=None):
+    """Each run over the target, with what grew in it: every step of 10 ms or more, every
+    stretch outside the steps of 10 ms or more, and from the start log when the last changed
+    service was ready."""
+    over = [r for r in runs if value(r) > limit]
+    if not over:
+        return []
+    parts = []
+    for r in over:
+        grew = [f"`{k}` {v}" for k, v in r["steps"].items()
+                if v >= 10 and (only is None or k in only)]
+        grew += [f"{dict(GAPS)[k].removeprefix('of which: ')} {v:.0f}"
+                 for k, v in r.get("gaps", {}).items() if v >= 10]
+        if r.get("ready_ms") is not None:
+            grew.append(f"last changed service ready at {r['ready_ms']:.0f}")
+        parts.append(f"{value(r):.0f} ms, +{value(r) - limit:.0f} ({', '.join(grew)})")
+    return [f"{len(over)} of {len(runs)} {what} over {limit:.0f} ms, by how much and where "
+            f"(ms): " + "; ".join(parts) + ". `lock` writes and fsyncs the holder file, the "
+            "time *between steps* holds the switch journal's and the BAD mark's fsyncs: under "
+            "another process's disk or CPU load these are what grows; `verify` is the "
+            "changed services coming up (3 × 200 ms of it is their readiness).", ""]
+
+
+GAPS = (("head", "of which: launch → first step"), ("between", "between steps"),
+        ("tail", "last step → outcome line"), ("exit", "outcome line → CLI exit"))
+
+
+def _start_log_lines(runs, what):
+    """Where a switch's time goes, from the start log (median over the runs, max in brackets)."""
+    first = [r["first_start_ms"] for r in runs if r.get("first_start_ms") is not None]
+    gates = [g for r in runs for g in r.get("gate_ms", [])]
+    up = [u for r in runs for u in r.get("start_ready_ms", [])]
+    ready = [r["ready_ms"] for r in runs if r.get("ready_ms") is not None]
+    tail = [r["wall_ms"] - r["ready_ms"] for r in runs if r.get("ready_ms") is not None]
+    fmt = lambda v: f"{statistics.median(v):.0f} ms (max {max(v):.0f})" if v else "—"
+    return [f"Where {what}'s time goes (start log, median over the runs, max in brackets): "
+            f"t0 → the first changed service's new process {fmt(first)}; a changed service's "
+            f"new process → ready {fmt(up)}; a changed dependency ready → its changed "
+            f"dependent's new process {fmt(gates)}; t0 → the last changed service ready "
+            f"{fmt(ready)}; that → the end {fmt(tail)}."]
+
+
+def _unchanged(runs):
+    restarts = [r["restarts_unchanged"] for r in runs if r.get("restarts_unchanged") is not None]
+    pids = sum(len(r.get("pids_unchanged", [])) for r in runs)
+    text = f"{sum(restarts)} / {pids}" if restarts else f"— / {pids}"
+    return text, (sum(restarts) if restarts else 0) + pids
+
+
+def nswitch_rows(w):
+    rows, n = [], len(w["changed"])
+    target = w["ready_ms"] * 3 + 100
+    for row in w["rows"]:
+        runs = row["runs"]
+        if not runs:
+            why = row.get("skipped")
+            rows.append([row["label"], f"not measured ({why})" if why else
+                         f"failed: {row['error']}"] + [""] * 6)
+            continue
+        wall = [r["wall_ms"] for r in runs]
+        ready = [r["ready_ms"] for r in runs if r.get("ready_ms") is not None]
+        unchanged, bad = _unchanged(runs)
+        viol = [r["violations"] for r in runs]
+        new = min(r["new_definition"] for r in runs)
+        recreated = min(len(r["recreated"]) for r in runs)
+        verdict_cell = ""
+        if row["key"] == "titan":
+            missed = _target_ms(wall, target)
+            if bad:
+                missed.append("unchanged services restarted")
+            if row["error"]:
+                missed.append("a switch failed")
+            verdict_cell = verdict(missed)
+        rows.append([row["label"] + (f" ({len(runs)} runs)" if len(runs) < w["reps"] else ""),
+                     *_ms_stats(wall), ms(statistics.median(ready)) if ready else "—",
+                     unchanged, f"{recreated} / {new} of {n}",
+                     f"{statistics.median(viol):g} (max {max(viol)}) of "
+                     f"{runs[0]['dependent_pairs']}", verdict_cell])
+    return rows
+
+
+def cswitch_rows(w):
+    rows, n = [], len(w["changed"])
+    for row in w["rows"]:
+        runs = row["runs"]
+        if not runs:
+            rows.append([row["label"], f"failed: {row['error']}"] + [""] * 7)
+            continue
+        wall = [r["wall_ms"] for r in runs]
+        ready = [r["ready_ms"] for r in runs if r.get("ready_ms") is not None]
+        moved = sum(len(r["containers_changed_unchanged"]) for r in runs)
+        restarts = [r["restarts_unchanged"] for r in runs if r.get("restarts_unchanged") is not None]
+        recreated = min(r["containers_recreated"] for r in runs)
+        new = min(r["new_definition"] for r in runs)
+        viol = [r["violations"] for r in runs]
+        ups = [r["up_returned_ms"] for r in runs if r.get("up_returned_ms") is not None]
+        verdict_cell = ""
+        if row["key"] == "titan":
+            missed = _target_ms(wall, CSWITCH_TARGET_MS)
+            if moved or sum(restarts):
+                missed.append("unchanged containers touched")
+            if row["error"]:
+                missed.append("a switch failed")
+            verdict_cell = verdict(missed)
+        rows.append([row["label"] + (f" ({len(runs)} runs)" if len(runs) < w["reps"] else ""),
+                     *_ms_stats(wall), ms(statistics.median(ready)) if ready else "—",
+                     f"`up -d` returned {ms(statistics.median(ups))}" if ups else "—",
+                     f"{moved} / {sum(restarts) if restarts else '—'}",
+                     f"{recreated} / {new} of {n}",
+                     f"{statistics.median(viol):g} (max {max(viol)}) of "
+                     f"{runs[0]['dependent_pairs']}", verdict_cell])
+    return rows
+
+
+CSWITCH_TARGET_MS = 3000.0
+ROLLBACK_SLACK_MS = 2000.0
+
+DEPLOYS_READING = [
+    "Every host is laid out as tests/deploy.rs lays one out: `releases/<id>/` with "
+    "`services.toml`, `digests.json` (`{}` for native services, every container's pinned "
+    "image for containers) and `release.json`; `current` a symlink to the release; the daemon "
+    "started as `titan-supervisor run --config <dir>/services.toml`, itself a symlink to "
+    "`current/services.toml`. `[deploy] verify_timeout = \"30s\"`, `probation = \"1s\"`; each "
+    "repetition starts once the last release has passed its probation (it is the last known "
+    "good), then 0.5–1 s more.",
+    "The graph is W1's: 16 services in 6 tiers (3, 3, 3, 3, 2, 2), each depending on every "
+    "service of the previous tier (implicit previous-group dependencies), each ready 200 ms "
+    "after its own start and gated by its `/health` (`start_interval = \"5ms\"`). Release B "
+    "changes s04, s07 and s10, the first service of tiers 2, 3 and 4: each depends on the one "
+    "before, so the three must come up one after another and no switch can take less than "
+    "3 × 200 ms. A → B is one repetition, B → A the next.",
+    "*Wall*: for titan-supervisor, the launch of `titan-supervisor switch --json RELEASE` → "
+    "its exit (it exits when the outcome line arrives; `--json` passes the daemon's progress "
+    "lines through as they come, the only difference from the plain output). For PM2, the "
+    "launch of the first `pm2 reload` → the last changed service answering `GET /policy` with "
+    "its new hash (polled every 10 ms). For docker-compose, the launch of `docker-compose up "
+    "-d` → every one of the 16 services answering `GET /health` 200 on its published port, "
+    "polled once `up -d` has returned (before, the old containers still answer).",
+    "*Changed services ready again*: t0 → the last `ready` line of a changed service's new "
+    "process in the start log every service appends to. *Unchanged: restarts / pids "
+    "changed*: over all runs, the 13 unchanged services' `restarts` and `pid` in "
+    "`titan-supervisor status --json` (PM2: `restart_time` and `pid` in `pm2 jlist`) before "
+    "and after each switch. *Recreated / new definition*: the fewest changed services, over "
+    "the runs, that got a new process (container), and that answered with the new definition "
+    "afterwards (`GET /policy`; containers: `.Config.Image`). *Ordering violations*: a "
+    "changed service whose new process started before its changed dependency's new process "
+    "was ready (s07 on s04, s10 on s07).",
+    "The step table: each step's `ms` from the progress lines (median, max in brackets); "
+    "*wall − Σ steps* is what the CLI's wall time holds beyond the steps, split by when each "
+    "line arrived: *launch → first step* (the CLI's start, its connect, the request), "
+    "*between steps* (a step's line → the next step's start: the switch journal written "
+    "before the swap, the BAD mark before a rollback; whole-millisecond `ms` add up to 1 ms "
+    "of rounding per step), *last step → outcome line* (the evidence and the history line "
+    "written), *outcome line → CLI exit*.",
+    "PM2 has no dependency gate: its `--only s04,s07,s10` row reloads the three at once (so "
+    "s07 and s10 start before what they depend on is ready again: the violations), its "
+    "scripted-gate row reloads one tier's changed app at a time and polls it before the next, "
+    "as the seeds' deploy scripts went tier by tier. Each `pm2` command is a node CLI start.",
+    "C2-switch: the changed services' image is the test image plus `LABEL "
+    "titan.variant=bench-switch`, built on the private dockerd and pushed to its registry "
+    "(tests/common/docker.rs `variant_image`): another digest, the same program. *Unchanged "
+    "containers changed*: `.Id` or `.State.StartedAt` of the 13 others differing before and "
+    "after. docker-compose recreates the services whose image changed and, with `depends_on: "
+    "{condition: service_healthy}`, waits for each one's healthcheck (an exec in the "
+    "container) before starting the next.",
+    "C3-rollback: release A carries a `[[verify.parity]]` of s01's and s10's `GET /policy` "
+    "field `policy_hash` (equal); each repetition writes a new release B (the last one is "
+    "marked BAD) whose s04, s07, s10 report `pb`: after they are healthy the parity differs, "
+    "`verify` fails, and titan-supervisor swaps back to A, applies it (the three recreated "
+    "again) and verifies it.",
+]
+
+
+def rollback_lines(w):
+    runs, target = w["runs"], w["ready_ms"] * len(w["changed"]) + ROLLBACK_SLACK_MS
+    lines = [f"### C3-rollback — a release whose `[[verify.parity]]` fails, rolled back by "
+             f"itself ({plural(w['reps'], 'run')})", "",
+             f"Titan target: the verify step's failure → the old release verified again ≤ the "
+             f"changed services' readiness + 2 s = 3 × {w['ready_ms']} ms + 2 s = "
+             f"**{target / 1000:g} s** (s04, s07, s10 come back one after another, as in "
+             f"N-switch), held at the median and p90 of both measures.", ""]
+    if not runs:
+        return lines + [f"Not measured: {w['error']}", ""]
+    sums = [r["steps_sum_ms"] for r in runs]
+    back = [r["wall_back_ms"] for r in runs]
+    to_exit = [r["wall_exit_ms"] for r in runs]
+    whole = [r["wall_ms"] for r in runs]
+    rows = [["`rollback swap` + `rollback apply` + `rollback verify` (their `ms`)", *_ms_stats(sums)],
+            ["wall: the failed `verify` line arrives → the `rollback verify` line arrives",
+             *_ms_stats(back)],
+            ["wall: the failed `verify` line arrives → the CLI exits (`rolled_back`, exit 1)",
+             *_ms_stats(to_exit)],
+            ["the whole `switch` (wall), for scale", *_ms_stats(whole)]]
+    lines += table(["measure", "median", "p90", "min – max"], rows)
+    missed = _target_ms(sums, target) + [f"wall {m}" for m in _target_ms(back, target)]
+    unchanged, bad = _unchanged(runs)
+    if bad:
+        missed.append("unchanged services restarted")
+    if w["error"]:
+        missed.append("a run failed")
+    ok = all(r["current_back"] and r["bad"] and r["rollback_verify"] == "ok"
+             and r["old_definition"] == len(w["changed"]) for r in runs)
+    if not ok:
+        missed.append("not every run ended back on A, verified, with B marked BAD")
+    lines += ["", f"Titan target: {verdict(missed)}. Every run: outcome `rolled_back`, exit "
+              f"{'/'.join(sorted({str(r['code']) for r in runs}))}; `current` back on A "
+              f"{sum(r['current_back'] for r in runs)} of {len(runs)}; B marked BAD "
+              f"{sum(r['bad'] for r in runs)} of {len(runs)}; s04, s07, s10 answering `pa` "
+              f"again {min(r['old_definition'] for r in runs)} of {len(w['changed'])} (fewest "
+              f"over the runs); unchanged services' restarts / pids changed: {unchanged}. "
+              f"Reason given: `{runs[0]['reason']}`.", ""]
+    lines += ["Steps (median, max in brackets), in ms:", ""]
+    lines += _steps_table(runs) + [""]
+    lines += _over_target_lines(runs, target, lambda r: max(r["steps_sum_ms"], r["wall_back_ms"]),
+                                "rollbacks", ("rollback swap", "rollback apply", "rollback verify"))
+    backs = [dict(r["back"], wall_ms=r["wall_back_ms"]) for r in runs if r.get("back")]
+    if backs:
+        lines += [_start_log_lines(backs, "the way back")[0].replace(
+            "t0 →", "the failed `verify` line →").replace(
+            "that → the end", "that → the `rollback verify` line"), ""]
+    return lines
+
+
+def deploys_section(results, meta):
+    lines = [DEPLOYS_BEGIN] + _header(
+        "## Deploys: switch and rollback (titan-supervisor vs PM2 vs docker-compose)", meta)
+    lines += ["Reproduce: `bench/setup.sh && " + meta["command"] + "` (its own private dockerd "
+              "and registry for C2-switch; `--quick` for a smoke run with fewer repetitions).",
+              f"Native services: the release-built `{meta['service']}`."
+              + (f" Containers: `{meta['image']}` (FROM scratch, the test service alone), and "
+                 f"its variant `{results['C2-SWITCH']['variant']}`."
+                 if "C2-SWITCH" in results else ""), ""]
+    if "N-SWITCH" in results:
+        w = results["N-SWITCH"]
+        target = w["ready_ms"] * 3 + 100
+        lines += [f"### N-switch — 16 native services, 3 changed in 3 successive tiers "
+                  f"({w['reps']} switches per row, A → B → A …)", "",
+                  f"Titan target: `switch` wall time ≤ 3 × readiness + 100 ms = 3 × "
+                  f"{w['ready_ms']} ms + 100 ms = **{target} ms** (held at the median and p90), "
+                  "0 restarts of the 13 unchanged services.", ""]
+        lines += table(["way", "wall median", "p90", "min – max",
+                        "changed services ready again (start log), median",
+                        "unchanged: restarts / pids changed", "changed: recreated / new "
+                        "definition", "ordering violations per switch", "titan target"],
+                       nswitch_rows(w))
+        titan = next((r for r in w["rows"] if r["key"] == "titan" and r["runs"]), None)
+        if titan:
+            lines += ["", "titan-supervisor's steps (progress lines' `ms`, median, max in "
+                      "brackets), in ms:", ""]
+            lines += _steps_table(titan["runs"])
+            lines += [""] + _start_log_lines(titan["runs"], "titan-supervisor's switch")
+            lines += [""] + _over_target_lines(titan["runs"], target)
+        notes = [f"{row['label']}: {n}" for row in w["rows"] for n in row["notes"]]
+        lines += [""] + ([f"- {n}" for n in notes] + [""] if notes else [])
+    if "C2-SWITCH" in results:
+        w = results["C2-SWITCH"]
+        lines += [f"### C2-switch — 16 containers, 3 with a new image in 3 successive tiers "
+                  f"({w['reps']} switches per row, A → B → A …)", "",
+                  f"Titan target: `switch` wall time ≤ **{CSWITCH_TARGET_MS / 1000:g} s** (held "
+                  "at the median and p90), 0 of the 13 unchanged containers restarted or "
+                  "replaced.", ""]
+        lines += table(["way", "wall median", "p90", "min – max",
+                        "changed services ready again (start log), median", "peer's own end",
+                        "unchanged containers changed (`.Id`/`.State.StartedAt`) / restarts",
+                        "changed: recreated / running the new image",
+                        "ordering violations per switch", "titan target"], cswitch_rows(w))
+        titan = next((r for r in w["rows"] if r["key"] == "titan" and r["runs"]), None)
+        if titan:
+            lines += ["", "titan-supervisor's steps (progress lines' `ms`, median, max in "
+                      "brackets), in ms:", ""]
+            lines += _steps_table(titan["runs"])
+            lines += [""] + _start_log_lines(titan["runs"], "titan-supervisor's switch")
+            lines += [""] + _over_target_lines(titan["runs"], CSWITCH_TARGET_MS)
+        compose = next((r for r in w["rows"] if r["key"] == "compose" and r["runs"]), None)
+        if compose:
+            lines += [""] + _start_log_lines(compose["runs"], "docker-compose's `up -d`")
+            if compose.get("noop_up_ms") is not None:
+                lines += ["", f"For scale, in the same session before the switches: `docker-compose "
+                          f"up -d` of release A's file again, nothing to change, returned after "
+                          f"{ms(compose['noop_up_ms'])} (containers touched: "
+                          f"{compose['noop_touched']}): what compose spends checking the 16 "
+                          "services (and waiting on each dependency's health status) before it "
+                          "touches anything."]
+        notes = [f"{row['label']}: {n}" for row in w["rows"] for n in row["notes"]]
+        lines += [""] + ([f"- {n}" for n in notes] + [""] if notes else [])
+    if "C3-ROLLBACK" in results:
+        lines += rollback_lines(results["C3-ROLLBACK"])
+        lines += [f"- {n}" for n in results["C3-ROLLBACK"]["notes"]]
+    lines += ["Reading the tables:", ""] + [f"- {r}" for r in DEPLOYS_READING]
+    lines += ["", DEPLOYS_END]
+    return "\n".join(lines)
