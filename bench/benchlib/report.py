@@ -755,7 +755,7 @@ def _over_target_lines(runs, limit, value=lambda r: r["wall_ms"], what="switches
             f"(ms): " + "; ".join(parts) + ". `lock` writes and fsyncs the holder file, the "
             "time *between steps* holds the switch journal's and the BAD mark's fsyncs: under "
             "another process's disk or CPU load these are what grows; `verify` is the "
-            "changed services coming up (3 × 200 ms of it is their readiness).", ""]
+            "changed services coming up (3 × 200 ms of it is their readiness)."]
 
 
 GAPS = (("head", "of which: launch → first step"), ("between", "between steps"),
@@ -948,8 +948,9 @@ def rollback_lines(w):
               f"Reason given: `{runs[0]['reason']}`.", ""]
     lines += ["Steps (median, max in brackets), in ms:", ""]
     lines += _steps_table(runs) + [""]
-    lines += _over_target_lines(runs, target, lambda r: max(r["steps_sum_ms"], r["wall_back_ms"]),
-                                "rollbacks", ("rollback swap", "rollback apply", "rollback verify"))
+    over = _over_target_lines(runs, target, lambda r: max(r["steps_sum_ms"], r["wall_back_ms"]),
+                              "rollbacks", ("rollback swap", "rollback apply", "rollback verify"))
+    lines += over + [""] if over else []
     backs = [dict(r["back"], wall_ms=r["wall_back_ms"]) for r in runs if r.get("back")]
     if backs:
         lines += [_start_log_lines(backs, "the way back")[0].replace(
@@ -986,7 +987,8 @@ def deploys_section(results, meta):
                       "brackets), in ms:", ""]
             lines += _steps_table(titan["runs"])
             lines += [""] + _start_log_lines(titan["runs"], "titan-supervisor's switch")
-            lines += [""] + _over_target_lines(titan["runs"], target)
+            over = _over_target_lines(titan["runs"], target)
+            lines += [""] + over if over else []
         notes = [f"{row['label']}: {n}" for row in w["rows"] for n in row["notes"]]
         lines += [""] + ([f"- {n}" for n in notes] + [""] if notes else [])
     if "C2-SWITCH" in results:
@@ -1007,7 +1009,8 @@ def deploys_section(results, meta):
                       "brackets), in ms:", ""]
             lines += _steps_table(titan["runs"])
             lines += [""] + _start_log_lines(titan["runs"], "titan-supervisor's switch")
-            lines += [""] + _over_target_lines(titan["runs"], CSWITCH_TARGET_MS)
+            over = _over_target_lines(titan["runs"], CSWITCH_TARGET_MS)
+            lines += [""] + over if over else []
         compose = next((r for r in w["rows"] if r["key"] == "compose" and r["runs"]), None)
         if compose:
             lines += [""] + _start_log_lines(compose["runs"], "docker-compose's `up -d`")
