@@ -12,6 +12,12 @@ pub(crate) fn stat(pid: i32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()
 }
 
+/// Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat): with the
+/// pid, it tells a process from a later one that got its number.
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
+    stat_field(&stat(pid)?, 22)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

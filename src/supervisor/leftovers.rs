@@ -26,7 +26,7 @@ fn file(dir: &Path, service: &str) -> PathBuf {
 /// Notes that `pid` runs `service`.
 pub(crate) fn record(dir: &Path, service: &str, pid: Pid) -> io::Result<()> {
     use std::io::Write;
-    let started = start_time(pid.as_raw()).unwrap_or(0);
+    let started = procfs::start_time(pid.as_raw()).unwrap_or(0);
     // a new file, never through a link planted in its place
     crate::runtime::files::create_new(&file(dir, service), 0o640)?
         .write_all(format!("{} {started}\n", pid.as_raw()).as_bytes())
@@ -108,11 +108,6 @@ fn processes() -> Vec<(i32, i32, u64)> {
             Some((pid, session, started))
         })
         .collect()
-}
-
-/// Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat).
-fn start_time(pid: i32) -> Option<u64> {
-    procfs::stat_field(&procfs::stat(pid)?, 22)?.parse().ok()
 }
 
 #[cfg(test)]

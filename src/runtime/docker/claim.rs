@@ -17,6 +17,7 @@ use bollard::query_parameters::RemoveVolumeOptions;
 
 use super::error::{DockerError, status_of};
 use super::spec::LABEL_PROJECT;
+use crate::runtime::procfs::start_time;
 
 const LABEL_OWNER: &str = "titan.claim.owner";
 const LABEL_HOST: &str = "titan.claim.host";
@@ -201,14 +202,6 @@ fn claimed(project: &str, volume: &str, owner: &str) -> DockerError {
 
 fn read_trimmed(path: &str) -> String {
     std::fs::read_to_string(path).map(|s| s.trim().to_owned()).unwrap_or_default()
-}
-
-/// The start time of process `pid` in clock ticks since boot; `None` when there is none.
-fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // the name in parentheses may hold spaces and parentheses: fields resume after the last ')'
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 #[cfg(test)]
