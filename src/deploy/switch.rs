@@ -305,7 +305,8 @@ impl Run<'_> {
 
     /// Every image pulled by digest and checked before anything changes.
     async fn pull(&mut self, cfg: &Config) -> Result<(), String> {
-        let images: Vec<String> = cfg
+        // each image once, however many services run it
+        let images: std::collections::BTreeSet<String> = cfg
             .services
             .values()
             .filter_map(|s| match &s.exec {
