@@ -4,7 +4,7 @@
 //! unfinished switch is undone (its release marked BAD, `current` back where it was, a
 //! history line saying why); a probation under way goes on for the time it had left.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -33,7 +33,7 @@ pub(crate) struct OnProbation {
 }
 
 pub(crate) fn begin(state_dir: &Path, s: &Switch) -> Result<(), StateError> {
-    write(&state_dir.join(SWITCH), s)
+    state::write_json(&state_dir.join(SWITCH), s)
 }
 
 pub(crate) fn end(state_dir: &Path) {
@@ -42,7 +42,7 @@ pub(crate) fn end(state_dir: &Path) {
 
 pub(crate) fn start_probation(state_dir: &Path, release: &str, length: Duration) -> Result<(), StateError> {
     let until = now_secs().saturating_add(length.as_secs());
-    write(&state_dir.join(PROBATION), &OnProbation { release: release.to_owned(), until })
+    state::write_json(&state_dir.join(PROBATION), &OnProbation { release: release.to_owned(), until })
 }
 
 pub(crate) fn end_probation(state_dir: &Path) {
@@ -53,7 +53,7 @@ pub(crate) fn end_probation(state_dir: &Path) {
 /// and dropped (the release then waits for its next probation to become the last known good).
 pub(crate) fn probation(state_dir: &Path) -> Option<(String, Duration)> {
     let path = state_dir.join(PROBATION);
-    match read::<OnProbation>(&path) {
+    match state::read_json::<OnProbation>(&path) {
         Ok(Some(p)) => Some((p.release, Duration::from_secs(p.until.saturating_sub(now_secs())))),
         Ok(None) => None,
         Err(e) => {
@@ -69,7 +69,7 @@ pub(crate) fn probation(state_dir: &Path) -> Option<(String, Duration)> {
 /// must not start on a half-switched host).
 pub(crate) fn recover(layout: &Layout) -> Result<(), StateError> {
     let path = layout.state_dir.join(SWITCH);
-    let Some(s) = read::<Switch>(&path)? else { return Ok(()) };
+    let Some(s) = state::read_json::<Switch>(&path)? else { return Ok(()) };
     let why = format!("the daemon stopped during its {} (attempt {})", s.kind, s.attempt);
     tracing::error!(release = %s.release, "{why}: returning to {}", s.from.as_deref().unwrap_or("the config before"));
     let release_dir = layout.releases_dir.join(&s.release);
@@ -99,27 +99,6 @@ pub(crate) fn recover(layout: &Layout) -> Result<(), StateError> {
     end(&layout.state_dir);
     end_probation(&layout.state_dir);
     Ok(())
-}
-
-fn write(path: &Path, value: &impl Serialize) -> Result<(), StateError> {
-    let bytes =
-        serde_json::to_vec(value).map_err(|source| StateError::Encode { path: path.to_owned(), source })?;
-    state::write_atomic(path, &bytes).map_err(|source| StateError::Io {
-        path: path.to_owned(),
-        what: "write",
-        source,
-    })
-}
-
-fn read<T: for<'de> Deserialize<'de>>(path: &PathBuf) -> Result<Option<T>, StateError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(StateError::Io { path: path.clone(), what: "read", source }),
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| StateError::Corrupt { path: path.clone(), detail: e.to_string() })
 }
 
 fn remove(path: &Path) {

@@ -141,13 +141,7 @@ struct LastKnownGood {
 /// Truncated/garbage/wrong types → StateError::Corrupt (never a panic, never silently None).
 pub(crate) fn last_known_good(state_dir: &Path) -> Result<Option<String>, StateError> {
     let path = state_dir.join(LAST_KNOWN_GOOD);
-    let bytes = match fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_at(&path, "read")(e)),
-    };
-    let lkg: LastKnownGood = serde_json::from_slice(&bytes)
-        .map_err(|e| StateError::Corrupt { path: path.clone(), detail: e.to_string() })?;
+    let Some(lkg) = read_json::<LastKnownGood>(&path)? else { return Ok(None) };
     if !is_plain_name(&lkg.release) {
         let detail = format!("release {:?} is not a release directory name", lkg.release);
         return Err(StateError::Corrupt { path, detail });
@@ -158,11 +152,28 @@ pub(crate) fn last_known_good(state_dir: &Path) -> Result<Option<String>, StateE
 /// Records `release` as the last known good, atomically.
 pub(crate) fn set_last_known_good(state_dir: &Path, release: &str) -> Result<(), StateError> {
     let path = state_dir.join(LAST_KNOWN_GOOD);
-    let lkg = LastKnownGood { release: release.to_string(), since: now_rfc3339() };
+    write_json(&path, &LastKnownGood { release: release.to_string(), since: now_rfc3339() })
+}
+
+/// A small state file as JSON: `None` when it is not there; truncated, garbage or of the
+/// wrong shape is `Corrupt`, naming it.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_at(path, "read")(e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| StateError::Corrupt { path: path.to_owned(), detail: e.to_string() })
+}
+
+/// Writes a small state file as one JSON line, atomically.
+pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<(), StateError> {
     let mut bytes =
-        serde_json::to_vec(&lkg).map_err(|source| StateError::Encode { path: path.clone(), source })?;
+        serde_json::to_vec(value).map_err(|source| StateError::Encode { path: path.to_owned(), source })?;
     bytes.push(b'\n');
-    write_atomic(&path, &bytes).map_err(io_at(&path, "write"))
+    write_atomic(path, &bytes).map_err(io_at(path, "write"))
 }
 
 /// A single path component: not empty, no '/', not "." nor "..", no NUL.
