@@ -455,6 +455,29 @@ fn a_new_supervisor_kills_what_a_killed_one_left_running() {
     assert!(d.log_tail().contains("killed a process left running by an earlier supervisor"));
 }
 
+#[test]
+fn a_leftover_slow_to_exit_frees_its_port_before_the_new_run_starts() {
+    // regression: the leftover was sent SIGKILL and the new run spawned at once; a process
+    // holding much memory unmaps it before its sockets close, so the new run found its port
+    // taken, failed its first start and was counted a restart
+    let p = port();
+    let config = format!(
+        "[services.web]\n{}\nhealth = {{ http = \"http://127.0.0.1:{p}/health\" }}\n",
+        svc("web", &format!("\"--listen\", \"127.0.0.1:{p}\", \"--alloc\", \"1536\""))
+    );
+    let mut d = Daemon::start(&config);
+    d.wait_state("web", "healthy", 10 * SEC);
+    let held = wait_for(30 * SEC, || d.service_log("web").contains("allocated 1536 MiB").then_some(()));
+    assert!(held.is_some(), "{}", d.service_log("web"));
+    let old = d.service_pid("web").unwrap();
+    d.signal(Signal::SIGKILL);
+    d.wait_exit(5 * SEC);
+    d.respawn();
+    let web = d.wait_state_n("web", "healthy", 2, 30 * SEC);
+    assert_eq!(web.restarts, 0, "{}\n{}", d.log_tail(), d.service_log("web"));
+    assert!(!alive(old));
+}
+
 /// The pids a test service printed for its children (`child pid=N`).
 fn printed_children(d: &Daemon, service: &str) -> Vec<i32> {
     d.service_log(service).lines().filter_map(|l| l.split("child pid=").nth(1)?.trim().parse().ok()).collect()

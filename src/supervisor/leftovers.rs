@@ -44,9 +44,14 @@ struct Recorded {
     started: u64,
 }
 
+/// How long the processes killed may take to be gone (a process holding gigabytes unmaps
+/// them before its sockets close).
+const GONE_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// SIGKILLs every process of every run recorded in `dir`, but the sessions in `spare` (runs an
 /// upgrade handed over), and removes the records; returns how many processes of which service
-/// were found.
+/// were found, once they are gone: a signal sent is not a port freed, and the new run of the
+/// service would find its port still taken.
 pub(crate) fn kill_leftovers(dir: &Path, spare: &[i32]) -> Vec<(String, usize)> {
     let mut runs = recorded(dir);
     runs.retain(|session, _| !spare.contains(session));
@@ -55,6 +60,7 @@ pub(crate) fn kill_leftovers(dir: &Path, spare: &[i32]) -> Vec<(String, usize)> 
     }
     let own_session = nix::unistd::getsid(None).map_or(0, Pid::as_raw);
     let mut killed: HashMap<&str, usize> = HashMap::new();
+    let mut dying = Vec::new();
     for (pid, session, started) in processes() {
         let Some(run) = runs.get(&session) else { continue };
         if session == own_session || pid == std::process::id() as i32 || started < run.started {
@@ -62,11 +68,45 @@ pub(crate) fn kill_leftovers(dir: &Path, spare: &[i32]) -> Vec<(String, usize)> 
         }
         if kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
             *killed.entry(run.service.as_str()).or_default() += 1;
+            dying.push((pid, started));
         }
     }
+    wait_gone(dying, GONE_WITHIN);
     let mut found: Vec<(String, usize)> = killed.into_iter().map(|(s, n)| (s.to_owned(), n)).collect();
     found.sort();
     found
+}
+
+/// Waits until each process (pid, start time) has exited — gone, or a zombie with no thread
+/// left, its files closed — or `within` has passed, saying which are still there then.
+fn wait_gone(mut dying: Vec<(i32, u64)>, within: std::time::Duration) {
+    let deadline = std::time::Instant::now() + within;
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        dying.retain(|&(pid, started)| running(pid, started));
+        if dying.is_empty() {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            let pids: Vec<i32> = dying.iter().map(|p| p.0).collect();
+            tracing::warn!(?pids, "processes left by an earlier supervisor are still exiting");
+            return;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Whether the process `pid` that started at `started` still runs. Its main thread turns
+/// zombie as soon as it exits itself, while the other threads (which share its sockets) may
+/// still be tearing down: only a zombie whose other threads are gone has let go of them.
+fn running(pid: i32, started: u64) -> bool {
+    let Some(stat) = procfs::stat(pid) else { return false };
+    if procfs::stat_field(&stat, 22).and_then(|s| s.parse().ok()) != Some(started) {
+        return false;
+    }
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, Iterator::count);
+    procfs::stat_field(&stat, 3) != Some("Z") || threads > 1
 }
 
 /// The runs recorded in `dir`, by session (the leader's pid); the records are removed.
