@@ -311,7 +311,9 @@ fn status(ctx: &Ctx) -> Reply {
     let body = match fresh {
         Some(r) => r.body.clone(),
         None => {
-            let view = Status::new(None, Arc::clone(&board));
+            // the release is what `current` points to (a rendering is reused only briefly)
+            let layout = crate::deploy::state::Layout::of(&ctx.deployer.settings);
+            let view = Status::new(layout.current_release().ok().flatten(), Arc::clone(&board));
             let body = Bytes::from(serde_json::to_vec(&view).unwrap_or_default());
             *rendered = Some(Rendered { board, at: Instant::now(), body: body.clone() });
             body
