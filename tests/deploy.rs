@@ -491,3 +491,84 @@ fn a_failure_after_a_migration_that_breaks_the_previous_release_is_rollback_bloc
     assert!(out.contains("rollback_blocked") && out.contains("breaks_previous"), "{out}");
     assert_eq!(h.current(), id, "the new release stays");
 }
+
+/// `titan-supervisor run` with no config at all, on SPEC's default paths: in a mount namespace
+/// of its own `/opt` and `/run` are `dir/opt` and `dir/run`, and its working directory holds
+/// no services.toml.
+fn run_without_config(dir: &Path) -> std::process::Child {
+    for sub in ["opt/titan/releases", "run", "work", "pids"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("supervisor.log")).unwrap();
+    let script = "mount --bind \"$1/opt\" /opt && mount --bind \"$1/run\" /run && cd \"$1/work\" \
+                  && exec \"$2\" run --log-format json";
+    std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-c", script, "sh"])
+        .arg(dir)
+        .arg(common::BIN)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("unshare (util-linux)")
+}
+
+#[test]
+fn a_host_with_no_config_at_all_waits_for_its_first_switch_and_keeps_it_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = run_without_config(dir.path());
+    let pid = child.id() as i32;
+    let mut d = Daemon { dir, child: Some(child), pid };
+    let socket = d.path("run/titan/supervisor.sock");
+    let cli = |args: &[&str]| {
+        let out =
+            std::process::Command::new(common::BIN).args(args).arg("--socket").arg(&socket).output().unwrap();
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    let up = wait_for(30 * SEC, || (cli(&["status", "--json"]).0 == Some(0)).then_some(()));
+    assert!(up.is_some(), "the control socket answers at SPEC's default path: {}", d.log_tail());
+    assert!(cli(&["status", "--json"]).1.contains("\"services\":[]"), "no services yet");
+    let (code, out) = cli(&["reload"]);
+    assert_ne!(code, Some(0), "nothing to reload: {out}");
+    assert!(out.contains("waits for a first switch"), "{out}");
+
+    // releases as on a real host: SPEC's default [supervisor], under /opt/titan/releases
+    let ports = (port(), port());
+    let host = d.dir.path().to_owned();
+    let write = |id: &str, body: String| {
+        let at = host.join("opt/titan/releases").join(id);
+        std::fs::create_dir_all(&at).unwrap();
+        let deploy = "[deploy]\nverify_timeout = \"30s\"\nprobation = \"1s\"\n\n";
+        std::fs::write(at.join("services.toml"), format!("{deploy}{body}")).unwrap();
+        std::fs::write(at.join("digests.json"), "{}\n").unwrap();
+    };
+    let bad = "20261202T002000Z-0000001";
+    write(bad, crash_looping(&host, ports));
+    let (code, out) = cli(&["switch", bad]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("rolled_back"), "{out}");
+    assert!(std::fs::symlink_metadata(host.join("opt/titan/current")).is_err(), "no current is left");
+    assert!(cli(&["status", "--json"]).1.contains("\"services\":[]"), "its services are stopped");
+
+    let good = "20261202T002100Z-0000002";
+    write(good, services(&host, ports, "h1", ""));
+    let (code, out) = cli(&["switch", good]);
+    assert_eq!(code, Some(0), "{out}");
+    let target = std::fs::read_link(host.join("opt/titan/current")).unwrap();
+    assert_eq!(target, Path::new("releases").join(good));
+
+    // a restart with no --config runs <current>/services.toml, SPEC's default
+    assert_eq!(d.stop(30 * SEC), Some(0));
+    let child = run_without_config(&host);
+    d.pid = child.id() as i32;
+    d.child = Some(child);
+    let healthy = wait_for(30 * SEC, || {
+        let (_, status) = cli(&["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&status).ok()?;
+        let states: Vec<_> = v["services"].as_array()?.iter().map(|s| s["state"].clone()).collect();
+        (states == ["healthy", "healthy"] && v["release"] == good).then_some(())
+    });
+    assert!(healthy.is_some(), "{}\n{}", cli(&["status", "--json"]).1, d.log_tail());
+}

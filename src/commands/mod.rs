@@ -64,11 +64,18 @@ pub fn dispatch(cli: Cli) -> ExitCode {
 /// SPEC's default config: `<current>/services.toml` when a release is active, else
 /// `./services.toml`.
 pub(crate) fn default_config(file: Option<&Path>) -> PathBuf {
+    run_config(file).unwrap_or_else(|| PathBuf::from("services.toml"))
+}
+
+/// The config `run` reads: the one given, else `<current>/services.toml`, else
+/// `./services.toml`, else none at all (a host waiting for its first deploy).
+pub(crate) fn run_config(file: Option<&Path>) -> Option<PathBuf> {
     if let Some(f) = file {
-        return f.to_owned();
+        return Some(f.to_owned());
     }
     let current = Path::new(&crate::config::raw::Supervisor::default().current).join("services.toml");
-    if current.exists() { current } else { PathBuf::from("services.toml") }
+    let local = PathBuf::from("services.toml");
+    [current, local].into_iter().find(|p| p.exists())
 }
 
 /// Commands that only print behave like Unix filters: `validate | head` ends them quietly

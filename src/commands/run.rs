@@ -2,8 +2,9 @@
 //! or PID 1 of a container). Exit 0 after a clean stop, 2 when the config or boot is refused.
 
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
-use super::{Exit, default_config};
+use super::{Exit, run_config};
 use crate::cli::{LogStyle, RunArgs};
 use crate::config;
 use crate::control;
@@ -18,27 +19,21 @@ use tracing_subscriber::Layer;
 pub(crate) fn run(args: &RunArgs) -> Exit {
     // the path, not /proc/self/exe: an upgrade runs whatever binary is there by then
     let exe = std::env::current_exe().ok().map(|p| strip_deleted(&p));
-    let path = default_config(args.config.as_deref());
-    // a switch the last daemon did not finish is undone before its release is read
-    if let Ok((settings, _)) = config::load_supervisor(&path)
-        && let Err(e) = crate::deploy::journal::recover(&crate::deploy::state::Layout::of(&settings))
-    {
-        eprintln!("titan-supervisor: cannot undo the unfinished switch: {e}");
-        return Exit::Failed;
-    }
-    let cfg = match config::load(&path) {
-        Ok(cfg) => cfg,
-        Err(e) => {
-            eprint!("{e}");
-            return Exit::Refused;
-        }
+    let (path, cfg) = match recover_and_load(args.config.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(exit) => return exit,
     };
-    let (services, shown) = (cfg.services.len(), path.display().to_string());
+    let services = cfg.services.len();
+    let shown = path
+        .as_ref()
+        .map_or_else(|| "none: waiting for a first switch".to_owned(), |p| p.display().to_string());
     let Booted { mut supervisor, runtime, control, _flush } = match boot(cfg, args.log_format, true) {
         Ok(booted) => booted,
         Err(exit) => return exit,
     };
-    supervisor.reload_from(path.clone());
+    if let Some(path) = path {
+        supervisor.reload_from(path);
+    }
     supervisor.upgrade_to(exe.clone());
     tracing::info!(config = %shown, services, pid = std::process::id(), "titan-supervisor starting");
     let ran = runtime.block_on(supervisor.run());
@@ -56,9 +51,34 @@ pub(crate) fn run(args: &RunArgs) -> Exit {
     }
 }
 
+/// The config to run, read after a switch the last daemon did not finish is undone (the
+/// recovery may move `current`, or remove it); with no file at all, no services.
+fn recover_and_load(given: Option<&Path>) -> Result<(Option<PathBuf>, config::Config), Exit> {
+    let settings = match run_config(given) {
+        Some(path) => config::load_supervisor(&path).map(|(settings, _)| settings).ok(),
+        None => Some(config::raw::Supervisor::default()),
+    };
+    if let Some(settings) = settings
+        && let Err(e) = crate::deploy::journal::recover(&crate::deploy::state::Layout::of(&settings))
+    {
+        eprintln!("titan-supervisor: cannot undo the unfinished switch: {e}");
+        return Err(Exit::Failed);
+    }
+    let Some(path) = run_config(given) else {
+        return Ok((None, config::Config::empty(config::raw::Supervisor::default())));
+    };
+    match config::load(&path) {
+        Ok(cfg) => Ok((Some(path), cfg)),
+        Err(e) => {
+            eprint!("{e}");
+            Err(Exit::Refused)
+        }
+    }
+}
+
 /// Replaces this process with `exe` and the same arguments: same pid (systemd keeps tracking
 /// it), containers left running for the new binary to adopt.
-fn reexec(exe: Option<std::path::PathBuf>, log: Option<WorkerGuard>) -> Exit {
+fn reexec(exe: Option<PathBuf>, log: Option<WorkerGuard>) -> Exit {
     use std::os::unix::process::CommandExt;
     let Some(exe) = exe else {
         eprintln!("titan-supervisor: upgrade: cannot tell which binary to run");
@@ -73,9 +93,9 @@ fn reexec(exe: Option<std::path::PathBuf>, log: Option<WorkerGuard>) -> Exit {
 
 /// `/usr/bin/titan-supervisor` from `/usr/bin/titan-supervisor (deleted)`: once the binary was
 /// replaced, the path names the new one.
-fn strip_deleted(p: &std::path::Path) -> std::path::PathBuf {
+fn strip_deleted(p: &Path) -> PathBuf {
     let text = p.to_string_lossy();
-    std::path::PathBuf::from(text.strip_suffix(" (deleted)").unwrap_or(&text))
+    PathBuf::from(text.strip_suffix(" (deleted)").unwrap_or(&text))
 }
 
 /// The name under `log_dir` of the supervisor's own log (`titan-supervisor logs supervisor`).

@@ -27,6 +27,19 @@ pub struct Config {
 }
 
 impl Config {
+    /// No services, with `supervisor`'s settings: a host waiting for its first deploy.
+    pub fn empty(supervisor: Supervisor) -> Config {
+        Config {
+            file: PathBuf::from("(no services.toml yet)"),
+            supervisor,
+            groups: Vec::new(),
+            services: BTreeMap::new(),
+            deploy: Deploy::default(),
+            verify: Verify::default(),
+            nats: None,
+        }
+    }
+
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.get(name)
     }

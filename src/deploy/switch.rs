@@ -335,7 +335,7 @@ impl Run<'_> {
         let path = self.layout.current.join("services.toml");
         let (handle, migrated) = (self.d.handle.clone(), self.migrated.clone());
         self.step("apply", async move {
-            let done = handle.apply(path, migrated).await.map_err(|e| e.to_string())?;
+            let done = handle.apply(Some(path), migrated).await.map_err(|e| e.to_string())?;
             tracing::info!(changed = ?done.changed, added = ?done.added, removed = ?done.removed, "deploy: applied");
             Ok(())
         })
@@ -388,20 +388,22 @@ impl Run<'_> {
         self.step("rollback swap", async { layout.swap_current(old).map_err(|e| e.to_string()) }).await?;
         let cfg = config::load(&old.join("services.toml")).map_err(|e| e.to_string())?;
         let path = self.layout.current.join("services.toml");
-        self.restore(path, &cfg).await
+        self.restore(Some(path), &cfg).await
     }
 
-    /// No release ran before (the daemon ran a plain config): `current` goes, that config
-    /// comes back.
+    /// No release ran before: `current` goes, and the plain config the daemon ran comes back,
+    /// or with none (a first deploy) no services at all.
     async fn restore_config(&mut self, previous: Option<PathBuf>) -> Result<(), String> {
-        let previous = previous.ok_or("nothing to return to: no last known good and no earlier config")?;
         let layout = self.layout.clone();
         self.step("rollback swap", async { layout.remove_current().map_err(|e| e.to_string()) }).await?;
-        let cfg = config::load(&previous).map_err(|e| e.to_string())?;
+        let cfg = match &previous {
+            Some(path) => config::load(path).map_err(|e| e.to_string())?,
+            None => Config::empty(self.d.settings.clone()),
+        };
         self.restore(previous, &cfg).await
     }
 
-    async fn restore(&mut self, path: PathBuf, cfg: &Config) -> Result<(), String> {
+    async fn restore(&mut self, path: Option<PathBuf>, cfg: &Config) -> Result<(), String> {
         let handle = self.d.handle.clone();
         self.step("rollback apply", async move {
             handle.apply(path, Vec::new()).await.map(drop).map_err(|e| e.to_string())

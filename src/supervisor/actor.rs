@@ -139,12 +139,23 @@ impl Supervisor {
     /// supervision; the result comes back as `Msg::Loaded`.
     fn on_reload(&mut self, why: &'static str, reply: Option<Reply<Result<Reloaded, ReloadError>>>) {
         let Some(path) = self.config_path.clone() else { return answer(reply, Err(ReloadError::NoFile)) };
+        self.load(Some(path), why, reply);
+    }
+
+    /// Reads `path` (none: no services) in the background and applies it as a reload.
+    fn load(
+        &mut self,
+        path: Option<std::path::PathBuf>,
+        why: &'static str,
+        reply: Option<Reply<Result<Reloaded, ReloadError>>>,
+    ) {
         if self.is_stopping() {
             return answer(reply, Err(ReloadError::Stopping));
         }
         let (settings, tx) = (self.settings.clone(), self.tx.clone());
         tokio::spawn(async move {
-            let loading = tokio::task::spawn_blocking(move || super::reload::load(&path, &settings));
+            let loading =
+                tokio::task::spawn_blocking(move || super::reload::load(path.as_deref(), &settings));
             let loaded = loading.await.unwrap_or_else(|e| Err(ReloadError::Crashed(e.to_string())));
             let _ = tx.send(Msg::Loaded { why, loaded: loaded.map(Box::new), reply });
         });
@@ -269,9 +280,9 @@ impl Supervisor {
             }
             Msg::Reload(reply) => self.on_reload("request", Some(reply)),
             Msg::Apply { path, migrated, reply } => {
-                self.config_path = Some(path);
+                self.config_path.clone_from(&path);
                 self.migrated = migrated;
-                self.on_reload("switch", Some(reply));
+                self.load(path, "switch", Some(reply));
             }
             Msg::ConfigPath(reply) => answer(Some(reply), self.config_path.clone()),
             Msg::Die => {

@@ -27,10 +27,11 @@ pub(crate) enum Msg {
     Metrics(oneshot::Sender<String>),
     /// Re-read the config and apply the difference.
     Reload(oneshot::Sender<Result<Reloaded, ReloadError>>),
-    /// Apply the config at `path` from now on (a switch's release): read, checked, and only
-    /// the difference applied, as a reload.
+    /// Apply the config at `path` from now on (a switch's release), or no services at all
+    /// (`None`: a first deploy undone): read, checked, and only the difference applied, as a
+    /// reload.
     Apply {
-        path: std::path::PathBuf,
+        path: Option<std::path::PathBuf>,
         /// Oneshots the switch ran to exit 0 already with their new definition.
         migrated: Vec<String>,
         reply: oneshot::Sender<Result<Reloaded, ReloadError>>,
@@ -101,10 +102,11 @@ impl Handle {
         self.ask(Msg::Reload).await.unwrap_or(Err(ReloadError::Stopping))
     }
 
-    /// Applies the config at `path` (and re-reads it on later reloads).
+    /// Applies the config at `path` (and re-reads it on later reloads), or with `None` no
+    /// services at all.
     pub(crate) async fn apply(
         &self,
-        path: std::path::PathBuf,
+        path: Option<std::path::PathBuf>,
         migrated: Vec<String>,
     ) -> Result<Reloaded, ReloadError> {
         self.ask(|reply| Msg::Apply { path, migrated, reply }).await.unwrap_or(Err(ReloadError::Stopping))

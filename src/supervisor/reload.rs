@@ -30,7 +30,7 @@ pub(crate) struct Reloaded {
 /// Why a reload was refused (nothing changed then).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ReloadError {
-    #[error("this supervisor was not started from a config file")]
+    #[error("this supervisor runs no config file yet: it waits for a first switch")]
     NoFile,
     #[error("the supervisor is stopping")]
     Stopping,
@@ -50,9 +50,12 @@ pub(crate) struct Loaded {
     defs: HashMap<String, Definition>,
 }
 
-/// Reads and checks the config at `path` for a supervisor running with `settings` (on the
-/// blocking pool: parsing and user lookups may take their time).
-pub(crate) fn load(path: &Path, settings: &config::Supervisor) -> Result<Loaded, ReloadError> {
+/// Reads and checks the config at `path` (none: no services) for a supervisor running with
+/// `settings` (on the blocking pool: parsing and user lookups may take their time).
+pub(crate) fn load(path: Option<&Path>, settings: &config::Supervisor) -> Result<Loaded, ReloadError> {
+    let Some(path) = path else {
+        return Ok(Loaded { cfg: Config::empty(settings.clone()), defs: HashMap::new() });
+    };
     let cfg = config::load(path)?;
     cfg.graph()?;
     if cfg.supervisor != *settings {
