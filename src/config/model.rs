@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 pub use super::interp::Value;
 pub use super::raw::{
-    Deploy, Kind, LogFormat, Parity, ParitySource, RestartPolicy, Supervisor, Verify, VerifyExec, VerifyHttp,
+    Deploy, Kind, LogFormat, Parity, ParitySource, RestartPolicy, Supervisor, UpdateOrder, Verify,
+    VerifyExec, VerifyHttp,
 };
 use super::units::{Duration, Signal, Size};
 use crate::graph::{Graph, GraphError};
@@ -82,6 +83,7 @@ pub struct Service {
     pub logs: Logs,
     /// A migration after which the previous release cannot run (`rollback_blocked`).
     pub breaks_previous: bool,
+    pub update_order: UpdateOrder,
 }
 
 /// What runs: a container image or a native command.

@@ -82,6 +82,9 @@ pub struct Service {
     /// A oneshot (a migration) after which the previous release cannot run: a switch that
     /// ran it does not roll back.
     pub breaks_previous: Option<bool>,
+    /// How a changed container is replaced: stopped first (default), or started beside the
+    /// running one and gated before that one stops.
+    pub update_order: Option<UpdateOrder>,
     pub user: Option<String>,
     pub stop_signal: Option<Signal>,
     pub stop_timeout: Option<Duration>,
@@ -95,7 +98,16 @@ pub struct Service {
 }
 
 /// Keys that describe one service and so make no sense in `[defaults]`.
-pub const SERVICE_ONLY_KEYS: &[&str] = &["group", "depends_on", "image", "command", "args", "kind", "ports"];
+pub const SERVICE_ONLY_KEYS: &[&str] =
+    &["group", "depends_on", "image", "command", "args", "kind", "ports", "update_order", "breaks_previous"];
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateOrder {
+    #[default]
+    StopFirst,
+    StartFirst,
+}
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]

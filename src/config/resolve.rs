@@ -10,7 +10,7 @@ use regex::Regex;
 use super::diag::{Diagnostics, join};
 use super::interp::{Value, Vars, interpolate, is_var_name};
 use super::model::{self, Check, Exec, Health, Port, Protocol, builtin};
-use super::raw::{self, Kind, RestartPolicy};
+use super::raw::{self, Kind, RestartPolicy, UpdateOrder};
 use super::units::{Duration, Signal, Size};
 
 /// What resolving a service needs besides its own table.
@@ -56,6 +56,9 @@ pub fn service(name: &str, raw: &raw::Service, ctx: &Ctx<'_>, d: &mut Diagnostic
     if raw.breaks_previous == Some(true) && kind != Kind::Oneshot {
         d.at(format!("{p}.breaks_previous"), "breaks_previous applies to a oneshot (a migration)");
     }
+    if raw.update_order == Some(UpdateOrder::StartFirst) {
+        check_start_first(&format!("{p}.update_order"), raw, kind, d);
+    }
     // A service with bad values is still built when its shape allows, so checks that span
     // services (ports, dependencies) see it too; the diagnostics make the file invalid anyway.
     Some(model::Service {
@@ -78,7 +81,24 @@ pub fn service(name: &str, raw: &raw::Service, ctx: &Ctx<'_>, d: &mut Diagnostic
         restart: restart?,
         logs: logs?,
         breaks_previous: raw.breaks_previous == Some(true),
+        update_order: raw.update_order.unwrap_or_default(),
     })
+}
+
+/// `start-first` runs the new container beside the old one: a container (a native process
+/// would meet itself on its port), long-running, and publishing no host port (the second
+/// could not bind it while the first holds it).
+fn check_start_first(path: &str, raw: &raw::Service, kind: Kind, d: &mut Diagnostics) {
+    let why = if raw.image.is_none() {
+        "start-first applies to containers: a native process cannot run beside itself"
+    } else if kind == Kind::Oneshot {
+        "start-first applies to long-running services, not a oneshot"
+    } else if raw.ports.as_ref().is_some_and(|p| !p.is_empty()) {
+        "start-first needs a container without published host ports: the new one could not bind them while the old one holds them"
+    } else {
+        return;
+    };
+    d.at(path, why);
 }
 
 fn exec(p: &str, raw: &raw::Service, ctx: &Ctx<'_>, d: &mut Diagnostics) -> Option<Exec> {

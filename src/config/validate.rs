@@ -62,7 +62,8 @@ pub fn names(services: &BTreeSet<String>, groups: &[String], d: &mut Diagnostics
 
 /// `[defaults]` may not hold keys that only make sense for one service.
 pub fn defaults(defaults: &raw::Service, d: &mut Diagnostics) {
-    let set = [
+    // one entry per key, in its order (a key added to one and not the other does not compile)
+    let set: [bool; SERVICE_ONLY_KEYS.len()] = [
         defaults.group.is_some(),
         defaults.depends_on.is_some(),
         defaults.image.is_some(),
@@ -70,6 +71,8 @@ pub fn defaults(defaults: &raw::Service, d: &mut Diagnostics) {
         defaults.args.is_some(),
         defaults.kind.is_some(),
         defaults.ports.is_some(),
+        defaults.update_order.is_some(),
+        defaults.breaks_previous.is_some(),
     ];
     for (key, _) in SERVICE_ONLY_KEYS.iter().zip(set).filter(|(_, set)| *set) {
         d.at(format!("defaults.{key}"), format!("{key} describes one service; it cannot be a default"));
