@@ -81,24 +81,36 @@ impl Supervisor {
             // at the address the config names (the port is reachable from outside: it is not
             // while docker-proxy is down with dockerd)
             Check::Http(uri) => {
-                let (direct, published) = (direct_uri(svc, uri), uri.clone());
+                let direct = direct_uri(svc, uri);
+                let published = match &direct {
+                    Some((_, false)) => None,
+                    _ => Some(uri.clone()),
+                };
                 tokio::spawn(async move {
                     let direct_ok = match &direct {
-                        Some(d) => health::http::probe(d, timeout).await.is_ok(),
+                        Some((d, _)) => health::http::probe(d, timeout).await.is_ok(),
                         None => true,
                     };
-                    report(direct_ok && health::http::probe(&published, timeout).await.is_ok())
+                    let named_ok = match &published {
+                        Some(p) => direct_ok && health::http::probe(p, timeout).await.is_ok(),
+                        None => direct_ok,
+                    };
+                    report(named_ok)
                 });
             }
             Check::Tcp(addr) => {
                 let direct = addr.rsplit_once(':').and_then(|(h, p)| svc.probe_target(h, p.parse().ok()?));
-                let published = addr.clone();
+                let published = direct.as_ref().is_none_or(|d| d.published).then(|| addr.clone());
                 tokio::spawn(async move {
-                    let direct_ok = match direct {
-                        Some(d) => health::tcp::probe(&d.to_string(), timeout).await.is_ok(),
+                    let direct_ok = match &direct {
+                        Some(d) => health::tcp::probe(&d.addr.to_string(), timeout).await.is_ok(),
                         None => true,
                     };
-                    report(direct_ok && health::tcp::probe(&published, timeout).await.is_ok())
+                    let named_ok = match &published {
+                        Some(p) => direct_ok && health::tcp::probe(p, timeout).await.is_ok(),
+                        None => direct_ok,
+                    };
+                    report(named_ok)
                 });
             }
             Check::Exec(argv) if svc.container().is_some() => {
@@ -209,9 +221,11 @@ impl Supervisor {
 }
 
 /// An http check of a container aimed at a published port, aimed at the container itself.
-fn direct_uri(svc: &super::service::Service, uri: &http::Uri) -> Option<http::Uri> {
+/// The container's own address for an HTTP probe of `uri`, and whether `uri` is published.
+fn direct_uri(svc: &super::service::Service, uri: &http::Uri) -> Option<(http::Uri, bool)> {
     let port = uri.port_u16().unwrap_or(80);
     let direct = svc.probe_target(uri.host()?, port)?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    format!("{}://{direct}{path}", uri.scheme_str().unwrap_or("http")).parse().ok()
+    let at = format!("{}://{}{path}", uri.scheme_str().unwrap_or("http"), direct.addr).parse().ok()?;
+    Some((at, direct.published))
 }

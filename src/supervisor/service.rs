@@ -18,6 +18,13 @@ use crate::config::{Exec, Kind};
 use crate::logs::writer::SharedWriter;
 use crate::runtime::cgroup::ServiceCgroup;
 
+/// A container's own address for a probe, and whether the address the config names reaches
+/// it too (a published port: probed there as well).
+pub(crate) struct Direct {
+    pub(crate) addr: SocketAddr,
+    pub(crate) published: bool,
+}
+
 pub(crate) struct Service {
     pub(crate) name: String,
     pub(crate) def: Definition,
@@ -138,16 +145,24 @@ impl Service {
 
     /// Where a probe aimed at `host:port` reaches the service directly: a port a container
     /// publishes is probed at the container's own address (docker-proxy accepts before the
-    /// container listens and holds such a probe for a second). `None`: probe `host:port`.
-    pub(crate) fn probe_target(&self, host: &str, port: u16) -> Option<SocketAddr> {
+    /// container listens and holds such a probe for a second), and so is a local port it does
+    /// not publish (nothing on the host answers for it: the URL names the container's own
+    /// port). `None`: probe `host:port` only.
+    pub(crate) fn probe_target(&self, host: &str, port: u16) -> Option<Direct> {
         let ip = self.run.as_ref()?.container()?.running.as_ref()?.ip?;
         let Exec::Image { ports, .. } = &self.def.config.exec else { return None };
         let local = matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]" | "0.0.0.0");
         let published = ports.iter().find(|p| {
             p.host == port
                 && (local || p.host_ip.is_some_and(|h| h.to_string() == host.trim_matches(['[', ']'])))
-        })?;
-        Some(SocketAddr::new(ip, published.container))
+        });
+        match published {
+            Some(p) => Some(Direct { addr: SocketAddr::new(ip, p.container), published: true }),
+            None if local && !ports.iter().any(|p| p.host == port) => {
+                Some(Direct { addr: SocketAddr::new(ip, port), published: false })
+            }
+            None => None,
+        }
     }
 
     pub(crate) fn kind(&self) -> ServiceKind {
