@@ -83,6 +83,8 @@ pub struct Supervisor {
     /// The binary an upgrade executes, and its check under way.
     pub(super) binary: Option<std::path::PathBuf>,
     pub(super) upgrade_check: Option<super::upgrade::Check>,
+    /// Containers retired by start-first updates that are being stopped: a shutdown waits.
+    pub(super) retired_ends: Vec<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl Supervisor {
@@ -121,6 +123,7 @@ impl Supervisor {
             upgrading: false,
             binary: None,
             upgrade_check: None,
+            retired_ends: Vec::new(),
         }
     }
 
@@ -221,6 +224,7 @@ impl Supervisor {
             self.hand_over();
         } else {
             self.remove_cgroups();
+            self.await_retired().await;
             self.release_claim().await;
         }
         // the services are gone: let their last lines reach the files (a container's log
@@ -372,6 +376,7 @@ impl Supervisor {
         }
         self.publish(i, from);
         self.schedule_probes(i, &from.state, now);
+        self.end_retired_when_settled(i);
         if matches!(self.services[i].life.state, State::Failed { .. }) && !self.is_stopping() {
             let held: Vec<&str> =
                 self.services[i].dependents.iter().map(|&d| self.services[d].name.as_str()).collect();

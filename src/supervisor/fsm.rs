@@ -263,6 +263,9 @@ pub(crate) enum Event {
     /// A oneshot ran to exit 0 outside the graph (a switch's migration, before `current`
     /// moved): done, not run again.
     Completed,
+    /// A start-first update took the running container out of the service (it serves beside
+    /// it until its successor is ready): back to pending with no stop, to start the new one.
+    Superseded,
 }
 
 /// Side effects for the actor.
@@ -316,6 +319,11 @@ pub(crate) fn next(
             start(&mut l, spec, now)
         }
         (State::Backoff { .. }, Event::BackoffElapsed) => start(&mut l, spec, now),
+        (State::Healthy { .. } | State::Unhealthy { .. }, Event::Superseded) => {
+            l.state = State::Pending;
+            l.history.reset();
+            vec![]
+        }
         (State::Stopped | State::Exited { .. } | State::Failed { .. }, Event::Requeue) => {
             l.state = State::Pending;
             l.history.reset();

@@ -63,6 +63,7 @@ fn events() -> Vec<Event> {
         Event::Requeue,
         Event::Revive,
         Event::Completed,
+        Event::Superseded,
     ]
 }
 
@@ -409,4 +410,20 @@ fn a_oneshot_a_switch_ran_before_its_swap_is_completed_without_running_again() {
         next(&at(State::Starting { since: now, gate_until: now }), &oneshot, Event::Completed, now).is_none()
     );
     assert!(next(&at(State::Pending), &spec(), Event::Completed, now).is_none(), "only a oneshot");
+}
+
+#[test]
+fn a_ready_service_superseded_by_a_start_first_update_goes_pending_with_no_stop() {
+    let now = Instant::now();
+    for from in [State::Healthy { since: now }, State::Unhealthy { since: now, failures: 1 }] {
+        let mut running = at(from);
+        running.restarts = 2;
+        let (l, actions) = next(&running, &spec(), Event::Superseded, now).unwrap();
+        assert_eq!((l.state, actions, l.restarts), (State::Pending, vec![], 2), "no signal, no restart");
+    }
+    // only a ready run is superseded: one still starting is replaced the plain way
+    assert!(
+        next(&at(State::Starting { since: now, gate_until: now }), &spec(), Event::Superseded, now).is_none()
+    );
+    assert!(next(&at(State::Stopped), &spec(), Event::Superseded, now).is_none());
 }

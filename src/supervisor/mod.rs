@@ -23,6 +23,7 @@ mod reload;
 pub(crate) mod restart;
 mod run;
 mod service;
+mod start_first;
 pub mod status;
 mod upgrade;
 

@@ -164,9 +164,13 @@ impl Supervisor {
         done
     }
 
-    /// Service `i` gets `def`: at once when it is at rest, else once its run has stopped; then
-    /// it goes back to pending if `start`.
+    /// Service `i` gets `def`: at once when it is at rest, else once its run has stopped (or,
+    /// starting first, while its container serves on); then it goes back to pending if
+    /// `start`.
     fn replace(&mut self, i: usize, def: Definition, start: bool) {
+        if start && self.can_start_first(i, &def) {
+            return self.start_first(i, def);
+        }
         self.services[i].standing = Standing::Replacing { def: Box::new(def), start };
         if self.services[i].life.state.is_at_rest() {
             self.after_requeue(i);

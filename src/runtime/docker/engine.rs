@@ -10,7 +10,7 @@ use bollard::errors::Error as ApiError;
 use bollard::models::{NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions,
-    RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
+    RemoveContainerOptions, RenameContainerOptions, StopContainerOptions, WaitContainerOptions,
 };
 use futures_util::StreamExt;
 
@@ -364,13 +364,35 @@ impl Engine {
     /// configured grace to the millisecond (Docker's own StopTimeout is whole seconds), then
     /// SIGKILL.
     pub(crate) async fn stop(&self, spec: &ContainerSpec) -> Result<(), DockerError> {
+        self.stop_named(&spec.name, spec).await
+    }
+
+    /// `stop` of the container called `name`, by `spec`'s stop signal and grace (a container
+    /// retired under another name still stops as its service does).
+    async fn stop_named(&self, name: &str, spec: &ContainerSpec) -> Result<(), DockerError> {
         let signal = spec.body.stop_signal.as_deref().unwrap_or("SIGTERM");
-        self.signal(&spec.name, signal).await?;
-        if !self.ended_within(&spec.name, spec.grace).await {
-            self.signal(&spec.name, "SIGKILL").await?;
-            self.ended_within(&spec.name, std::time::Duration::from_secs(10)).await;
+        self.signal(name, signal).await?;
+        if !self.ended_within(name, spec.grace).await {
+            self.signal(name, "SIGKILL").await?;
+            self.ended_within(name, std::time::Duration::from_secs(10)).await;
         }
         Ok(())
+    }
+
+    /// Renames the running container of `spec` to `to`, out of the way of its successor (an
+    /// update that starts first); it keeps running, and its network alias.
+    pub(crate) async fn retire(&self, spec: &ContainerSpec, to: &str) -> Result<(), DockerError> {
+        let options = RenameContainerOptions { name: to.to_owned() };
+        self.docker
+            .rename_container(&spec.name, options)
+            .await
+            .map_err(DockerError::api("rename container", &spec.name))
+    }
+
+    /// Stops (as `spec`'s service stops) and removes the container retired as `name`.
+    pub(crate) async fn remove_retired(&self, name: &str, spec: &ContainerSpec) -> Result<(), DockerError> {
+        self.stop_named(name, spec).await?;
+        self.delete(name).await
     }
 
     /// Whether the container is not running (or not there) within `limit`.
@@ -417,7 +439,15 @@ impl Engine {
         ours.then_some(service.as_str())
     }
 
-    /// Stops and removes the project's containers whose service is not in `keep`.
+    /// Whether `name` is a container of ours retired by an update (`<project>-<service>` +
+    /// `RETIRED`...: a service name has no dot, so no service's own container is called so).
+    fn retired_of(&self, name: &str, labels: &HashMap<String, String>) -> bool {
+        let Some((own, _)) = name.split_once(spec::RETIRED) else { return false };
+        self.service_of(own, labels).is_some()
+    }
+
+    /// Stops and removes the project's containers whose service is not in `keep`, and every
+    /// container an unfinished update retired.
     pub(crate) async fn remove_orphans(&self, keep: &[String]) -> Result<Vec<String>, DockerError> {
         let filter = format!("{}={}", spec::LABEL_PROJECT, self.project);
         let options = ListContainersOptions {
@@ -435,6 +465,13 @@ impl Engine {
             let labels = c.labels.unwrap_or_default();
             let name = c.names.and_then(|n| n.into_iter().next()).unwrap_or_default();
             let name = name.trim_start_matches('/').to_owned();
+            if self.retired_of(&name, &labels) {
+                // an update that started first and never finished (the supervisor was killed)
+                tracing::info!(container = %name, "a container an update retired: stopping and removing it");
+                self.remove_orphan(&name).await?;
+                removed.push(name);
+                continue;
+            }
             let Some(service) = self.service_of(&name, &labels) else {
                 tracing::error!(
                     container = %name,

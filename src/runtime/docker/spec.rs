@@ -12,6 +12,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{self, Exec, Protocol};
 
+/// What a container retired by a start-first update is called after its own name (and its
+/// run's generation), while its successor starts.
+pub(crate) const RETIRED: &str = ".retired-";
 pub(crate) const LABEL_PROJECT: &str = "titan.project";
 pub(crate) const LABEL_SERVICE: &str = "titan.service";
 pub(crate) const LABEL_HASH: &str = "titan.spec-hash";

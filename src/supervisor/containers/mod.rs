@@ -43,6 +43,9 @@ pub(crate) struct ContainerBackend {
     following: Arc<AtomicU64>,
     /// Its current run's container was signalled from outside (a `docker stop`): why it ended.
     pub(crate) outside_stop: Option<String>,
+    /// A container of an earlier definition still serves beside the current run (a
+    /// start-first update), until that one is ready.
+    retiring: bool,
 }
 
 /// How far ahead the container is prepared.
@@ -68,6 +71,7 @@ impl ContainerBackend {
             ended_at: None,
             following: Arc::default(),
             outside_stop: None,
+            retiring: false,
         }
     }
 
@@ -90,9 +94,30 @@ impl ContainerBackend {
         }
     }
 
+    /// Takes its running container (of run `generation`) out of the way of a successor: it is
+    /// renamed and serves on, its log stream with it; the successor's run gets a stream of its
+    /// own.
+    pub(crate) fn retire(&mut self, name: &str, generation: u64) {
+        self.send(Op::Retire { to: format!("{name}{}{generation}", docker::spec::RETIRED) });
+        self.following = Arc::default();
+        self.retiring = true;
+    }
+
+    /// Stops and removes the container `retire` set aside, in the background: the receiver
+    /// hears when it is gone. `None` when there is none.
+    pub(crate) fn end_retired(&mut self) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        if !std::mem::take(&mut self.retiring) {
+            return None;
+        }
+        let (done, gone) = tokio::sync::oneshot::channel();
+        self.send(Op::EndRetired { done });
+        Some(gone)
+    }
+
     /// Stops and removes its container (the service was removed, or is no container any
     /// more); its worker ends with that, and a later definition gets a new one.
     pub(crate) fn remove(&mut self) {
+        self.retiring = false;
         self.send(Op::Remove);
         self.worker = None;
         self.prep = Prep::Waiting;
@@ -259,7 +284,7 @@ impl Supervisor {
         let _ = tx.send(Op::Prepare(Box::new(spec.clone())));
         c.worker = Some(tx);
         c.prep = Prep::Waiting;
-        let worker = Worker { engine, slot: i, spec, patience, prepared: false };
+        let worker = Worker { engine, slot: i, spec, patience, prepared: false, retired: None };
         tokio::spawn(worker.run(rx, self.tx.clone()));
     }
 

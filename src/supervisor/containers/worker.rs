@@ -33,6 +33,16 @@ pub(super) enum Op {
     },
     /// Stop the container (within its grace), leaving it in place for a later start.
     Halt,
+    /// Rename the running container to `to`, out of the way of its successor (start-first):
+    /// it keeps serving until `EndRetired`.
+    Retire {
+        to: String,
+    },
+    /// Stop and remove the retired container, in the background; `done` when it is gone.
+    EndRetired {
+        done: tokio::sync::oneshot::Sender<()>,
+    },
+    /// Stop and remove the container (and a retired one); the worker ends.
     Remove,
 }
 
@@ -47,6 +57,8 @@ pub(super) struct Worker {
     pub(crate) patience: Duration,
     /// Whether the container in place is this spec's: a start never runs a stale one.
     pub(crate) prepared: bool,
+    /// The container retired by a start-first update, by name, with the spec it ran.
+    pub(crate) retired: Option<(String, ContainerSpec)>,
 }
 
 impl Worker {
@@ -100,7 +112,31 @@ impl Worker {
                 }
                 None
             }
+            Op::Retire { to } => {
+                match self.engine.retire(&self.spec, &to).await {
+                    Ok(()) => self.retired = Some((to, self.spec.clone())),
+                    // the next preparation replaces it the plain way: stopped, then created
+                    Err(e) => {
+                        tracing::warn!(service = %self.spec.service, "cannot start its successor first: {e}")
+                    }
+                }
+                None
+            }
+            Op::EndRetired { done } => {
+                let retired = self.retired.take();
+                let engine = self.engine.clone();
+                tokio::spawn(async move {
+                    if let Some((name, spec)) = retired {
+                        end_retired(&engine, &name, &spec).await;
+                    }
+                    let _ = done.send(());
+                });
+                None
+            }
             Op::Remove => {
+                if let Some((name, spec)) = self.retired.take() {
+                    end_retired(&self.engine, &name, &spec).await;
+                }
                 if let Err(e) = self.engine.remove(&self.spec).await {
                     tracing::warn!(service = %self.spec.service, "{e}");
                 }
@@ -175,6 +211,16 @@ impl Worker {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// Stops and removes a container a start-first update retired, saying so.
+async fn end_retired(engine: &Engine, name: &str, spec: &ContainerSpec) {
+    match engine.remove_retired(name, spec).await {
+        Ok(()) => {
+            tracing::info!(service = %spec.service, container = %name, "its predecessor stopped and removed")
+        }
+        Err(e) => tracing::warn!(service = %spec.service, "{e}"),
     }
 }
 
