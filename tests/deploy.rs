@@ -9,125 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::daemon::{Daemon, port, wait_for};
+use common::host::{Host, crash_looping, digests, header, migration, parity, release, services};
 
 const SEC: Duration = Duration::from_secs(1);
-
-/// A host with releases: `releases/<id>/`, `current`, and the daemon's config a symlink into
-/// `current` (as on a real host, where `run` reads `<current>/services.toml`).
-struct Host {
-    d: Daemon,
-}
-
-/// The `[supervisor]` of every release of the host at `dir` (absolute paths: a release's
-/// directory is not the daemon's), with the lines of `dir/supervisor-extra` when a test wrote
-/// one (a project and docker_host for containers, trusted_keys).
-fn header(dir: &Path) -> String {
-    let d = dir.display();
-    let extra = std::fs::read_to_string(dir.join("supervisor-extra")).unwrap_or_default();
-    let project = if extra.contains("project =") {
-        String::new()
-    } else {
-        format!("project = \"t-deploy-{}\"\n", std::process::id())
-    };
-    format!(
-        "[supervisor]\n{project}{extra}socket = \"{d}/s.sock\"\nstate_dir = \"{d}/state\"\n\
-         log_dir = \"{d}/logs\"\nreleases_dir = \"{d}/releases\"\ncurrent = \"{d}/current\"\n\n\
-         [deploy]\nverify_timeout = \"30s\"\nprobation = \"1s\"\n\n"
-    )
-}
-
-/// Services `a` (untouched by every release here) and `b` (its policy hash per release),
-/// each gated by its /health.
-fn services(dir: &Path, ports: (u16, u16), b_hash: &str, extra: &str) -> String {
-    let svc = |name: &str, port: u16, hash: &str| {
-        format!(
-            "[services.{name}]\n{}\nhealth = {{ http = \"http://127.0.0.1:{port}/health\", start_interval = \"20ms\" }}\n",
-            common::daemon::svc(
-                name,
-                &format!("\"--listen\", \"127.0.0.1:{port}\", \"--policy-hash\", \"{hash}\"")
-            )
-        )
-    };
-    let text =
-        format!("{}\n{}depends_on = [\"a\"]\n{extra}", svc("a", ports.0, "h1"), svc("b", ports.1, b_hash));
-    text.replace("{dir}", &dir.display().to_string())
-}
-
-/// `[[verify.parity]]` of a's and b's policy hashes.
-fn parity(ports: (u16, u16)) -> String {
-    format!(
-        "\n[[verify.parity]]\nname = \"policy_hash\"\na = {{ http = \"http://127.0.0.1:{}/policy\", field = \"policy_hash\" }}\n\
-         b = {{ http = \"http://127.0.0.1:{}/policy\", field = \"policy_hash\" }}\n",
-        ports.0, ports.1
-    )
-}
-
-/// `services` with a b that exits at once, again and again: a crash loop.
-fn crash_looping(dir: &Path, ports: (u16, u16)) -> String {
-    let broken = services(dir, ports, "h2", "")
-        .replace("\"--policy-hash\", \"h2\"", "\"--exit-after\", \"0ms\", \"--exit-code\", \"3\"");
-    broken + "max_restarts = 1\n"
-}
-
-/// Writes release `id` with `body` after the host's `[supervisor]`.
-fn release(dir: &Path, id: &str, body: &str) -> PathBuf {
-    let at = dir.join("releases").join(id);
-    std::fs::create_dir_all(&at).unwrap();
-    std::fs::write(at.join("services.toml"), format!("{}{body}", header(dir))).unwrap();
-    std::fs::write(at.join("digests.json"), "{}\n").unwrap();
-    std::fs::write(
-        at.join("release.json"),
-        format!("{{\"id\":\"{id}\",\"sha\":\"0123456\",\"created\":\"2026-12-02T00:00:00Z\"}}\n"),
-    )
-    .unwrap();
-    at
-}
-
-impl Host {
-    /// The daemon on release `first`.
-    fn start(first: impl Fn(&Path) -> String) -> Host {
-        Self::start_env(first, &[])
-    }
-
-    fn start_env(first: impl Fn(&Path) -> String, envs: &[(&str, &str)]) -> Host {
-        Self::start_with(first, envs, "")
-    }
-
-    /// With `extra` lines in every release's `[supervisor]`.
-    fn start_with(first: impl Fn(&Path) -> String, envs: &[(&str, &str)], extra: &str) -> Host {
-        let d = Daemon::start_prepared_env("", envs, |dir| {
-            std::fs::write(dir.join("supervisor-extra"), extra).unwrap();
-            release(dir, "20261202T000000Z-aaaaaaa", &first(dir));
-            std::os::unix::fs::symlink("releases/20261202T000000Z-aaaaaaa", dir.join("current")).unwrap();
-            let config = dir.join("services.toml");
-            std::fs::remove_file(&config).unwrap();
-            std::os::unix::fs::symlink(dir.join("current/services.toml"), &config).unwrap();
-        });
-        Host { d }
-    }
-
-    fn dir(&self) -> &Path {
-        self.d.dir.path()
-    }
-
-    fn current(&self) -> String {
-        let target = std::fs::read_link(self.dir().join("current")).unwrap();
-        target.file_name().unwrap().to_string_lossy().into_owned()
-    }
-
-    /// `titan-supervisor switch ID` (or another deploy command): exit code and stdout.
-    fn deploy(&self, args: &[&str]) -> (Option<i32>, String) {
-        let out = self.d.cli(args);
-        (
-            out.status.code(),
-            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
-        )
-    }
-
-    fn pid(&self, service: &str) -> i64 {
-        self.d.status_of(service)["pid"].as_i64().unwrap_or(-1)
-    }
-}
 
 #[test]
 fn a_good_switch_recreates_only_what_changed_and_is_verified() {
@@ -321,13 +205,6 @@ fn a_crash_loop_during_probation_rolls_the_release_back_by_itself() {
     assert!(up.is_some(), "{:?}", h.d.status_of("b"));
 }
 
-/// Writes `digests` as the release's digests.json.
-fn digests(at: &Path, digests: &[(&str, &str)]) {
-    let map: serde_json::Map<String, serde_json::Value> =
-        digests.iter().map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v))).collect();
-    std::fs::write(at.join("digests.json"), serde_json::Value::Object(map).to_string()).unwrap();
-}
-
 #[test]
 fn a_container_switch_recreates_only_the_changed_container_and_refuses_what_it_cannot_pull() {
     use common::docker::{self, Project, csvc, inspect};
@@ -436,13 +313,6 @@ fn a_first_deploy_on_a_host_without_current_leaves_nothing_when_it_fails_and_sta
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(h.current(), good);
     assert_eq!(h.d.status_of("b")["state"], "healthy");
-}
-
-/// A oneshot `migrate` that runs `script` with /bin/sh.
-fn migration(script: &str, extra: &str) -> String {
-    format!(
-        "\n[services.migrate]\nkind = \"oneshot\"\ncommand = [\"/bin/sh\", \"-c\", \"{script}\"]\n{extra}"
-    )
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 pub mod daemon;
 pub mod docker;
+pub mod host;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_titan-supervisor");
 /// The test service as its own small binary (it also takes `test-service` as first argument).
