@@ -295,6 +295,36 @@ fn two_switches_at_once_one_is_refused_naming_the_other() {
     assert_eq!(h.current(), other);
 }
 
+#[test]
+fn a_switch_recording_its_outcome_still_holds_the_lock() {
+    // regression: the lock was let go when the pipeline ended, before the attempt was recorded
+    // and its journal removed; a second switch taking it in between had its own journal
+    // removed by the first, so a crash during it would not have been undone
+    let ports = (port(), port());
+    let h =
+        Host::start_env(|dir| services(dir, ports, "h1", ""), &[("TITAN_SUPERVISOR_FAULT", "pause:finish")]);
+    h.d.healthy_pid("b", None, 30 * SEC);
+    let (first, second) = ("20261202T010600Z-1000007", "20261202T010700Z-1000008");
+    release(h.dir(), first, &services(h.dir(), ports, "h2", ""));
+    release(h.dir(), second, &services(h.dir(), ports, "h3", ""));
+
+    let (child, lines) = spawn_switch(&h, first);
+    // the first switch has written its history line and pauses before it removes its journal
+    let recorded = wait_for(30 * SEC, || {
+        let history = std::fs::read_to_string(h.dir().join("state/history.jsonl")).ok()?;
+        history.contains(first).then_some(())
+    });
+    assert!(recorded.is_some(), "{}", h.d.log_tail());
+    let (code, out) = h.deploy(&["switch", second]);
+    assert_eq!(code, Some(2), "refused while the first one finishes: {out}");
+    assert!(out.contains(&format!("switching to {first}")), "{out}");
+    let (code, out) = finish(child, &lines);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!h.dir().join("state/switch.json").exists());
+    let (code, out) = h.deploy(&["switch", second]);
+    assert_eq!(code, Some(0), "{out}");
+}
+
 /// The release a crash test switches to: a good one, one with a migration, one whose
 /// migration fails, one whose parity fails.
 #[derive(Clone, Copy)]

@@ -120,6 +120,9 @@ struct Run<'a> {
     migrated: Vec<String>,
     /// A migration that ran declared that the previous release cannot run on its result.
     blocking: Option<String>,
+    /// The deploy lock, held until the attempt is recorded and its journal removed: a switch
+    /// that took it earlier could have its journal removed by this one.
+    lock: Option<state::DeployLock>,
 }
 
 /// Runs a deploy to its end, its progress lines into `tx`, the last one its outcome.
@@ -139,6 +142,7 @@ pub(crate) async fn run(d: Deployer, req: Request, tx: mpsc::Sender<Bytes>) -> O
         journaled: false,
         migrated: Vec::new(),
         blocking: None,
+        lock: None,
     };
     let outcome = match r.go().await {
         Ok(outcome) => outcome,
@@ -147,7 +151,7 @@ pub(crate) async fn run(d: Deployer, req: Request, tx: mpsc::Sender<Bytes>) -> O
             Outcome::Refused
         }
     };
-    r.finish(outcome);
+    r.finish(outcome).await;
     outcome
 }
 
@@ -200,8 +204,9 @@ impl Run<'_> {
             since: stamp(SystemTime::now()),
         };
         let state_dir = self.d.settings.state_dir.clone();
-        let _lock =
+        let lock =
             self.step("lock", async { state::lock(&state_dir, &holder).map_err(|e| e.to_string()) }).await?;
+        self.lock = Some(lock);
         self.from = self.layout.current_release().map_err(|e| e.to_string())?;
         if self.from.as_deref() == Some(id.as_str()) && self.req.kind == Kind::Switch {
             return Err(format!("{id} is the current release already"));
@@ -419,8 +424,9 @@ impl Run<'_> {
         self.d.probation.start(self.d.clone(), id.to_owned(), cfg.deploy.probation.0, gates);
     }
 
-    /// Evidence in the release, a line in the history, the last progress line.
-    fn finish(&self, outcome: Outcome) {
+    /// Evidence in the release, a line in the history, the journal removed, the last progress
+    /// line; then the lock goes.
+    async fn finish(&mut self, outcome: Outcome) {
         let release = self.target.as_ref().map(|(id, _)| id.clone());
         let attempt = self.attempt.clone();
         let evidence = self.target.as_ref().and_then(|(_, dir)| self.evidence(dir, &attempt, outcome));
@@ -441,6 +447,7 @@ impl Run<'_> {
                 tracing::error!("deploy: {e}");
             }
         }
+        super::fault::pause("finish").await;
         if self.journaled {
             super::journal::end(&self.d.settings.state_dir);
         }
