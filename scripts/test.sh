@@ -33,7 +33,8 @@ trap 'exit 143' TERM
 # Debian packages the tests use, by the command each provides (dockerd comes with Debian's
 # docker CLI, /usr/bin/docker: the tests use that one, whatever else is on PATH).
 declare -A packages=([dot]=graphviz [curl]=curl [dockerd]=docker.io [docker-registry]=docker-registry
-  [docker-compose]=docker-compose [minisign]=minisign)
+  [docker-compose]=docker-compose [minisign]=minisign
+  [prometheus]=prometheus [promtool]=prometheus)
 missing=()
 for cmd in "${!packages[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")
@@ -42,8 +43,9 @@ done
 if ((${#missing[@]})); then
   echo "== installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  # docker.io and docker-registry start system services when installed, unless policy-rc.d
-  # forbids it (it does on these machines): the tests want only their private daemons
+  # docker.io, docker-registry and prometheus start system services when installed, unless
+  # policy-rc.d forbids it (it does on these machines): the tests want only their private
+  # daemons (and no recommends: prometheus would bring prometheus-node-exporter)
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     policy_made=/usr/sbin/policy-rc.d
     printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy_made" >/dev/null

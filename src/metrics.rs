@@ -2,6 +2,8 @@
 //! restarts by reason, last exit code, uptime, memory, health probe durations and failures,
 //! log bytes, lines, rotations and dropped lines; the supervisor's build and own RSS.
 //! Counters move as things happen; gauges are refreshed from the actor's state at scrape.
+//! Rendered as OpenMetrics, and turned into the classic text format for scrapers that do not
+//! ask for OpenMetrics (`Format`).
 
 use std::sync::atomic::AtomicU64;
 
@@ -181,6 +183,65 @@ impl Metrics {
     }
 }
 
+/// The text formats `/metrics` answers in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// OpenMetrics 1.0: what Prometheus asks for first.
+    OpenMetrics,
+    /// The classic Prometheus text format 0.0.4: what promtool checks and curl gets.
+    Classic,
+}
+
+impl Format {
+    /// OpenMetrics when the `Accept` header lists it (with a q above 0), else the classic format.
+    pub(crate) fn negotiate(accept: Option<&str>) -> Format {
+        let wanted = |range: &str| {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default();
+            let refused =
+                parts.any(|p| p.strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()) == Some(0.0));
+            media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+        };
+        match accept {
+            Some(a) if a.split(',').any(wanted) => Format::OpenMetrics,
+            _ => Format::Classic,
+        }
+    }
+
+    pub(crate) fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Classic => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+
+    /// `text`, an exposition as `Metrics::render` makes it, in this format.
+    pub(crate) fn encode(self, text: &str) -> String {
+        match self {
+            Format::OpenMetrics => text.to_owned(),
+            Format::Classic => classic(text),
+        }
+    }
+}
+
+/// The classic text format of an OpenMetrics exposition of gauges, counters and histograms:
+/// a counter's HELP and TYPE name its samples (`x_total`, where OpenMetrics names the family
+/// `x`), and there is no `# EOF` or `# UNIT`. Samples and label escaping are the same in both.
+fn classic(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> =
+        openmetrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let mut out = String::with_capacity(openmetrics.len() + 8 * counters.len());
+    for line in openmetrics.lines().filter(|l| *l != "# EOF" && !l.starts_with("# UNIT ")) {
+        let renamed = ["# HELP ", "# TYPE "].into_iter().find_map(|prefix| {
+            let (name, rest) = line.strip_prefix(prefix)?.split_once(' ')?;
+            counters.contains(name).then(|| format!("{prefix}{name}_total {rest}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
 /// This process's VmRSS in bytes.
 fn own_rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -208,5 +269,31 @@ mod tests {
         assert!(text.contains("titan_log_lines_total{service=\"api\"} 3"));
         assert!(text.contains("titan_supervisor_build_info{version=\"0.1.0\"} 1"));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn the_classic_format_names_counters_by_their_samples_and_has_no_eof() {
+        let m = Metrics::new();
+        m.restarted("api", "crash");
+        m.probed("api", 0.002, true);
+        let text = Format::Classic.encode(&m.render(&[]));
+        assert!(text.contains("# HELP titan_service_restarts_total Restarts by reason.\n"), "{text}");
+        assert!(text.contains("# TYPE titan_service_restarts_total counter\n"));
+        assert!(text.contains("titan_service_restarts_total{service=\"api\",reason=\"crash\"} 1\n"));
+        assert!(text.contains("# TYPE titan_health_probe_duration_seconds histogram\n"));
+        assert!(text.contains("# TYPE titan_supervisor_build_info gauge\n"));
+        assert!(!text.contains("# EOF"));
+    }
+
+    #[test]
+    fn openmetrics_is_served_to_scrapers_that_ask_for_it() {
+        // Prometheus 2.42's Accept header
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                          version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(Some("Application/OpenMetrics-Text")), Format::OpenMetrics);
+        for classic in [None, Some("*/*"), Some("text/plain"), Some("application/openmetrics-text;q=0")] {
+            assert_eq!(Format::negotiate(classic), Format::Classic, "{classic:?}");
+        }
     }
 }

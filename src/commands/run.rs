@@ -141,6 +141,11 @@ pub(crate) fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Res
                 eprintln!("titan-supervisor: {e}");
                 Exit::Refused
             })?;
+    // a port in use refuses the start like a live socket, before any service starts
+    let metrics = sup_cfg.metrics_listen.map(crate::metrics_listen::bind).transpose().map_err(|e| {
+        eprintln!("titan-supervisor: {e}");
+        Exit::Refused
+    })?;
     let access = control::server::Access {
         uids: sup_cfg.allow_uids.clone(),
         gids: sup_cfg.allow_gids.clone(),

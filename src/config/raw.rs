@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use super::units::{Duration, Mode, Signal, Size};
+use super::units::{Duration, ListenAddr, Mode, Signal, Size};
 
-/// `[supervisor]`: paths, the control socket, secrets and image policy.
+/// `[supervisor]`: paths, the control socket, the metrics listener, secrets and image policy.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Supervisor {
@@ -28,6 +28,9 @@ pub struct Supervisor {
     pub docker_host: String,
     pub require_digests: bool,
     pub trusted_keys: Vec<PathBuf>,
+    /// `GET /metrics` (only that) served on this TCP address too, for a Prometheus that cannot
+    /// scrape a Unix socket; absent: no TCP listener at all.
+    pub metrics_listen: Option<ListenAddr>,
 }
 
 impl Default for Supervisor {
@@ -46,6 +49,7 @@ impl Default for Supervisor {
             docker_host: "unix:///var/run/docker.sock".into(),
             require_digests: true,
             trusted_keys: Vec::new(),
+            metrics_listen: None,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Value types parsed during deserialization: durations (`250ms`, `1.6s`, `30d`, via humantime),
-//! sizes (`512KiB`, `10MiB`, via bytesize), signals and octal modes. A bad value fails right
-//! where it is read, so the error carries the value's file:line:col.
+//! sizes (`512KiB`, `10MiB`, via bytesize), signals, octal modes and listen addresses. A bad
+//! value fails right where it is read, so the error carries the value's file:line:col.
 
 use std::fmt;
 use std::str::FromStr;
@@ -163,6 +163,36 @@ impl<'de> Deserialize<'de> for Mode {
     }
 }
 
+/// A TCP address to listen on, written `IP:PORT` (`"127.0.0.1:9464"`, `"[::1]:9464"`): an IP,
+/// not a host name (nothing is resolved at boot), and a fixed port, not 0 (a scraper could not
+/// know the one picked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenAddr(pub std::net::SocketAddr);
+
+impl FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.parse::<std::net::SocketAddr>() {
+            Ok(a) if a.port() == 0 => Err(format!("invalid address {s:?}: port 0 would be a random port")),
+            Ok(a) => Ok(ListenAddr(a)),
+            Err(_) => Err(format!("invalid address {s:?}: write IP:PORT, e.g. \"127.0.0.1:9464\"")),
+        }
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        from_string(d, "an address such as \"127.0.0.1:9464\"")
+    }
+}
+
 /// Deserializes a string and parses it with `FromStr`, turning a parse failure into a custom
 /// serde error so it lands on the value's span.
 fn from_string<'de, D, T>(d: D, expecting: &'static str) -> Result<T, D::Error>
@@ -227,6 +257,16 @@ mod tests {
         assert_eq!("SIGTERM".parse::<Signal>().unwrap().0, SIGTERM);
         assert_eq!("int".parse::<Signal>().unwrap().0, SIGINT);
         assert!("SIGNOPE".parse::<Signal>().is_err());
+    }
+
+    #[test]
+    fn listen_addresses_are_an_ip_and_a_fixed_port() {
+        assert_eq!("127.0.0.1:9464".parse::<ListenAddr>().unwrap().to_string(), "127.0.0.1:9464");
+        assert_eq!("[::1]:9464".parse::<ListenAddr>().unwrap().0.port(), 9464);
+        for bad in ["localhost:9464", "127.0.0.1", ":9464", "127.0.0.1:99999", "127.0.0.1:0", ""] {
+            let err = bad.parse::<ListenAddr>().unwrap_err();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
     }
 
     #[test]

@@ -9,25 +9,20 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
 
 use super::proto::{Board, ErrorBody, Outcome, StateKind, Status, Verb};
 use super::socket::{Bound, peer_groups};
 use crate::deploy::switch::{self as deploys, Deployer, Kind, Peer};
+use crate::httpd::{Reply, read_body, reply};
 use crate::supervisor::UpgradeRefused;
 use crate::supervisor::handle::{Act, Handle};
 
-/// A client that has not sent its request head within this is dropped.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Request bodies (`{"release": ...}`) are small; anything larger is refused with 413.
 const MAX_BODY: usize = 64 * 1024;
-/// A body must arrive within this once its head has.
-const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Who may talk to the daemon, and where the logs are.
 #[derive(Clone, Debug)]
@@ -50,10 +45,12 @@ impl Access {
 
 /// Serves the API on a thread and runtime of its own, so parsing and answering requests —
 /// a hundred clients at once — never takes the actor's thread; only the questions reach it.
-/// Once the supervisor has stopped, the socket at `path` is closed and removed (a daemon
-/// upgrading binds its own after the exec).
+/// `metrics_listen`'s TCP listener, when bound, is served on the same thread. Once the
+/// supervisor has stopped, the socket at `path` is closed and removed, and the TCP listener
+/// closed (a daemon upgrading binds its own after the exec).
 pub(crate) fn spawn_thread(
     socket: Bound,
+    metrics: Option<crate::metrics_listen::Bound>,
     access: Access,
     handle: Handle,
     settings: crate::config::Supervisor,
@@ -66,6 +63,7 @@ pub(crate) fn spawn_thread(
         rt.block_on(async {
             tokio::select! {
                 () = serve(listener, access, handle.clone(), settings, Arc::clone(&open)) => {}
+                () = crate::metrics_listen::serve(metrics, handle.clone()) => {}
                 () = handle.stopped() => {}
             }
             // the answers under way (an upgrade's 202, a stop's outcome) reach their clients;
@@ -109,57 +107,31 @@ async fn serve(
     let deployer = Deployer { settings, handle: handle.clone(), probation: Default::default() };
     crate::deploy::probation::resume(&deployer);
     let ctx = Arc::new(Ctx { handle, log_dir: access.log_dir.clone(), rendered: Mutex::default(), deployer });
-    let mut failing = Accepting::default();
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => {
-                failing.recovered();
-                stream
-            }
-            Err(e) => {
-                tokio::time::sleep(failing.failed(&e)).await;
-                continue;
-            }
-        };
-        let peer = stream
-            .peer_cred()
-            .map_or(Peer { uid: u32::MAX, pid: None }, |c| Peer { uid: c.uid(), pid: c.pid() });
-        let allowed = match stream.peer_cred() {
-            Ok(c) if access.allows(c.uid(), c.gid(), || peer_groups(&stream).unwrap_or_default()) => true,
-            Ok(c) => {
-                tracing::warn!(
-                    pid = c.pid(),
-                    uid = c.uid(),
-                    gid = c.gid(),
-                    "control socket: peer not allowed"
-                );
-                false
-            }
-            Err(e) => {
-                tracing::warn!("control socket: cannot read peer credentials: {e}");
-                false
-            }
-        };
-        let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
-            // at the limit: refused at once, so the descriptors left stay the services'
-            let _ = stream.try_write(BUSY);
-            continue;
-        };
+    crate::httpd::serve(listener, open, "control socket", move |stream| {
+        let (peer, allowed) = admit(stream.inner(), &access);
         let ctx = Arc::clone(&ctx);
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| route(req, allowed, peer, Arc::clone(&ctx)));
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            let _ = conn.await;
-            drop(permit);
-        });
-    }
+        hyper::service::service_fn(move |req| route(req, allowed, peer, Arc::clone(&ctx)))
+    })
+    .await;
 }
 
-/// What a client beyond the connection limit gets before its connection is closed.
-const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+/// Who the peer is, and whether `access` lets it in (a refusal is logged; it gets 403).
+fn admit(stream: &tokio::net::UnixStream, access: &Access) -> (Peer, bool) {
+    let peer =
+        stream.peer_cred().map_or(Peer { uid: u32::MAX, pid: None }, |c| Peer { uid: c.uid(), pid: c.pid() });
+    let allowed = match stream.peer_cred() {
+        Ok(c) if access.allows(c.uid(), c.gid(), || peer_groups(stream).unwrap_or_default()) => true,
+        Ok(c) => {
+            tracing::warn!(pid = c.pid(), uid = c.uid(), gid = c.gid(), "control socket: peer not allowed");
+            false
+        }
+        Err(e) => {
+            tracing::warn!("control socket: cannot read peer credentials: {e}");
+            false
+        }
+    };
+    (peer, allowed)
+}
 
 /// How many connections are served at once: a quarter of the descriptors this process may
 /// open (the rest are the services': their pipes, logs and probes), between 16 and 1024.
@@ -167,41 +139,6 @@ fn connection_limit() -> usize {
     let soft =
         nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_or(1024, |(s, _)| s);
     usize::try_from(soft / 4).unwrap_or(usize::MAX).clamp(16, 1024)
-}
-
-/// A run of failing accepts (EMFILE: out of descriptors): each waits a little longer before
-/// the next try, up to a second, instead of spinning; the first failure is logged, and the
-/// recovery.
-#[derive(Default)]
-struct Accepting {
-    failures: u32,
-}
-
-impl Accepting {
-    fn failed(&mut self, e: &io::Error) -> Duration {
-        if self.failures == 0 {
-            tracing::error!("control socket: cannot accept connections: {e}; retrying with backoff");
-        }
-        self.failures = self.failures.saturating_add(1);
-        Duration::from_millis(10u64 << self.failures.min(7)).min(Duration::from_secs(1))
-    }
-
-    fn recovered(&mut self) {
-        if self.failures > 0 {
-            tracing::info!(failures = self.failures, "control socket: accepting connections again");
-        }
-        self.failures = 0;
-    }
-}
-
-type Reply = Response<BoxBody<Bytes, Infallible>>;
-
-/// A response of `status` with `body` of the given content type.
-fn reply(status: StatusCode, kind: &'static str, body: BoxBody<Bytes, Infallible>) -> Reply {
-    let mut r = Response::new(body);
-    *r.status_mut() = status;
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(kind));
-    r
 }
 
 fn json(status: StatusCode, body: &impl Serialize) -> Reply {
@@ -245,9 +182,9 @@ async fn route(
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let query = req.uri().query().map(str::to_owned);
-    let body = match read_body(req).await {
+    let body = match read_body(req, MAX_BODY).await {
         Ok(body) => body,
-        Err(refusal) => return Ok(refusal),
+        Err(refused) => return Ok(error(refused.status(), refused.to_string())),
     };
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let answer = match (&method, parts.as_slice()) {
@@ -282,24 +219,8 @@ async fn route(
     Ok(answer)
 }
 
-/// The request's body, bounded in size and time: a client cannot make us hold more than
-/// `MAX_BODY` bytes of it, nor wait on it for longer than `BODY_TIMEOUT`.
-async fn read_body(req: Request<Incoming>) -> Result<Bytes, Reply> {
-    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
-    match tokio::time::timeout(BODY_TIMEOUT, limited.collect()).await {
-        Ok(Ok(body)) => Ok(body.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(error(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over {MAX_BODY} bytes")))
-        }
-        Ok(Err(e)) => Err(error(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"))),
-        Err(_) => {
-            Err(error(StatusCode::REQUEST_TIMEOUT, format!("request body not sent within {BODY_TIMEOUT:?}")))
-        }
-    }
-}
-
 async fn metrics(handle: &Handle) -> Reply {
-    let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    let kind = crate::metrics::Format::OpenMetrics.content_type();
     reply(StatusCode::OK, kind, Full::new(Bytes::from(handle.metrics().await)).boxed())
 }
 
@@ -584,17 +505,5 @@ mod tests {
             sizes.push(chunk.len());
         }
         assert_eq!(sizes, [LOG_CHUNK, LOG_CHUNK, LOG_CHUNK / 2 + 4]);
-    }
-
-    #[test]
-    fn failing_accepts_back_off_to_a_second_and_log_once() {
-        let mut a = Accepting::default();
-        let e = io::Error::from_raw_os_error(24);
-        let waits: Vec<Duration> = (0..10).map(|_| a.failed(&e)).collect();
-        assert_eq!(waits[0], Duration::from_millis(20));
-        assert!(waits.windows(2).all(|w| w[0] <= w[1]));
-        assert_eq!(*waits.last().unwrap(), Duration::from_secs(1));
-        a.recovered();
-        assert_eq!(a.failed(&e), Duration::from_millis(20));
     }
 }

@@ -529,6 +529,7 @@ fn fixed_keys_unchanged(
         ("state_dir", running.state_dir.display().to_string(), new.state_dir.display().to_string()),
         ("log_dir", running.log_dir.display().to_string(), new.log_dir.display().to_string()),
         ("project", running.project.clone(), new.project.clone()),
+        ("metrics_listen", listen(&running.metrics_listen), listen(&new.metrics_listen)),
     ];
     match fixed.iter().find(|(_, a, b)| a != b) {
         Some((key, a, b)) => Err(format!(
@@ -537,6 +538,12 @@ fn fixed_keys_unchanged(
         )),
         None => Ok(()),
     }
+}
+
+/// `metrics_listen` as the refusal shows it: bound at boot, so a switch cannot add, move or
+/// remove it either.
+fn listen(addr: &Option<config::units::ListenAddr>) -> String {
+    addr.map_or_else(|| "(not set)".to_owned(), |a| a.to_string())
 }
 
 /// Every service ready (healthy, a oneshot done) within `[deploy] verify_timeout`, then the
