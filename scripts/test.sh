@@ -34,7 +34,7 @@ trap 'exit 143' TERM
 # docker CLI, /usr/bin/docker: the tests use that one, whatever else is on PATH).
 declare -A packages=([dot]=graphviz [curl]=curl [dockerd]=docker.io [docker-registry]=docker-registry
   [docker-compose]=docker-compose [minisign]=minisign
-  [prometheus]=prometheus [promtool]=prometheus)
+  [prometheus]=prometheus [promtool]=prometheus [systemd-analyze]=systemd [mmdebstrap]=mmdebstrap)
 missing=()
 for cmd in "${!packages[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")
@@ -76,12 +76,33 @@ RUSTFLAGS='-C target-feature=+crt-static' cargo build --locked --profile static 
   --target x86_64-unknown-linux-gnu --bin titan-testsvc --bin titan-supervisor
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 
+# The unit file. systemd-analyze exits 0 even for unknown keys, so any output fails; it also
+# wants ExecStart's binary to exist: a copy of the unit runs the one just built.
+echo "== systemd-analyze verify systemd/titan-supervisor.service"
+unit_dir=$(mktemp -d)
+built="$target_dir/x86_64-unknown-linux-gnu/static/titan-supervisor"
+sed "s#^ExecStart=/usr/local/bin/titan-supervisor #ExecStart=$built #" systemd/titan-supervisor.service \
+  >"$unit_dir/titan-supervisor.service"
+set +e
+verified=$(grep -q "^ExecStart=$built " "$unit_dir/titan-supervisor.service" 2>&1 &&
+  systemd-analyze verify "$unit_dir/titan-supervisor.service" 2>&1)
+verify=$?
+set -e
+rm -rf "$unit_dir"
+if [ "$verify" -ne 0 ] || [ -n "$verified" ]; then
+  echo "systemd-analyze verify failed (exit $verify):"
+  echo "$verified"
+  exit 1
+fi
+
 # A private dockerd and registry for the tests, with the test images pushed (DOCKER_HOST,
 # TITAN_TEST_DOCKER_HOST, TITAN_TEST_REGISTRY, TITAN_TEST_IMAGE, TITAN_TEST_PID1_IMAGE).
 echo "== private docker environment"
 docker_dir=$(mktemp -d /tmp/titan-docker.XXXXXX)
 scripts/docker-env.sh start "$docker_dir"
 scripts/docker-env.sh images "$docker_dir" "$target_dir/x86_64-unknown-linux-gnu/static"
+# a real systemd as PID 1 for the unit's test (TITAN_TEST_SYSTEMD_IMAGE), its rootfs cached
+scripts/systemd-image.sh "$docker_dir"
 # shellcheck source=/dev/null
 . "$docker_dir/env"
 

@@ -202,7 +202,8 @@ fn one_malloc_arena() {
     }
 }
 
-/// The supervisor's own log: on stderr (readable on a terminal, JSON for log shippers) and, in
+/// The supervisor's own log: on stderr (readable on a terminal, JSON for log shippers; into
+/// journald with its fields when stderr is the journal, `crate::journal`) and, in
 /// text, in `<log_dir>/supervisor/` through a background writer that never blocks the actor
 /// (when it falls behind, lines are dropped, not waited for). `TITAN_SUPERVISOR_LOG` sets the
 /// level (default `info`). Keep the returned guard until exit: it flushes the file.
@@ -219,9 +220,12 @@ pub(crate) fn init_tracing(
     // regex engine into every start and keep it resident
     let level = std::env::var("TITAN_SUPERVISOR_LOG").ok().and_then(|l| l.parse::<LevelFilter>().ok());
     let filter = || level.unwrap_or(LevelFilter::INFO);
-    let stderr = match style {
-        LogStyle::Json => fmt::layer().json().with_writer(std::io::stderr).boxed(),
-        LogStyle::Text => {
+    // started by systemd with the journal as stderr: structured fields instead of text
+    let journal = if to_stderr { crate::journal::layer() } else { None };
+    let stderr = match (journal, style) {
+        (Some(journal), _) => journal.boxed(),
+        (None, LogStyle::Json) => fmt::layer().json().with_writer(std::io::stderr).boxed(),
+        (None, LogStyle::Text) => {
             fmt::layer().with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).boxed()
         }
     };

@@ -171,6 +171,7 @@ impl Run<'_> {
     ) -> Result<T, String> {
         let started = stamp(SystemTime::now());
         self.send(&json!({ "step": name, "status": "started" }));
+        self.tell_systemd(name);
         super::fault::at(name, &self.d.handle);
         let t0 = Instant::now();
         let result = work.await;
@@ -180,6 +181,16 @@ impl Run<'_> {
         };
         self.record(Step { step: name, started, ms: ms(t0.elapsed()), result: outcome, detail });
         result
+    }
+
+    /// systemd's STATUS= names the step under way (`switching to X: verify`).
+    fn tell_systemd(&self, step: &str) {
+        let verb = match self.req.kind {
+            Kind::Switch => "switching to",
+            Kind::Rollback | Kind::Probation => "rolling back to",
+        };
+        let target = self.target.as_ref().map_or("?", |(id, _)| id.as_str());
+        crate::notify::deploy_status(Some(format!("{verb} {target}: {step}")));
     }
 
     fn skipped(&mut self, name: &'static str, why: &str) {
@@ -452,6 +463,7 @@ impl Run<'_> {
             super::journal::end(&self.d.settings.state_dir);
         }
         tracing::info!(outcome = outcome.as_str(), release = ?release, reason = ?self.reason, "deploy ended");
+        crate::notify::deploy_status(None);
         self.send(&json!({
             "outcome": outcome.as_str(),
             "release": release,

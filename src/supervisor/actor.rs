@@ -55,8 +55,8 @@ pub struct Supervisor {
     pub(super) memory_due: Instant,
     /// When every running service's memory is read next (for status and metrics).
     pub(super) sample_due: Instant,
-    /// Whether READY=1 has gone to systemd.
-    announced: bool,
+    /// What systemd has been told, and when it is told more.
+    pub(super) announce: super::announce::Announcer,
     /// This process's cgroups, where capped services get theirs.
     pub(super) cgroups: Result<Cgroups, String>,
     /// The log thread.
@@ -107,7 +107,7 @@ impl Supervisor {
             t0: Instant::now(),
             memory_due: Instant::now(),
             sample_due: Instant::now(),
-            announced: false,
+            announce: super::announce::Announcer::new(),
             cgroups,
             logs,
             config_path: None,
@@ -142,6 +142,9 @@ impl Supervisor {
     /// supervision; the result comes back as `Msg::Loaded`.
     fn on_reload(&mut self, why: &'static str, reply: Option<Reply<Result<Reloaded, ReloadError>>>) {
         let Some(path) = self.config_path.clone() else { return answer(reply, Err(ReloadError::NoFile)) };
+        if !self.is_stopping() {
+            self.announce_reloading();
+        }
         self.load(Some(path), why, reply);
     }
 
@@ -177,6 +180,7 @@ impl Supervisor {
             Err(e) => Err(e),
         };
         self.dirty = true;
+        self.announce_loaded();
         match &result {
             Ok(r) => {
                 tracing::info!(added = ?r.added, removed = ?r.removed, changed = ?r.changed, unchanged = r.unchanged, "{why}: reloaded")
@@ -204,6 +208,7 @@ impl Supervisor {
         // children that ended before the handler was there (an upgrade's exec gap) say so now
         self.on_sigchld();
         self.start_ready();
+        self.announce_start();
         while !self.finished() {
             self.post_board();
             let wake = tokio::time::Instant::from_std(self.next_wake());
@@ -258,7 +263,7 @@ impl Supervisor {
             }
         }
         let check = self.upgrade_check.as_ref().map(super::upgrade::Check::deadline);
-        [self.memory_wake(), check].into_iter().flatten().fold(wake, Instant::min)
+        [self.memory_wake(), check, self.announce_wake()].into_iter().flatten().fold(wake, Instant::min)
     }
 
     fn on_timers(&mut self) {
@@ -273,6 +278,7 @@ impl Supervisor {
         }
         self.memory_tick(now);
         self.upgrade_timer(now);
+        self.announce_tick(now);
     }
 
     fn on_msg(&mut self, msg: Msg) {
@@ -322,7 +328,6 @@ impl Supervisor {
     fn on_stop_signal(&mut self, what: &str) {
         self.shutdown = match self.shutdown {
             Shutdown::No => {
-                crate::notify::send("STOPPING=1");
                 tracing::info!("{what}: stopping every service in reverse dependency order");
                 Shutdown::Graceful
             }
@@ -331,6 +336,9 @@ impl Supervisor {
                 Shutdown::Fast
             }
         };
+        if self.shutdown == Shutdown::Graceful {
+            self.announce_stopping();
+        }
         self.progress_shutdown();
     }
 
@@ -389,7 +397,7 @@ impl Supervisor {
             self.start_ready();
         }
         self.after_requeue(i);
-        self.announce_when_settled();
+        self.announce();
         if self.is_stopping() {
             if matches!(self.services[i].life.state, State::Stopped) {
                 self.stop_order.push(self.services[i].name.clone());
@@ -456,18 +464,6 @@ impl Supervisor {
             State::Starting { .. } | State::Stopping { .. } | State::Backoff { .. } => pending,
             other => Act::Done(other.kind()),
         }
-    }
-
-    /// READY=1 to systemd once no service is on its way up any more.
-    fn announce_when_settled(&mut self) {
-        if self.announced || self.is_stopping() || !order::settled(self) {
-            return;
-        }
-        self.announced = true;
-        let up = self.services.iter().filter(|s| !s.retired() && s.life.state.is_ready()).count();
-        let total = self.services.iter().filter(|s| !s.retired()).count();
-        tracing::info!(ready = up, services = total, "all services settled");
-        crate::notify::send(&format!("READY=1\nSTATUS={up} of {total} services ready"));
     }
 
     /// Starts every pending service whose dependencies are all ready.

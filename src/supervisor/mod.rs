@@ -2,9 +2,11 @@
 //! dependency-driven choices (`order`), each service's definition (`definition`, the one
 //! constructor), its runs (`run`, `launch`) and how a definition is put in place (`install`),
 //! and the actor that owns all service state and performs what the state machine decides
-//! (`actor`, with its probes, memory caps, cgroups, containers and reloads in their own files).
+//! (`actor`, with its probes, memory caps, cgroups, containers, reloads and what it tells
+//! systemd (`announce`) in their own files).
 
 pub(crate) mod actor;
+mod announce;
 mod cgroups;
 pub(crate) mod containers;
 pub(crate) mod definition;

@@ -111,7 +111,7 @@ impl Supervisor {
             "{}: upgrading: services that are up keep running for the new image, the others stop",
             check.what
         );
-        crate::notify::send("RELOADING=1");
+        crate::notify::reloading();
         self.upgrading = true;
         self.shutdown = Shutdown::Graceful;
         self.progress_shutdown();
