@@ -33,7 +33,7 @@ trap 'exit 143' TERM
 # Debian packages the tests use, by the command each provides (dockerd comes with Debian's
 # docker CLI, /usr/bin/docker: the tests use that one, whatever else is on PATH).
 declare -A packages=([dot]=graphviz [curl]=curl [dockerd]=docker.io [docker-registry]=docker-registry
-  [docker-compose]=docker-compose [minisign]=minisign
+  [docker-compose]=docker-compose [minisign]=minisign [nats-server]=nats-server
   [prometheus]=prometheus [promtool]=prometheus [systemd-analyze]=systemd [mmdebstrap]=mmdebstrap)
 missing=()
 for cmd in "${!packages[@]}"; do

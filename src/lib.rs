@@ -14,6 +14,7 @@ pub(crate) mod journal;
 pub mod logs;
 pub(crate) mod metrics;
 pub(crate) mod metrics_listen;
+pub(crate) mod nats;
 pub(crate) mod notify;
 pub(crate) mod release;
 pub mod runtime;

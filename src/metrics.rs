@@ -56,6 +56,9 @@ pub(crate) struct Metrics {
     log_rotations: Family<Labels, Counter>,
     log_dropped: Family<Labels, Counter>,
     rss: Gauge,
+    /// The NATS link's counters, with `[nats]`.
+    nats: Option<std::sync::Arc<crate::nats::Stats>>,
+    nats_up: Gauge,
 }
 
 impl Default for Metrics {
@@ -83,6 +86,8 @@ impl Metrics {
             log_rotations: Family::default(),
             log_dropped: Family::default(),
             rss: Gauge::default(),
+            nats: None,
+            nats_up: Gauge::default(),
             registry: Registry::default(),
         };
         r.register(
@@ -124,6 +129,20 @@ impl Metrics {
         r.register("titan_supervisor_build_info", "The running build", build);
         r.register("titan_supervisor_resident_memory_bytes", "RSS of the supervisor itself", m.rss.clone());
         Metrics { registry: r, ..m }
+    }
+
+    /// Shows the NATS link: connected or not, events published, dropped, queued.
+    pub(crate) fn watch_nats(&mut self, stats: std::sync::Arc<crate::nats::Stats>) {
+        let r = &mut self.registry;
+        r.register("titan_supervisor_nats_up", "1 while the NATS link is connected", self.nats_up.clone());
+        r.register("titan_supervisor_nats_published", "Events published on NATS", stats.published.clone());
+        r.register(
+            "titan_supervisor_nats_dropped",
+            "Events dropped while NATS was away (queue full)",
+            stats.dropped.clone(),
+        );
+        r.register("titan_supervisor_nats_queued", "Events waiting for NATS", stats.queued.clone());
+        self.nats = Some(stats);
     }
 
     /// The counters a service's log writer moves.
@@ -175,6 +194,9 @@ impl Metrics {
         }
         if let Some(d) = services.iter().find_map(|s| s.dockerd) {
             self.dockerd_up.get_or_create(&Vec::new()).set(i64::from(d == DockerdState::Connected));
+        }
+        if let Some(nats) = &self.nats {
+            self.nats_up.set(i64::from(nats.connected()));
         }
         self.rss.set(own_rss() as i64);
         let mut out = String::new();

@@ -134,6 +134,7 @@ fn env_file_values_never_appear_in_any_output() {
         depends_on = ["brain"]
         [nats]
         url = "nats://127.0.0.1:4222"
+        user = "titan"
         password = "${NATS_PW}"
     "#;
     let good = write(dir.path(), "good.toml", good);

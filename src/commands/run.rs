@@ -178,14 +178,24 @@ pub(crate) fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Res
     }
     let cgroups = Cgroups::detect().map_err(|e| e.to_string());
     let inside = runtime.enter();
-    let supervisor = Supervisor::with(cfg, cgroups, logs).map_err(|e| {
+    let nats = cfg.nats.clone();
+    let mut supervisor = Supervisor::with(cfg, cgroups, logs).map_err(|e| {
         tracing::error!("{e}");
         eprintln!("titan-supervisor: {e}");
         Exit::Refused
     })?;
     drop(inside);
-    let control =
-        control::server::spawn_thread(socket, access, supervisor.handle(), settings).map_err(|e| {
+    if let Some(nats) = &nats {
+        // subscribed before the supervisor runs: its first events go out too
+        let events = supervisor.handle().subscribe();
+        let publisher = crate::nats::events::start(nats, &settings, events).map_err(|e| {
+            eprintln!("titan-supervisor: {e}");
+            Exit::Refused
+        })?;
+        supervisor.watch_nats(std::sync::Arc::clone(&publisher.link().stats));
+    }
+    let control = control::server::spawn_thread(socket, metrics, access, supervisor.handle(), settings)
+        .map_err(|e| {
             eprintln!("titan-supervisor: cannot start the control thread: {e}");
             Exit::Failed
         })?;

@@ -213,7 +213,7 @@ fn build(
     }
     validate::ports(&services, d);
     validate::deploy_refs(&s.verify, &s.deploy, s.nats.is_some(), &s.names, d);
-    let nats = s.nats.as_ref().and_then(|n| resolve_nats(n, &vars, d));
+    let nats = s.nats.as_ref().and_then(|n| resolve_nats(n, src.base_dir, &vars, d));
     Some(Config {
         file: PathBuf::from(src.name),
         supervisor: s.supervisor,
@@ -252,17 +252,47 @@ fn read_env_file(sup: &raw::Supervisor, d: &mut Diagnostics) -> std::collections
     })
 }
 
-fn resolve_nats(n: &raw::Nats, vars: &Vars<'_>, d: &mut Diagnostics) -> Option<Nats> {
-    if !n.url.starts_with("nats://") && !n.url.starts_with("tls://") {
-        d.at("nats.url", format!("invalid NATS URL {:?}: write nats://host:port", n.url));
+fn resolve_nats(n: &raw::Nats, base_dir: &Path, vars: &Vars<'_>, d: &mut Diagnostics) -> Option<Nats> {
+    let urls: Vec<String> = n.url.split(',').map(|u| u.trim().to_owned()).collect();
+    for url in &urls {
+        let valid =
+            ["nats://", "tls://"].iter().any(|s| url.strip_prefix(s).is_some_and(|rest| !rest.is_empty()));
+        if !valid {
+            d.at(
+                "nats.url",
+                format!("invalid NATS URL {url:?}: write nats://host:port (tls://host:port for TLS)"),
+            );
+        }
     }
     let mut value = |key: &str, text: &Option<String>| {
         let text = text.as_ref()?;
         interp::interpolate(text, vars).map_err(|e| d.at(format!("nats.{key}"), e.to_string())).ok()
     };
-    let user = value("user", &n.user);
-    let password = value("password", &n.password);
-    Some(Nats { url: n.url.clone(), user, password })
+    let (user, password, token, nkey) = (
+        value("user", &n.user),
+        value("password", &n.password),
+        value("token", &n.token),
+        value("nkey", &n.nkey),
+    );
+    let creds = n.creds_file.as_ref().map(|p| base_dir.join(p));
+    let given = [n.user.is_some(), n.token.is_some(), n.nkey.is_some(), n.creds_file.is_some()];
+    if given.iter().filter(|g| **g).count() > 1 {
+        d.at("nats", "give one way to authenticate: user and password, token, nkey or creds_file");
+    }
+    if n.user.is_some() != n.password.is_some() {
+        let key = if n.user.is_some() { "nats.password" } else { "nats.user" };
+        d.at(key, "user and password go together");
+    }
+    let auth = match (user, password, token, nkey, creds) {
+        (Some(user), Some(password), ..) => NatsAuth::UserPassword { user, password },
+        (_, _, Some(token), ..) => NatsAuth::Token(token),
+        (_, _, _, Some(seed), _) => NatsAuth::Nkey(seed),
+        (.., Some(path)) => NatsAuth::CredsFile(path),
+        _ => NatsAuth::None,
+    };
+    let name = n.name.clone().unwrap_or_else(|| "titan-supervisor".to_owned());
+    let timeout = n.timeout.unwrap_or(units::Duration::from_secs(2));
+    Some(Nats { urls, auth, name, timeout })
 }
 
 /// Deserializes `value` as `T`. A key that fails is reported (with its span) and removed, and

@@ -52,11 +52,23 @@ impl Config {
     }
 }
 
+/// `[nats]`, resolved: the servers, how the supervisor authenticates, its name there.
 #[derive(Clone, Debug)]
 pub struct Nats {
-    pub url: String,
-    pub user: Option<Value>,
-    pub password: Option<Value>,
+    pub urls: Vec<String>,
+    pub auth: NatsAuth,
+    pub name: String,
+    pub timeout: Duration,
+}
+
+/// One way to authenticate to NATS (at most one is given).
+#[derive(Clone, Debug)]
+pub enum NatsAuth {
+    None,
+    UserPassword { user: Value, password: Value },
+    Token(Value),
+    Nkey(Value),
+    CredsFile(PathBuf),
 }
 
 #[derive(Clone, Debug, PartialEq)]

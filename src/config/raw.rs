@@ -305,15 +305,28 @@ pub struct ParitySource {
     pub nats: Option<String>,
     /// The NATS request's body (empty when not given); only with `nats`.
     pub payload: Option<String>,
+    /// How long a NATS request waits for its reply; default 2s; only with `nats`.
+    pub timeout: Option<Duration>,
     /// The JSON field compared, as a dotted path (see `VerifyHttp::field`).
     pub field: String,
 }
 
-/// `[nats]`: where events go; `user` and `password` are interpolated (usually secrets).
+/// `[nats]`: where events go, disarm/arm is sent and parity requests are made. Secrets
+/// (`password`, `token`, `nkey`) are interpolated, usually from the env file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Nats {
+    /// One server or several, comma-separated: `nats://host:port` (`tls://` requires TLS).
     pub url: String,
     pub user: Option<String>,
     pub password: Option<String>,
+    pub token: Option<String>,
+    /// An nkey seed (`SU...`).
+    pub nkey: Option<String>,
+    /// A `.creds` file (a user JWT and its nkey seed).
+    pub creds_file: Option<PathBuf>,
+    /// The client name the server shows; default `titan-supervisor`.
+    pub name: Option<String>,
+    /// How long the disarm/arm acknowledgement waits; default 2s.
+    pub timeout: Option<Duration>,
 }

@@ -277,6 +277,9 @@ fn parity_source(path: &str, src: &raw::ParitySource, has_nats: bool, d: &mut Di
     if src.payload.is_some() && src.nats.is_none() {
         d.at(format!("{path}.payload"), "payload is the body of a NATS request: it needs nats = SUBJECT");
     }
+    if src.timeout.is_some() && src.nats.is_none() {
+        d.at(format!("{path}.timeout"), "timeout bounds a NATS request: it needs nats = SUBJECT");
+    }
     field_path(&format!("{path}.field"), &src.field, d);
 }
 

@@ -234,7 +234,8 @@ fn status(ctx: &Ctx) -> Reply {
         None => {
             // the release is what `current` points to (a rendering is reused only briefly)
             let layout = crate::deploy::state::Layout::of(&ctx.deployer.settings);
-            let view = Status::new(layout.current_release().ok().flatten(), Arc::clone(&board));
+            let mut view = Status::new(layout.current_release().ok().flatten(), Arc::clone(&board));
+            view.nats = crate::nats::events::publisher().map(|p| p.link().status());
             let body = Bytes::from(serde_json::to_vec(&view).unwrap_or_default());
             *rendered = Some(Rendered { board, at: Instant::now(), body: body.clone() });
             body

@@ -123,6 +123,8 @@ struct Run<'a> {
     /// The deploy lock, held until the attempt is recorded and its journal removed: a switch
     /// that took it earlier could have its journal removed by this one.
     lock: Option<state::DeployLock>,
+    /// Execution was disarmed on NATS by this attempt (and must be armed again).
+    disarmed: bool,
 }
 
 /// Runs a deploy to its end, its progress lines into `tx`, the last one its outcome.
@@ -143,6 +145,7 @@ pub(crate) async fn run(d: Deployer, req: Request, tx: mpsc::Sender<Bytes>) -> O
         migrated: Vec::new(),
         blocking: None,
         lock: None,
+        disarmed: false,
     };
     let outcome = match r.go().await {
         Ok(outcome) => outcome,
@@ -151,12 +154,25 @@ pub(crate) async fn run(d: Deployer, req: Request, tx: mpsc::Sender<Bytes>) -> O
             Outcome::Refused
         }
     };
+    r.arm(outcome).await;
     r.finish(outcome).await;
     outcome
 }
 
 impl Run<'_> {
     fn send(&self, line: &impl Serialize) {
+        if let Some(publisher) = crate::nats::events::publisher() {
+            let mut event = serde_json::to_value(line).unwrap_or_default();
+            let kind = if event.get("outcome").is_some() { "outcome" } else { "step" };
+            if let Some(fields) = event.as_object_mut() {
+                fields.insert("attempt".into(), self.attempt.clone().into());
+                fields.insert("deploy".into(), self.req.kind.as_str().into());
+                if kind == "outcome" {
+                    fields.insert("disarmed".into(), self.disarmed.into());
+                }
+            }
+            publisher.publish(crate::nats::events::DEPLOY_SUBJECT, kind, event);
+        }
         let mut bytes = serde_json::to_vec(line).unwrap_or_default();
         bytes.push(b'\n');
         // a client that went away or reads slowly does not hold the deploy up
@@ -227,7 +243,7 @@ impl Run<'_> {
         self.pull(&cfg).await?;
         match (self.req.no_disarm, cfg.deploy.disarm) {
             (true, _) => self.skipped("disarm", "--no-disarm"),
-            (false, true) => self.skipped("disarm", "NATS disarm arrives with [nats]"),
+            (false, true) => self.disarm(&id).await?,
             (false, false) => self.skipped("disarm", "[deploy] disarm is off"),
         }
         let previous = self.d.handle.config_path().await;
@@ -246,6 +262,50 @@ impl Run<'_> {
                 Ok(Outcome::Verified)
             }
             Err(why) => Ok(self.roll_back(&id, &dir, why, previous).await),
+        }
+    }
+
+    /// Disarms execution on NATS, acknowledged by the server, before anything changes; NATS
+    /// unreachable refuses the switch (`--no-disarm` goes on without).
+    async fn disarm(&mut self, id: &str) -> Result<(), String> {
+        let reason = format!("titan-supervisor: deploying {id} (attempt {})", self.attempt);
+        self.step("disarm", async {
+            let publisher = crate::nats::events::publisher()
+                .ok_or("disarm = true but this daemon runs without [nats] (read at its start); --no-disarm goes on without")?;
+            let acked = publisher.link().publish_acked(crate::nats::events::DISARM_SUBJECT, reason.into_bytes().into());
+            acked.await.map_err(|e| format!("{e}; --no-disarm goes on without"))
+        })
+        .await?;
+        self.disarmed = true;
+        Ok(())
+    }
+
+    /// Arms execution again once what runs is verified (the new release, or the old one
+    /// after a rollback, or nothing changed); after `rollback_failed` or `rollback_blocked`
+    /// it stays disarmed, and the outcome says so.
+    async fn arm(&mut self, outcome: Outcome) {
+        if !self.disarmed {
+            return;
+        }
+        if matches!(outcome, Outcome::RollbackFailed | Outcome::RollbackBlocked) {
+            let why = format!("execution stays disarmed: {}", outcome.as_str());
+            tracing::error!(release = ?self.target.as_ref().map(|t| &t.0), "{why}");
+            return self.skipped("arm", &why);
+        }
+        let release = self.layout.current_release().ok().flatten().unwrap_or_default();
+        let reason = format!("titan-supervisor: {release} verified (attempt {})", self.attempt);
+        let armed = self
+            .step("arm", async {
+                let publisher = crate::nats::events::publisher().ok_or("no [nats] link")?;
+                publisher
+                    .link()
+                    .publish_acked(crate::nats::events::ARM_SUBJECT, reason.into_bytes().into())
+                    .await
+            })
+            .await;
+        match armed {
+            Ok(()) => self.disarmed = false,
+            Err(e) => tracing::error!("execution stays disarmed: {e}"),
         }
     }
 

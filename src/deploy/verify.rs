@@ -30,6 +30,9 @@ pub(crate) struct CheckResult {
     /// What was found: "200", "exit 0", "equal: abc", "differs: a=x b=y",
     /// "no answer from b (http://...): cannot connect to ...: connection refused", ...
     pub(crate) detail: String,
+    /// A parity check's result, its three kinds kept apart (equal, differs, no answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) parity: Option<Parity>,
 }
 
 /// Runs `[verify]`'s checks. An exec check of a service in `containers` runs inside that
@@ -60,7 +63,7 @@ impl Checker {
             Ok(answer) => judge(check, &answer),
             Err(e) => (false, e.to_string()),
         };
-        CheckResult { kind: "http", name: check.url.clone(), passed, detail }
+        CheckResult { kind: "http", name: check.url.clone(), passed, detail, parity: None }
     }
 
     async fn exec(&self, check: &VerifyExec) -> CheckResult {
@@ -73,7 +76,7 @@ impl Checker {
             (Some(container), None) => (false, format!("no Docker connection to exec in {container}")),
             (None, _) => exec::on_host(&check.command, self.timeout).await,
         };
-        CheckResult { kind: "exec", name: check.command.join(" "), passed, detail }
+        CheckResult { kind: "exec", name: check.command.join(" "), passed, detail, parity: None }
     }
 
     async fn parity(&self, check: &config::Parity) -> CheckResult {
@@ -83,6 +86,7 @@ impl Checker {
             name: check.name.clone(),
             passed: result.passed(),
             detail: result.detail(),
+            parity: Some(result),
         }
     }
 }

@@ -132,6 +132,11 @@ impl Supervisor {
         self.binary = binary;
     }
 
+    /// `/metrics` shows the NATS link too.
+    pub(crate) fn watch_nats(&mut self, stats: std::sync::Arc<crate::nats::Stats>) {
+        self.metrics.watch_nats(stats);
+    }
+
     /// Reloads re-read `path`.
     pub(crate) fn reload_from(&mut self, path: std::path::PathBuf) {
         self.config_path = Some(path);

@@ -103,13 +103,27 @@ pub struct Status {
     /// dockerd as the supervisor sees it; absent without container services.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dockerd: Option<DockerdState>,
+    /// The NATS link; absent without `[nats]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats: Option<NatsStatus>,
     pub services: Board,
+}
+
+/// The NATS link as `status` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NatsStatus {
+    /// `connecting`, `connected` or `disconnected`.
+    pub state: String,
+    /// Events published, dropped while NATS was away (the queue full), waiting now.
+    pub published: u64,
+    pub dropped: u64,
+    pub queued: u64,
 }
 
 impl Status {
     pub fn new(release: Option<String>, services: Board) -> Status {
         let dockerd = services.iter().find_map(|s| s.dockerd);
-        Status { release, dockerd, services }
+        Status { release, dockerd, nats: None, services }
     }
 }
 

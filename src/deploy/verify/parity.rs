@@ -1,14 +1,15 @@
 //! Parity checks: two sources whose field must be equal (the policy hash invariant). A source
-//! is pluggable: an HTTP JSON field now; NATS request/reply arrives with `[nats]`, and until
-//! then a NATS source answers nothing, saying why.
+//! is an HTTP JSON field or a NATS request's reply (through the daemon's `[nats]` link). No
+//! answer is told apart by its cause: nobody subscribes (`no_responders`, the server says so
+//! at once), no reply in time (`timeout`), anything else (`error`).
 
 use std::fmt;
 use std::time::Duration;
 
 use super::{field, get};
 
-/// Why a NATS source cannot answer yet.
-pub(crate) const NATS_NOT_BUILT: &str = "NATS sources need [nats] (not built yet)";
+/// Why a NATS source cannot answer on a daemon without a link.
+pub(crate) const NO_LINK: &str = "this daemon runs without [nats] (read at its start)";
 
 /// A parity comparison: three results, kept distinct.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -26,6 +27,8 @@ pub(crate) enum Parity {
         side: char,
         source: String,
         why: String,
+        /// `no_responders`, `timeout` or `error`.
+        cause: &'static str,
     },
 }
 
@@ -40,7 +43,7 @@ impl Parity {
         match self {
             Parity::Equal { value } => format!("equal: {}", shown(value)),
             Parity::Differs { a, b } => format!("differs: a={} b={}", shown(a), shown(b)),
-            Parity::NoAnswer { side, source, why } => format!("no answer from {side} ({source}): {why}"),
+            Parity::NoAnswer { side, source, why, .. } => format!("no answer from {side} ({source}): {why}"),
         }
     }
 }
@@ -49,7 +52,7 @@ impl Parity {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Source {
     Http { url: String, field: String },
-    Nats { subject: String, payload: String, field: String },
+    Nats { subject: String, payload: String, field: String, timeout: Option<Duration> },
 }
 
 impl Source {
@@ -63,21 +66,30 @@ impl Source {
                 subject: subject.clone().unwrap_or_default(),
                 payload: config.payload.clone().unwrap_or_default(),
                 field,
+                timeout: config.timeout.map(|d| d.0),
             },
         }
     }
 
-    /// The source's value of its field, as text (see `field`), or why there is none.
-    pub(crate) async fn fetch(&self, timeout: Duration) -> Result<String, String> {
+    /// The source's value of its field, as text (see `field`), or why there is none and its
+    /// cause.
+    pub(crate) async fn fetch(&self, timeout: Duration) -> Result<String, (&'static str, String)> {
+        let error = |e: String| ("error", e);
         match self {
             Source::Http { url, field } => {
-                let answer = get::get(url, timeout).await.map_err(|e| e.to_string())?;
+                let answer = get::get(url, timeout).await.map_err(|e| error(e.to_string()))?;
                 if !(200..300).contains(&answer.status) {
-                    return Err(format!("HTTP status {}", answer.status));
+                    return Err(error(format!("HTTP status {}", answer.status)));
                 }
-                field::text_at(&answer.body, field).map_err(|e| e.to_string())
+                field::text_at(&answer.body, field).map_err(|e| error(e.to_string()))
             }
-            Source::Nats { .. } => Err(NATS_NOT_BUILT.to_owned()),
+            Source::Nats { subject, payload, field, timeout: own } => {
+                let link = crate::nats::events::publisher().ok_or_else(|| error(NO_LINK.to_owned()))?.link();
+                let body = payload.clone().into_bytes().into();
+                let reply = link.request(subject, body, own.unwrap_or(timeout)).await;
+                let reply = reply.map_err(|e| (e.label(), e.to_string()))?;
+                field::text_at(&reply, field).map_err(|e| error(e.to_string()))
+            }
         }
     }
 }
@@ -95,10 +107,15 @@ impl fmt::Display for Source {
 /// Fetches both sides at once, each within `timeout`, and compares them. When neither
 /// answers, `a` is the one reported.
 pub(crate) async fn parity(a: &Source, b: &Source, timeout: Duration) -> Parity {
-    let no_answer = |side, source: &Source, why| Parity::NoAnswer { side, source: source.to_string(), why };
+    let no_answer = |side, source: &Source, (cause, why)| Parity::NoAnswer {
+        side,
+        source: source.to_string(),
+        why,
+        cause,
+    };
     match tokio::join!(a.fetch(timeout), b.fetch(timeout)) {
-        (Err(why), _) => no_answer('a', a, why),
-        (_, Err(why)) => no_answer('b', b, why),
+        (Err(e), _) => no_answer('a', a, e),
+        (_, Err(e)) => no_answer('b', b, e),
         (Ok(a), Ok(b)) if a == b => Parity::Equal { value: a },
         (Ok(a), Ok(b)) => Parity::Differs { a, b },
     }
@@ -152,7 +169,10 @@ mod tests {
         let addr = url.trim_start_matches("http://").trim_end_matches("/policy");
         let result = parity(&policy("abc"), &http(&url, "policy_hash"), TIMEOUT).await;
         let why = format!("cannot connect to {addr}: connection refused");
-        assert_eq!(result, Parity::NoAnswer { side: 'b', source: url.clone(), why: why.clone() });
+        assert_eq!(
+            result,
+            Parity::NoAnswer { side: 'b', source: url.clone(), why: why.clone(), cause: "error" }
+        );
         assert_eq!(result.detail(), format!("no answer from b ({url}): {why}"));
     }
 
@@ -161,7 +181,7 @@ mod tests {
         let html =
             format!("{}/policy", answering(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n<html>".to_vec()));
         let result = parity(&http(&html, "policy_hash"), &policy("abc"), TIMEOUT).await;
-        let Parity::NoAnswer { side: 'a', source, why } = result else { panic!("{result:?}") };
+        let Parity::NoAnswer { side: 'a', source, why, .. } = result else { panic!("{result:?}") };
         assert_eq!(source, html);
         assert!(why.starts_with("body is not JSON: "), "{why}");
     }
@@ -182,17 +202,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_nats_source_answers_nothing_until_nats_is_built() {
+    async fn a_nats_source_on_a_daemon_without_nats_answers_nothing_saying_why() {
         let nats = Source::Nats {
             subject: "titan.req.exec.policy_hash.v1".into(),
             payload: "{}".into(),
             field: "policy_hash".into(),
+            timeout: None,
         };
         let result = parity(&policy("abc"), &nats, TIMEOUT).await;
         let expected = Parity::NoAnswer {
             side: 'b',
             source: "nats titan.req.exec.policy_hash.v1".into(),
-            why: NATS_NOT_BUILT.into(),
+            why: NO_LINK.into(),
+            cause: "error",
         };
         assert_eq!(result, expected);
     }
@@ -204,11 +226,17 @@ mod tests {
             nats: nats.map(str::to_owned),
             payload: nats.map(|_| "{}".to_owned()),
             field: "policy_hash".into(),
+            timeout: None,
         };
         assert_eq!(Source::of(&side(Some("http://h/p"), None)), http("http://h/p", "policy_hash"));
         assert_eq!(
             Source::of(&side(None, Some("s.v1"))),
-            Source::Nats { subject: "s.v1".into(), payload: "{}".into(), field: "policy_hash".into() }
+            Source::Nats {
+                subject: "s.v1".into(),
+                payload: "{}".into(),
+                field: "policy_hash".into(),
+                timeout: None
+            }
         );
     }
 
@@ -228,8 +256,11 @@ mod tests {
             json(&Parity::Differs { a: "x".into(), b: "y".into() }),
             r#"{"result":"differs","a":"x","b":"y"}"#
         );
-        let none = Parity::NoAnswer { side: 'b', source: "u".into(), why: "w".into() };
-        assert_eq!(json(&none), r#"{"result":"no_answer","side":"b","source":"u","why":"w"}"#);
+        let none = Parity::NoAnswer { side: 'b', source: "u".into(), why: "w".into(), cause: "timeout" };
+        assert_eq!(
+            json(&none),
+            r#"{"result":"no_answer","side":"b","source":"u","why":"w","cause":"timeout"}"#
+        );
     }
 
     impl Source {

@@ -1,6 +1,6 @@
 //! `[verify]` checks run by a `Checker` against little servers and host commands.
 
-use super::parity::NATS_NOT_BUILT;
+use super::parity::NO_LINK;
 use super::testing::{answering, json, refused};
 use super::*;
 
@@ -32,7 +32,10 @@ const POLICY: &str = r#"{"policy":{"hash":"abc"},"items":[{"id":7}],"count":42,"
 async fn an_http_check_passes_on_the_status_it_wants() {
     let url = format!("{}/health", answering(json(200, "ok")));
     let result = http_check(&url, 200, None, None).await;
-    assert_eq!(result, CheckResult { kind: "http", name: url, passed: true, detail: "200".into() });
+    assert_eq!(
+        result,
+        CheckResult { kind: "http", name: url, passed: true, detail: "200".into(), parity: None }
+    );
     let teapot = answering(json(418, ""));
     assert_eq!(outcome(&http_check(&teapot, 418, None, None).await), (true, "418"));
 }
@@ -150,7 +153,7 @@ fn exec(command: &[&str], service: Option<&str>) -> VerifyExec {
 /// A parity side reading field `h`: `http` or `nats`.
 fn side(http: Option<&str>, nats: Option<&str>) -> crate::config::ParitySource {
     let (http, nats) = (http.map(str::to_owned), nats.map(str::to_owned));
-    crate::config::ParitySource { http, nats, payload: None, field: "h".into() }
+    crate::config::ParitySource { http, nats, payload: None, field: "h".into(), timeout: None }
 }
 
 fn parity_of(name: &str, a: &str, b: crate::config::ParitySource) -> config::Parity {
@@ -186,7 +189,7 @@ async fn run_keeps_every_result_in_config_order() {
         ]
     );
     let details: Vec<&str> = results[2..].iter().map(|r| r.detail.as_str()).collect();
-    let nats_line = format!("no answer from b (nats s.v1): {NATS_NOT_BUILT}");
+    let nats_line = format!("no answer from b (nats s.v1): {NO_LINK}");
     assert_eq!(details, ["exit 3", "exit 0", "equal: abc", "differs: a=abc b=xyz", nats_line.as_str()]);
 }
 
@@ -208,7 +211,13 @@ fn a_run_can_be_spawned_on_the_runtime() {
 
 #[test]
 fn results_serialize_for_evidence() {
-    let result = CheckResult { kind: "exec", name: "true".into(), passed: true, detail: "exit 0".into() };
+    let result = CheckResult {
+        kind: "exec",
+        name: "true".into(),
+        passed: true,
+        detail: "exit 0".into(),
+        parity: None,
+    };
     let json = serde_json::to_string(&result).unwrap();
     assert_eq!(json, r#"{"kind":"exec","name":"true","passed":true,"detail":"exit 0"}"#);
 }
