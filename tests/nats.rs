@@ -371,3 +371,67 @@ fn a_token_authenticates_and_a_creds_file_that_cannot_be_read_refuses_the_start(
     let log = std::fs::read_to_string(d.path("supervisor.log")).unwrap_or_default();
     assert!(log.contains("nats.creds_file") && log.contains("missing.creds"), "{log}");
 }
+
+#[test]
+fn a_tls_url_connects_to_a_server_whose_certificate_a_private_ca_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |f: &str| dir.path().join(f).display().to_string();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).stdin(Stdio::null()).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    // a CA of our own, and the server's certificate for 127.0.0.1 signed by it
+    openssl(
+        &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca"]
+            .iter()
+            .copied()
+            .chain(["-keyout", &path("ca.key"), "-out", &path("ca.pem")])
+            .collect::<Vec<_>>(),
+    );
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        &path("server.key"),
+        "-out",
+        &path("server.csr"),
+    ]);
+    std::fs::write(path("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &path("server.csr"),
+        "-CA",
+        &path("ca.pem"),
+        "-CAkey",
+        &path("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        &path("san.ext"),
+        "-out",
+        &path("server.pem"),
+    ]);
+    let port = port();
+    let mut server = Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "--tls", "--tlscert", &path("server.pem")])
+        .args(["--tlskey", &path("server.key")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server");
+    assert!(wait_for(10 * SEC, || TcpStream::connect(("127.0.0.1", port)).ok()).is_some());
+    let section = format!("\n[nats]\nurl = \"tls://127.0.0.1:{port}\"\nca_file = \"{}\"\n", path("ca.pem"));
+    let d = common::daemon::Daemon::start(&section);
+    let connected = wait_nats(&d, "connected");
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(connected, "{}", d.log_tail());
+}

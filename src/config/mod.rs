@@ -292,7 +292,8 @@ fn resolve_nats(n: &raw::Nats, base_dir: &Path, vars: &Vars<'_>, d: &mut Diagnos
     };
     let name = n.name.clone().unwrap_or_else(|| "titan-supervisor".to_owned());
     let timeout = n.timeout.unwrap_or(units::Duration::from_secs(2));
-    Some(Nats { urls, auth, name, timeout })
+    let ca_file = n.ca_file.as_ref().map(|p| base_dir.join(p));
+    Some(Nats { urls, auth, ca_file, name, timeout })
 }
 
 /// Deserializes `value` as `T`. A key that fails is reported (with its span) and removed, and

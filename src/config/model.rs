@@ -57,6 +57,8 @@ impl Config {
 pub struct Nats {
     pub urls: Vec<String>,
     pub auth: NatsAuth,
+    /// A private CA the servers' certificates are checked against (besides the system's).
+    pub ca_file: Option<PathBuf>,
     pub name: String,
     pub timeout: Duration,
 }

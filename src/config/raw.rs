@@ -325,6 +325,8 @@ pub struct Nats {
     pub nkey: Option<String>,
     /// A `.creds` file (a user JWT and its nkey seed).
     pub creds_file: Option<PathBuf>,
+    /// PEM certificates of the CA that signed the servers' (for `tls://` with a private CA).
+    pub ca_file: Option<PathBuf>,
     /// The client name the server shows; default `titan-supervisor`.
     pub name: Option<String>,
     /// How long the disarm/arm acknowledgement waits; default 2s.

@@ -26,8 +26,8 @@ pub(crate) const QUEUE: usize = 4096;
 /// Why the link could not be made (the servers being away is not one: it connects later).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LinkError {
-    #[error("nats.creds_file: cannot read {path}: {source}")]
-    Creds { path: String, source: std::io::Error },
+    #[error("nats.{key}: cannot read {path}: {source}")]
+    File { key: &'static str, path: String, source: std::io::Error },
     #[error("nats: {0}")]
     Connect(String),
     #[error("cannot start the NATS thread: {0}")]
@@ -291,10 +291,21 @@ async fn connect(cfg: &Nats, stats: Arc<Stats>, wake: Arc<Notify>) -> Result<asy
         }
         NatsAuth::Token(token) => options.token(token.expose().to_owned()),
         NatsAuth::Nkey(seed) => options.nkey(seed.expose().to_owned()),
-        NatsAuth::CredsFile(path) => options
-            .credentials_file(path)
-            .await
-            .map_err(|source| LinkError::Creds { path: path.display().to_string(), source })?,
+        NatsAuth::CredsFile(path) => options.credentials_file(path).await.map_err(|source| {
+            LinkError::File { key: "creds_file", path: path.display().to_string(), source }
+        })?,
+    };
+    let options = match &cfg.ca_file {
+        Some(ca) => {
+            // read now: a CA file that is not there would only show as a link never up
+            std::fs::File::open(ca).map_err(|source| LinkError::File {
+                key: "ca_file",
+                path: ca.display().to_string(),
+                source,
+            })?;
+            options.add_root_certificates(ca.clone())
+        }
+        None => options,
     };
     options.connect(cfg.urls.join(",")).await.map_err(|e| LinkError::Connect(e.to_string()))
 }
