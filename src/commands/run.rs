@@ -135,22 +135,17 @@ pub(crate) fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Res
     let settings = sup_cfg.clone();
     // bound first, before any thread exists (its mode is set through the umask); a refusal
     // after this removes it again (the guard in `socket`)
-    let socket =
-        control::socket::bind(&sup_cfg.socket, sup_cfg.socket_mode.0, sup_cfg.allow_gids.first().copied())
-            .map_err(|e| {
-                eprintln!("titan-supervisor: {e}");
-                Exit::Refused
-            })?;
+    let socket = control::socket::bind(&sup_cfg.socket, sup_cfg.socket_mode.0, socket_group(sup_cfg))
+        .map_err(|e| {
+            eprintln!("titan-supervisor: {e}");
+            Exit::Refused
+        })?;
     // a port in use refuses the start like a live socket, before any service starts
     let metrics = sup_cfg.metrics_listen.map(crate::metrics_listen::bind).transpose().map_err(|e| {
         eprintln!("titan-supervisor: {e}");
         Exit::Refused
     })?;
-    let access = control::server::Access {
-        uids: sup_cfg.allow_uids.clone(),
-        gids: sup_cfg.allow_gids.clone(),
-        log_dir: sup_cfg.log_dir.clone(),
-    };
+    let access = control::access::Access::of(sup_cfg);
     let logs = Pipeline::start().map_err(|e| {
         eprintln!("titan-supervisor: cannot start the log threads: {e}");
         Exit::Failed
@@ -200,6 +195,12 @@ pub(crate) fn boot(cfg: config::Config, style: LogStyle, to_stderr: bool) -> Res
             Exit::Failed
         })?;
     Ok(Booted { supervisor, runtime, control, _flush: flush })
+}
+
+/// The control socket's group: the first gid given any access (its members can then connect;
+/// what each may do is checked per request).
+fn socket_group(settings: &config::Supervisor) -> Option<u32> {
+    [&settings.allow_gids, &settings.operate_gids, &settings.read_gids].into_iter().flatten().next().copied()
 }
 
 /// glibc gives every thread that allocates an arena of its own; the log, compression and

@@ -22,8 +22,15 @@ pub struct Supervisor {
     pub current: PathBuf,
     pub socket: PathBuf,
     pub socket_mode: Mode,
+    /// Peers that may do everything (root always may).
     pub allow_uids: Vec<u32>,
     pub allow_gids: Vec<u32>,
+    /// Peers that may start, stop and restart services, and read.
+    pub operate_uids: Vec<u32>,
+    pub operate_gids: Vec<u32>,
+    /// Peers that may read: status, logs, events, metrics, releases.
+    pub read_uids: Vec<u32>,
+    pub read_gids: Vec<u32>,
     pub env_file: Option<PathBuf>,
     pub docker_host: String,
     pub require_digests: bool,
@@ -45,6 +52,10 @@ impl Default for Supervisor {
             socket_mode: Mode(0o660),
             allow_uids: vec![0],
             allow_gids: Vec::new(),
+            operate_uids: Vec::new(),
+            operate_gids: Vec::new(),
+            read_uids: Vec::new(),
+            read_gids: Vec::new(),
             env_file: None,
             docker_host: "unix:///var/run/docker.sock".into(),
             require_digests: true,

@@ -14,6 +14,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
 
+use super::access::{Access, Grade, needed};
 use super::proto::{Board, ErrorBody, Outcome, StateKind, Status, Verb};
 use super::socket::{Bound, peer_groups};
 use crate::deploy::switch::{self as deploys, Deployer, Kind, Peer};
@@ -23,25 +24,6 @@ use crate::supervisor::handle::{Act, Handle};
 
 /// Request bodies (`{"release": ...}`) are small; anything larger is refused with 413.
 const MAX_BODY: usize = 64 * 1024;
-
-/// Who may talk to the daemon, and where the logs are.
-#[derive(Clone, Debug)]
-pub(crate) struct Access {
-    pub(crate) uids: Vec<u32>,
-    pub(crate) gids: Vec<u32>,
-    pub(crate) log_dir: PathBuf,
-}
-
-impl Access {
-    /// Root always; else a uid in `allow_uids`, or a primary or supplementary group of the
-    /// peer in `allow_gids` (the README's "members of the group").
-    fn allows(&self, uid: u32, gid: u32, groups: impl FnOnce() -> Vec<u32>) -> bool {
-        if uid == 0 || self.uids.contains(&uid) || self.gids.contains(&gid) {
-            return true;
-        }
-        !self.gids.is_empty() && groups().iter().any(|g| self.gids.contains(g))
-    }
-}
 
 /// Serves the API on a thread and runtime of its own, so parsing and answering requests —
 /// a hundred clients at once — never takes the actor's thread; only the questions reach it.
@@ -108,29 +90,44 @@ async fn serve(
     crate::deploy::probation::resume(&deployer);
     let ctx = Arc::new(Ctx { handle, log_dir: access.log_dir.clone(), rendered: Mutex::default(), deployer });
     crate::httpd::serve(listener, open, "control socket", move |stream| {
-        let (peer, allowed) = admit(stream.inner(), &access);
+        let (peer, grade) = admit(stream.inner(), &access);
         let ctx = Arc::clone(&ctx);
-        hyper::service::service_fn(move |req| route(req, allowed, peer, Arc::clone(&ctx)))
+        hyper::service::service_fn(move |req| route(req, grade, peer, Arc::clone(&ctx)))
     })
     .await;
 }
 
-/// Who the peer is, and whether `access` lets it in (a refusal is logged; it gets 403).
-fn admit(stream: &tokio::net::UnixStream, access: &Access) -> (Peer, bool) {
+/// Who the peer is, and what `access` lets it do (`None`: nothing; a refusal is logged).
+fn admit(stream: &tokio::net::UnixStream, access: &Access) -> (Peer, Option<Grade>) {
     let peer =
         stream.peer_cred().map_or(Peer { uid: u32::MAX, pid: None }, |c| Peer { uid: c.uid(), pid: c.pid() });
-    let allowed = match stream.peer_cred() {
-        Ok(c) if access.allows(c.uid(), c.gid(), || peer_groups(stream).unwrap_or_default()) => true,
+    let grade = match stream.peer_cred() {
         Ok(c) => {
-            tracing::warn!(pid = c.pid(), uid = c.uid(), gid = c.gid(), "control socket: peer not allowed");
-            false
+            let grade = access.grade(c.uid(), c.gid(), &|| peer_groups(stream).unwrap_or_default());
+            if grade.is_none() {
+                tracing::warn!(
+                    pid = c.pid(),
+                    uid = c.uid(),
+                    gid = c.gid(),
+                    "control socket: peer not allowed"
+                );
+            }
+            grade
         }
         Err(e) => {
             tracing::warn!("control socket: cannot read peer credentials: {e}");
-            false
+            None
         }
     };
-    (peer, allowed)
+    (peer, grade)
+}
+
+/// A 403 for a peer whose grade does not reach what `method path` needs.
+fn refused(method: &Method, path: &str, peer: &Peer, grade: Option<Grade>, need: Grade) -> Reply {
+    let has = grade.map_or_else(|| "no access".to_owned(), |g| format!("only {g}"));
+    tracing::warn!(uid = peer.uid, pid = peer.pid, %method, path, "control socket: refused, needs {need}");
+    let message = format!("{method} {path} needs {need} access; uid {} has {has}", peer.uid);
+    error(StatusCode::FORBIDDEN, message)
 }
 
 /// How many connections are served at once: a quarter of the descriptors this process may
@@ -171,16 +168,17 @@ const RENDER_REUSE: Duration = Duration::from_millis(10);
 
 async fn route(
     req: Request<Incoming>,
-    allowed: bool,
+    grade: Option<Grade>,
     peer: Peer,
     ctx: Arc<Ctx>,
 ) -> Result<Reply, Infallible> {
     let (handle, log_dir) = (&ctx.handle, &ctx.log_dir);
-    if !allowed {
-        return Ok(error(StatusCode::FORBIDDEN, "this uid/gid is not in allow_uids/allow_gids"));
-    }
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
+    let need = needed(&method, &path.trim_matches('/').split('/').collect::<Vec<_>>());
+    if grade.is_none_or(|g| g < need) {
+        return Ok(refused(&method, &path, &peer, grade, need));
+    }
     let query = req.uri().query().map(str::to_owned);
     let body = match read_body(req, MAX_BODY).await {
         Ok(body) => body,
