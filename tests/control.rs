@@ -758,3 +758,27 @@ fn an_upgrade_during_a_startup_gate_lets_the_gate_finish_in_the_new_image() {
         );
     }
 }
+
+#[test]
+fn a_refused_stream_prints_the_daemons_reason() {
+    // regression: `events`, `logs -f` and `switch` stream their answer; one refused (403) was
+    // printed as "titan-supervisor:  (403 Forbidden)", the daemon's reason dropped
+    let d = Daemon::start_with_header(&two_services(), "socket_mode = \"0666\"\n");
+    d.wait_state("db", "healthy", 10 * SEC);
+    for args in [&["events"][..], &["switch", "some-release"], &["logs", "db", "-f"]] {
+        let out = Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", BIN])
+            .args(args)
+            .arg("--socket")
+            .arg(d.path("s.sock"))
+            .output()
+            .expect("setpriv (util-linux)");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("needs read access; uid 65534 has no access")
+                || stderr.contains("needs deploy access; uid 65534 has no access"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

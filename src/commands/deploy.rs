@@ -27,8 +27,8 @@ fn deploy(socket: Option<&Path>, path: &str, body: &Value, json: bool) -> Exit {
     let socket = socket_path(socket);
     let mut out = Lines { json, partial: Vec::new(), outcome: None };
     match client::follow_request(&socket, Method::POST, path, Some(body.to_string().into_bytes()), &mut out) {
-        Ok(StatusCode::OK) => {}
-        Ok(status) => return refused(status, &out.partial),
+        Ok((StatusCode::OK, _)) => {}
+        Ok((status, reason)) => return refused(status, &reason),
         Err(e) => return failed(e),
     }
     match out.outcome.as_deref() {

@@ -62,15 +62,12 @@ fn through_daemon(socket: &Path, args: &LogsArgs) -> Option<Exit> {
     let path = format!("/v1/logs/{}?{}", args.service, query.join("&"));
     let mut out = std::io::stdout().lock();
     match client::follow(socket, &path, &mut out) {
-        Ok(StatusCode::OK) => Some(Exit::Ok),
-        Ok(StatusCode::NOT_FOUND) => {
+        Ok((StatusCode::OK, _)) => Some(Exit::Ok),
+        Ok((StatusCode::NOT_FOUND, _)) => {
             eprintln!("unknown service {:?}", args.service);
             Some(Exit::Refused)
         }
-        Ok(code) => {
-            eprintln!("titan-supervisor: the daemon answered {code}");
-            Some(Exit::Refused)
-        }
+        Ok((code, reason)) => Some(super::ops::refused(code, &reason)),
         Err(ClientError::Unreachable { .. }) => None,
         Err(e) => {
             eprintln!("{e}");

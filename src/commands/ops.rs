@@ -94,8 +94,8 @@ pub(crate) fn events(socket: Option<&Path>) -> Exit {
     let socket = socket_path(socket);
     let mut out = std::io::stdout().lock();
     match client::follow(&socket, "/v1/events", &mut out) {
-        Ok(StatusCode::OK) => Exit::Ok,
-        Ok(code) => refused(code, b""),
+        Ok((StatusCode::OK, _)) => Exit::Ok,
+        Ok((code, reason)) => refused(code, &reason),
         Err(e) => failed(e),
     }
 }

@@ -37,12 +37,13 @@ fn runtime(socket: &Path) -> Result<tokio::runtime::Runtime, ClientError> {
 }
 
 /// Sends `GET path` and copies the body to `out` as it arrives (event streams, followed
-/// logs) until the daemon ends it; returns the status.
+/// logs) until the daemon ends it; returns the status, and the body of an answer that is not
+/// 200 (the daemon's reason) instead of streaming it.
 pub(crate) fn follow(
     socket: &Path,
     path: &str,
     out: &mut impl std::io::Write,
-) -> Result<StatusCode, ClientError> {
+) -> Result<(StatusCode, Vec<u8>), ClientError> {
     follow_request(socket, Method::GET, path, None, out)
 }
 
@@ -53,13 +54,14 @@ pub(crate) fn follow_request(
     path: &str,
     json: Option<Vec<u8>>,
     out: &mut impl std::io::Write,
-) -> Result<StatusCode, ClientError> {
+) -> Result<(StatusCode, Vec<u8>), ClientError> {
     runtime(socket)?.block_on(async {
         let broke = |detail: String| ClientError::Protocol { socket: socket.to_owned(), detail };
         let mut body = open(socket, method, path, json).await?;
         let status = body.status();
         if status != StatusCode::OK {
-            return Ok(status);
+            let reason = body.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+            return Ok((status, reason));
         }
         while let Some(frame) = body.body_mut().frame().await {
             let frame = frame.map_err(|e| broke(e.to_string()))?;
@@ -69,7 +71,7 @@ pub(crate) fn follow_request(
                 }
             }
         }
-        Ok(status)
+        Ok((status, Vec::new()))
     })
 }
 
