@@ -53,6 +53,9 @@ pub enum Command {
     /// Make releases.
     #[command(subcommand)]
     Release(ReleaseCommand),
+    /// Convert a docker compose file to a services.toml on stdout; what has no services.toml
+    /// form is a warning on stderr naming the service and key.
+    ImportCompose(ImportComposeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +82,21 @@ pub struct RollbackArgs {
 pub struct ReleasesArgs {
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportComposeArgs {
+    /// The compose file (docker-compose.yml, compose.yaml, ...).
+    pub file: PathBuf,
+    /// `{"<service>": "<repo>@sha256:<hex>", ...}`: these images replace the file's.
+    #[arg(long, value_name = "FILE")]
+    pub digests: Option<PathBuf>,
+    /// Variables for interpolation (default: `.env` beside the compose file).
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+    /// `[supervisor] project` (default: the file's `name:`, else its directory's name).
+    #[arg(long, value_name = "NAME")]
+    pub project: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ pub(crate) mod deploy;
 pub mod graph;
 pub mod health;
 pub(crate) mod httpd;
+pub(crate) mod import;
 pub(crate) mod journal;
 pub mod logs;
 pub(crate) mod metrics;

@@ -4,6 +4,7 @@
 pub(crate) mod demo;
 pub(crate) mod deploy;
 pub(crate) mod graph;
+pub(crate) mod import_compose;
 pub(crate) mod logs;
 pub(crate) mod ops;
 pub(crate) mod release;
@@ -37,7 +38,13 @@ impl From<Exit> for ExitCode {
 }
 
 pub fn dispatch(cli: Cli) -> ExitCode {
-    if matches!(cli.command, Command::Validate(_) | Command::Graph(_) | Command::Logs(_)) {
+    if matches!(
+        cli.command,
+        Command::Validate(_)
+            | Command::Graph(_)
+            | Command::Logs(_)
+            | Command::ImportCompose(_)
+    ) {
         die_quietly_on_closed_stdout();
     }
     let exit = match cli.command {
@@ -57,6 +64,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Rollback(args) => deploy::rollback(cli.socket.as_deref(), &args),
         Command::Releases(args) => deploy::releases(cli.socket.as_deref(), &args),
         Command::Release(command) => release::run(&command),
+        Command::ImportCompose(args) => import_compose::run(&args),
     };
     exit.into()
 }

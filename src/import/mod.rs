@@ -1,0 +1,3 @@
+//! Converters from other tools' configuration into a services.toml.
+
+pub(crate) mod compose;
