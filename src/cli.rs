@@ -56,6 +56,9 @@ pub enum Command {
     /// Convert a docker compose file to a services.toml on stdout; what has no services.toml
     /// form is a warning on stderr naming the service and key.
     ImportCompose(ImportComposeArgs),
+    /// Convert a PM2 ecosystem file (JSON, or plain-data ecosystem.config.js) to a services.toml
+    /// on stdout; what has no services.toml form is a warning on stderr naming the app and key.
+    ImportPm2(ImportPm2Args),
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +100,15 @@ pub struct ImportComposeArgs {
     /// `[supervisor] project` (default: the file's `name:`, else its directory's name).
     #[arg(long, value_name = "NAME")]
     pub project: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportPm2Args {
+    /// The ecosystem file (ecosystem.json, ecosystem.config.js, ...).
+    pub file: PathBuf,
+    /// Merge the apps' `env_NAME` over their `env`, as `pm2 start --env NAME` does.
+    #[arg(long, value_name = "NAME")]
+    pub env: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

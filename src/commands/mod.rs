@@ -5,6 +5,7 @@ pub(crate) mod demo;
 pub(crate) mod deploy;
 pub(crate) mod graph;
 pub(crate) mod import_compose;
+pub(crate) mod import_pm2;
 pub(crate) mod logs;
 pub(crate) mod ops;
 pub(crate) mod release;
@@ -44,6 +45,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             | Command::Graph(_)
             | Command::Logs(_)
             | Command::ImportCompose(_)
+            | Command::ImportPm2(_)
     ) {
         die_quietly_on_closed_stdout();
     }
@@ -65,6 +67,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Releases(args) => deploy::releases(cli.socket.as_deref(), &args),
         Command::Release(command) => release::run(&command),
         Command::ImportCompose(args) => import_compose::run(&args),
+        Command::ImportPm2(args) => import_pm2::run(&args),
     };
     exit.into()
 }
