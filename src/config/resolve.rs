@@ -141,7 +141,14 @@ fn image_exec(
     let ports: Vec<Port> = ports
         .iter()
         .enumerate()
-        .filter_map(|(i, spec)| parse_port(spec).map_err(|e| d.at(format!("{p}.ports[{i}]"), e)).ok())
+        .filter_map(|(i, spec)| {
+            // `${VPC_IP:-127.0.0.1}:4222:4222`: interpolated first, as every other value
+            let at = format!("{p}.ports[{i}]");
+            let spec = interp(&at, spec, ctx, d)?;
+            let problem =
+                |e: String| if spec.is_secret() { "invalid port (from a secret variable)".into() } else { e };
+            parse_port(spec.expose()).map_err(|e| d.at(at, problem(e))).ok()
+        })
         .collect();
     let volumes = raw.volumes.clone().or_else(|| ctx.defaults.volumes.clone()).unwrap_or_default();
     for (i, v) in volumes.iter().enumerate() {
