@@ -241,3 +241,45 @@ fn graph_of_an_invalid_config_prints_the_problems_and_exits_2() {
     assert_eq!(out.code, Some(2));
     assert!(out.stderr.contains("dependency cycle: a -> b -> c -> a"));
 }
+
+#[test]
+fn the_titan_stack_validates_in_six_tiers_with_its_hardening() {
+    // the repo's services.toml with a sample env file (mode 0600, as the daemon demands)
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join("env.prod");
+    std::fs::copy(fixtures().join("titan.env.sample"), &env).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("services.toml")).unwrap();
+    let text = text.replace("/opt/titan/compose/.env.prod", &env.display().to_string());
+    let config = dir.path().join("services.toml");
+    std::fs::write(&config, &text).unwrap();
+
+    let out = run(&["validate", "--allow-unpinned", "--json", config.to_str().unwrap()]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let tiers = ["shared", "security", "brain", "execution", "phases", "console"];
+    assert_eq!(report["groups"], serde_json::json!(tiers));
+    assert_eq!((report["services"].as_u64(), report["start_layers"].as_u64()), (Some(18), Some(6)));
+
+    let parsed: toml::Table = text.parse().unwrap();
+    let services = parsed["services"].as_table().unwrap();
+    let ports = |name: &str| services[name].get("ports").and_then(|p| p.as_array()).map_or(0, Vec::len);
+    assert_eq!((ports("postgres"), ports("redis")), (0, 0), "storage is internal only");
+    let world: Vec<&str> = services
+        .keys()
+        .filter(|name| {
+            let published =
+                services[name.as_str()].get("ports").and_then(|p| p.as_array()).cloned().unwrap_or_default();
+            published.iter().any(|p| p.as_str().is_some_and(|p| p.split(':').count() == 2))
+        })
+        .map(String::as_str)
+        .collect();
+    assert_eq!(world, ["traefik"], "only the edge publishes beyond loopback and the VPC address");
+    assert!(text.contains("${VPC_IP:-127.0.0.1}:4222:4222"), "NATS on the VPC address");
+    for secret in ["POSTGRES_PASSWORD", "NATS_SYS_PASSWORD", "AI_API_KEY"] {
+        assert!(text.contains(&format!("${{{secret}}}")), "{secret} only as a reference");
+    }
+    assert!(!out.stdout.contains("sample-postgres") && !out.stderr.contains("sample-postgres"));
+}
