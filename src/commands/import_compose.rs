@@ -2,7 +2,6 @@
 //! docker compose file as a services.toml on stdout, every untranslated key warned on stderr.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -10,25 +9,14 @@ use anyhow::{Context, bail};
 use super::Exit;
 use crate::cli::ImportComposeArgs;
 use crate::import::compose::{self, Input, Vars};
+use crate::import::read_bounded;
 
 pub(crate) fn run(args: &ImportComposeArgs) -> Exit {
-    match convert(args) {
-        Ok(out) => {
-            for w in &out.warnings {
-                eprintln!("warning: {w}");
-            }
-            print!("{}", out.toml);
-            Exit::Ok
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            Exit::Refused
-        }
-    }
+    super::print_import(convert(args))
 }
 
-fn convert(args: &ImportComposeArgs) -> anyhow::Result<compose::Output> {
-    let text = read_bounded(&args.file)?;
+fn convert(args: &ImportComposeArgs) -> anyhow::Result<crate::import::Output> {
+    let text = read_bounded(&args.file, "compose file")?;
     let absolute = std::path::absolute(&args.file).with_context(|| format!("{}", args.file.display()))?;
     let dir = absolute.parent().map(Path::to_owned).unwrap_or_else(|| PathBuf::from("/"));
     let env_file = args.env_file.clone().unwrap_or_else(|| dir.join(".env"));
@@ -46,29 +34,15 @@ fn convert(args: &ImportComposeArgs) -> anyhow::Result<compose::Output> {
     Ok(compose::convert(&input)?)
 }
 
-/// The file's text, refused past the config's own size bound.
-fn read_bounded(path: &Path) -> anyhow::Result<String> {
-    let limit = crate::config::MAX_SIZE;
-    let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let mut text = String::new();
-    file.take(limit + 1)
-        .read_to_string(&mut text)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
-    if text.len() as u64 > limit {
-        bail!("{}: larger than {} MiB: not a compose file", path.display(), limit >> 20);
-    }
-    Ok(text)
-}
-
 fn read_env(path: &Path) -> anyhow::Result<HashMap<String, String>> {
-    let text = read_bounded(path)?;
+    let text = read_bounded(path, "KEY=VALUE file")?;
     crate::config::envfile::parse(&text)
         .map_err(|(line, why)| anyhow::anyhow!("{}:{line}: {why}", path.display()))
 }
 
 /// `{"service": "repo@sha256:..."}`, each checked to be a well-formed pinned reference.
 fn read_digests(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
-    let text = read_bounded(path)?;
+    let text = read_bounded(path, "digests.json")?;
     let map: BTreeMap<String, String> = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a {{\"service\": \"image@sha256:...\"}} object", path.display()))?;
     for (service, image) in &map {

@@ -72,6 +72,24 @@ pub fn dispatch(cli: Cli) -> ExitCode {
     exit.into()
 }
 
+/// An import's result: the services.toml on stdout and its warnings on stderr, or the
+/// refusal (exit 2).
+fn print_import(converted: anyhow::Result<crate::import::Output>) -> Exit {
+    match converted {
+        Ok(out) => {
+            for w in &out.warnings {
+                eprintln!("warning: {w}");
+            }
+            print!("{}", out.toml);
+            Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Exit::Refused
+        }
+    }
+}
+
 /// SPEC's default config: `<current>/services.toml` when a release is active, else
 /// `./services.toml`.
 pub(crate) fn default_config(file: Option<&Path>) -> PathBuf {

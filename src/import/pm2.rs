@@ -26,11 +26,7 @@ pub(crate) struct Input<'a> {
 }
 
 /// The services.toml text and the warnings to print on stderr.
-#[derive(Debug)]
-pub(crate) struct Output {
-    pub(crate) toml: String,
-    pub(crate) warnings: Vec<String>,
-}
+pub(crate) use super::Output;
 
 /// Why the file cannot be converted at all; each names the file and, when known, the line.
 #[derive(Debug, thiserror::Error)]
