@@ -196,3 +196,41 @@ fn a_native_service_user_must_exist_on_this_host() {
     assert!(err.to_string().contains("services.a.user: user \"no-such-user-here\" does not exist"), "{err}");
     parse("[services.a]\ncommand = [\"a\"]\nuser = \"root:root\"\n");
 }
+
+#[test]
+fn probe_verify_and_nats_addresses_are_interpolated_like_ports() {
+    // NATS binds to the VPC address: everything that talks to it must follow the variable
+    let env = |name: &str| (name == "VPC_IP").then(|| "10.0.0.7".to_string());
+    let cfg = parse_with(
+        r#"
+        [services.nats]
+        command = ["nats-server"]
+        health = { http = "http://${VPC_IP:-127.0.0.1}:8222/healthz" }
+        [services.redis]
+        command = ["redis-server"]
+        health = { tcp = "${REDIS_HOST:-127.0.0.1}:6379" }
+        [verify]
+        http = [ { url = "http://${VPC_IP:-127.0.0.1}:8222/healthz" } ]
+        [[verify.parity]]
+        name = "policy_hash"
+        a = { http = "http://${VPC_IP}:3100/policy", field = "policy_hash" }
+        b = { http = "http://127.0.0.1:3002/policy", field = "policy_hash" }
+        [nats]
+        url = "nats://${VPC_IP:-127.0.0.1}:4222"
+        "#,
+        &env,
+    )
+    .unwrap_or_else(|r| panic!("{r}"));
+    let Check::Http(uri) = &cfg.services["nats"].health.check else { panic!("http") };
+    assert_eq!(uri.to_string(), "http://10.0.0.7:8222/healthz");
+    let Check::Tcp(addr) = &cfg.services["redis"].health.check else { panic!("tcp") };
+    assert_eq!(addr, "127.0.0.1:6379");
+    assert_eq!(cfg.verify.http[0].url, "http://10.0.0.7:8222/healthz");
+    assert_eq!(cfg.verify.parity[0].a.http.as_deref(), Some("http://10.0.0.7:3100/policy"));
+    assert_eq!(cfg.nats.as_ref().unwrap().urls, ["nats://10.0.0.7:4222"]);
+
+    let unset = parse_with("[verify]\nhttp = [ { url = \"http://${NOWHERE}/\" } ]\n", &|_| None);
+    let Err(report) = unset else { panic!("an undefined variable is refused") };
+    let report = report.to_string();
+    assert!(report.contains("verify.http") && report.contains("NOWHERE"), "{report}");
+}

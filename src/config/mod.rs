@@ -212,6 +212,7 @@ fn build(
         }
     }
     validate::ports(&services, d);
+    interpolate_verify(&mut s.verify, &vars, d);
     validate::deploy_refs(&s.verify, &s.deploy, s.nats.is_some(), &s.names, d);
     let nats = s.nats.as_ref().and_then(|n| resolve_nats(n, src.base_dir, &vars, d));
     Some(Config {
@@ -223,6 +224,24 @@ fn build(
         verify: s.verify,
         nats,
     })
+}
+
+/// `[verify]` URLs are interpolated like every other value (`http://${VPC_IP:-127.0.0.1}:8222`).
+fn interpolate_verify(verify: &mut raw::Verify, vars: &Vars<'_>, d: &mut Diagnostics) {
+    let mut fill = |path: String, text: &mut String| match interp::interpolate(text, vars) {
+        Ok(v) => *text = v.expose().to_owned(),
+        Err(e) => d.at(path, e.to_string()),
+    };
+    for (i, check) in verify.http.iter_mut().enumerate() {
+        fill(format!("verify.http[{i}].url"), &mut check.url);
+    }
+    for (i, parity) in verify.parity.iter_mut().enumerate() {
+        for (side, source) in [("a", &mut parity.a), ("b", &mut parity.b)] {
+            if let Some(url) = source.http.as_mut() {
+                fill(format!("verify.parity[{i}].{side}.http"), url);
+            }
+        }
+    }
 }
 
 /// Relative paths in `[supervisor]` are taken from the config file's directory.
@@ -253,7 +272,15 @@ fn read_env_file(sup: &raw::Supervisor, d: &mut Diagnostics) -> std::collections
 }
 
 fn resolve_nats(n: &raw::Nats, base_dir: &Path, vars: &Vars<'_>, d: &mut Diagnostics) -> Option<Nats> {
-    let urls: Vec<String> = n.url.split(',').map(|u| u.trim().to_owned()).collect();
+    // `nats://${VPC_IP:-127.0.0.1}:4222`: interpolated first, as every other value
+    let url = match interp::interpolate(&n.url, vars) {
+        Ok(v) => v.expose().to_owned(),
+        Err(e) => {
+            d.at("nats.url", e.to_string());
+            return None;
+        }
+    };
+    let urls: Vec<String> = url.split(',').map(|u| u.trim().to_owned()).collect();
     for url in &urls {
         let valid =
             ["nats://", "tls://"].iter().any(|s| url.strip_prefix(s).is_some_and(|rest| !rest.is_empty()));

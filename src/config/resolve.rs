@@ -34,7 +34,7 @@ pub fn service(name: &str, raw: &raw::Service, ctx: &Ctx<'_>, d: &mut Diagnostic
     let kind = raw.kind.unwrap_or_default();
     let exec = exec(&p, raw, ctx, d);
     let env = env(&p, raw, ctx, d);
-    let health = health(&p, raw, def, kind, d);
+    let health = health(&p, raw, ctx, kind, d);
     let restart = restart(&p, raw, def, kind, d);
     let logs = logs(&p, raw, def, d);
     let memory = raw.memory.or(def.memory);
@@ -236,13 +236,8 @@ fn interp(path: &str, text: &str, ctx: &Ctx<'_>, d: &mut Diagnostics) -> Option<
     interpolate(text, ctx.vars).map_err(|e| d.at(path, e.to_string())).ok()
 }
 
-fn health(
-    p: &str,
-    raw: &raw::Service,
-    def: &raw::Service,
-    kind: Kind,
-    d: &mut Diagnostics,
-) -> Option<Health> {
+fn health(p: &str, raw: &raw::Service, ctx: &Ctx<'_>, kind: Kind, d: &mut Diagnostics) -> Option<Health> {
+    let def = ctx.defaults;
     let own = raw.health.clone().unwrap_or_default().0;
     let inherited = def.health.clone().unwrap_or_default().0;
     let hp = format!("{p}.health");
@@ -253,9 +248,9 @@ fn health(
         }
         Some(Check::None)
     } else if !own_check.is_empty() || raw.health.is_some() && own.none == Some(true) {
-        build_check(&hp, &own, d)
+        build_check(&hp, &own, ctx, d)
     } else {
-        build_check(&hp, &inherited, d)
+        build_check(&hp, &inherited, ctx, d)
     };
     let pick =
         |own: Option<Duration>, inh: Option<Duration>, dflt: Duration, key: &str, d: &mut Diagnostics| {
@@ -282,7 +277,9 @@ fn check_kinds(h: &raw::HealthTable) -> Vec<&'static str> {
     named.into_iter().filter(|(_, set)| *set).map(|(k, _)| k).collect()
 }
 
-fn build_check(hp: &str, h: &raw::HealthTable, d: &mut Diagnostics) -> Option<Check> {
+/// One health check; its `http` URL and `tcp` address are interpolated first, as ports are
+/// (`http://${VPC_IP:-127.0.0.1}:8222/healthz`).
+fn build_check(hp: &str, h: &raw::HealthTable, ctx: &Ctx<'_>, d: &mut Diagnostics) -> Option<Check> {
     let kinds = check_kinds(h);
     if kinds.len() > 1 || (!kinds.is_empty() && h.none == Some(true)) {
         d.at(hp, format!("give one health check, not {}", kinds.join(" and ")));
@@ -290,10 +287,12 @@ fn build_check(hp: &str, h: &raw::HealthTable, d: &mut Diagnostics) -> Option<Ch
     }
     let problem = |key: &str, msg: String, d: &mut Diagnostics| d.at(format!("{hp}.{key}"), msg);
     if let Some(url) = &h.http {
-        return parse_http(url).map_err(|e| problem("http", e, d)).ok().map(Check::Http);
+        let url = interp(&format!("{hp}.http"), url, ctx, d)?;
+        return parse_http(url.expose()).map_err(|e| problem("http", e, d)).ok().map(Check::Http);
     }
     if let Some(addr) = &h.tcp {
-        return check_tcp(addr).map_err(|e| problem("tcp", e, d)).ok().map(|()| Check::Tcp(addr.clone()));
+        let addr = interp(&format!("{hp}.tcp"), addr, ctx, d)?.expose().to_owned();
+        return check_tcp(&addr).map_err(|e| problem("tcp", e, d)).ok().map(|()| Check::Tcp(addr));
     }
     if let Some(argv) = &h.exec {
         if argv.is_empty() || argv[0].is_empty() {
