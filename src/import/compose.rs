@@ -117,11 +117,19 @@ fn project_name(cx: &mut service::Cx<'_>, root: &Yaml) -> Result<String, Compose
     Ok(if clean.is_empty() { "compose".into() } else { clean })
 }
 
+/// Docker's stop timeout when compose says none.
+const COMPOSE_STOP_GRACE: &str = "10s";
+
 fn render(cx: &service::Cx<'_>, project: &str, services: Vec<(String, Table)>) -> String {
     let mut doc = DocumentMut::new();
     let mut sup = Table::new();
     sup.insert("project", value(project));
     doc.insert("supervisor", Item::Table(sup));
+    // compose waits 10s before SIGKILL where stop_grace_period is not given; the supervisor's
+    // own default is shorter, and a database killed early loses what it was flushing
+    let mut defaults = Table::new();
+    defaults.insert("stop_timeout", value(COMPOSE_STOP_GRACE));
+    doc.insert("defaults", Item::Table(defaults));
     let mut all = Table::new();
     all.set_implicit(true);
     for (name, mut table) in services {
@@ -163,6 +171,16 @@ mod tests {
         assert!(web < api, "{}", out.toml);
         assert!(out.toml.contains("image = \"nginx:7\""), "{}", out.toml);
         assert!(out.toml.contains("project = \"myapp\""), "{}", out.toml);
+    }
+
+    #[test]
+    fn an_imported_service_without_stop_grace_period_keeps_composes_10s() {
+        let out =
+            convert_text("services:\n  db: {image: postgres}\n  web: {image: a, stop_grace_period: 3s}\n")
+                .unwrap();
+        let doc: toml::Table = out.toml.parse().unwrap();
+        assert_eq!(doc["defaults"]["stop_timeout"].as_str(), Some("10s"), "{}", out.toml);
+        assert_eq!(doc["services"]["web"]["stop_timeout"].as_str(), Some("3s"), "{}", out.toml);
     }
 
     #[test]
