@@ -79,6 +79,21 @@ fn a_release_whose_policy_hashes_differ_is_rolled_back_by_itself() {
 }
 
 #[test]
+fn a_rollback_with_the_last_known_good_already_current_says_so() {
+    // it used to say "no last known good", while there was one: the current release
+    let ports = (port(), port());
+    let h = Host::start(|dir| services(dir, ports, "h1", ""));
+    h.d.healthy_pid("a", None, 30 * SEC);
+    let lkg = r#"{"release":"20261202T000000Z-aaaaaaa","since":"2026-12-02T00:00:00Z"}"#;
+    std::fs::write(h.dir().join("state/last_known_good.json"), lkg).unwrap();
+
+    let (code, out) = h.deploy(&["rollback"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("the last known good (20261202T000000Z-aaaaaaa) is already current"), "{out}");
+    assert_eq!(h.current(), "20261202T000000Z-aaaaaaa", "nothing moved");
+}
+
+#[test]
 fn a_release_that_changes_a_daemon_key_is_refused_with_nothing_touched() {
     let ports = (port(), port());
     let h = Host::start(|dir| services(dir, ports, "h1", ""));

@@ -370,12 +370,16 @@ impl Run<'_> {
         }
         let current = self.layout.current_release().map_err(|e| e.to_string())?.unwrap_or_default();
         let lkg = state::last_known_good(&self.d.settings.state_dir).map_err(|e| e.to_string())?;
-        let pick = match lkg.filter(|l| *l != current) {
-            Some(l) => Some(l),
+        let pick = match lkg.as_ref().filter(|l| **l != current) {
+            Some(l) => Some(l.clone()),
             None => state::newest_good(&self.layout, &current).map_err(|e| e.to_string())?,
         };
-        let pick =
-            pick.ok_or("no release to roll back to: no last known good, and every other release is bad")?;
+        let pick = pick.ok_or_else(|| match lkg {
+            Some(lkg) if lkg == current => format!(
+                "no release to roll back to: the last known good ({lkg}) is already current, and every other release is bad"
+            ),
+            _ => "no release to roll back to: no last known good, and every other release is bad".to_owned(),
+        })?;
         self.layout.resolve(&pick).map_err(|e| e.to_string())
     }
 
