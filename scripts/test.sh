@@ -34,7 +34,7 @@ trap 'exit 143' TERM
 # docker CLI, /usr/bin/docker: the tests use that one, whatever else is on PATH).
 declare -A packages=([dot]=graphviz [curl]=curl [dockerd]=docker.io [docker-registry]=docker-registry
   [docker-compose]=docker-compose [minisign]=minisign [nats-server]=nats-server
-  [prometheus]=prometheus [promtool]=prometheus [systemd-analyze]=systemd [mmdebstrap]=mmdebstrap)
+  [prometheus]=prometheus [promtool]=prometheus [systemd-analyze]=systemd [mmdebstrap]=mmdebstrap [zsh]=zsh [fish]=fish)
 missing=()
 for cmd in "${!packages[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${packages[$cmd]}")

@@ -4,6 +4,17 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// titan-supervisor runs every service of the Titan trading system on one host, digest-pinned
+/// containers and native processes alike, in dependency order, each through a health gate, and
+/// keeps them running with restart limits, memory caps and rotated logs. The run command is the
+/// daemon, started by systemd or as PID 1 of a container; the other commands talk to it over its
+/// control socket, or work on files alone (validate, graph, release create, the imports).
+///
+/// A deploy is a switch to a release: an atomic swap of the current symlink that recreates only
+/// what changed, verifies, and rolls back to the last known good release by itself when
+/// verification fails.
+// `about` is the one-line summary (-h, the man page's NAME); the doc comment is `long_about`
+// (--help, the man page's DESCRIPTION).
 #[derive(Debug, Parser)]
 #[command(name = "titan-supervisor", version, about = "Single-host service supervisor for Titan")]
 pub struct Cli {
@@ -59,6 +70,18 @@ pub enum Command {
     /// Convert a PM2 ecosystem file (JSON, or plain-data ecosystem.config.js) to a services.toml
     /// on stdout; what has no services.toml form is a warning on stderr naming the app and key.
     ImportPm2(ImportPm2Args),
+    /// Print the man page, titan-supervisor(1), on stdout: one page with every command and its
+    /// options (`man > /usr/local/share/man/man1/titan-supervisor.1`).
+    Man,
+    /// Print the completion script for SHELL on stdout (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell the script is for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -77,12 +100,14 @@ pub struct SwitchArgs {
 pub struct RollbackArgs {
     /// The release to return to (default: the last known good).
     pub release: Option<String>,
+    /// Pass the progress lines through as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct ReleasesArgs {
+    /// Print the releases as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -170,6 +195,7 @@ pub struct ValidateArgs {
 pub struct GraphArgs {
     /// The config (default: <current>/services.toml, else ./services.toml).
     pub file: Option<PathBuf>,
+    /// Text for people, or Graphviz dot (`--format dot | dot -Tsvg`).
     #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
     pub format: GraphFormat,
 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod demo;
 pub(crate) mod deploy;
+pub(crate) mod generate;
 pub(crate) mod graph;
 pub(crate) mod import_compose;
 pub(crate) mod import_pm2;
@@ -46,6 +47,8 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             | Command::Logs(_)
             | Command::ImportCompose(_)
             | Command::ImportPm2(_)
+            | Command::Man
+            | Command::Completions(_)
     ) {
         die_quietly_on_closed_stdout();
     }
@@ -68,6 +71,8 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Release(command) => release::run(&command),
         Command::ImportCompose(args) => import_compose::run(&args),
         Command::ImportPm2(args) => import_pm2::run(&args),
+        Command::Man => generate::man(),
+        Command::Completions(args) => generate::completions(&args),
     };
     exit.into()
 }
