@@ -259,6 +259,12 @@ fn services_toml_and_the_compose_file_define_the_same_stack() {
         .collect();
     assert_eq!(declared("volumes"), named_volumes);
     assert_eq!(declared("networks"), BTreeSet::from(["titan-network".to_owned()]));
+    // by the names the supervisor uses, not compose's <project>_<key>: the same Docker objects
+    for key in ["volumes", "networks"] {
+        for (name, decl) in yaml[key].as_object().unwrap() {
+            assert_eq!(decl["name"].as_str(), Some(name.as_str()), "{key}.{name}.name");
+        }
+    }
 }
 
 #[test]

@@ -173,3 +173,44 @@ fn the_titan_seed_stack_converts_with_its_dependency_graph() {
     assert_eq!(service(&doc, "postgres")["env"]["POSTGRES_PASSWORD"].as_str(), Some("${TITAN_DB_PASSWORD}"));
     assert_eq!(service(&doc, "nats")["ports"][0].as_str(), Some("127.0.0.1:4222:4222"));
 }
+
+#[test]
+fn a_volume_declared_with_a_name_is_mounted_by_that_name_not_by_its_key() {
+    // regression: the top-level `volumes.X.name` was ignored (networks' was honoured), so the
+    // service mounted a new, empty volume named after the key instead of the one compose uses
+    let dir = tempfile::tempdir().unwrap();
+    let compose = "services:\n  db:\n    image: postgres\n    volumes:\n      - data:/var/lib/db\n      \
+                   - {type: volume, source: cache, target: /cache, read_only: true}\n      - plain:/plain\n      \
+                   - ./conf:/etc/conf:ro\nvolumes:\n  data: {name: \"${STACK}-data\"}\n  cache: {name: shared-cache, external: true}\n  \
+                   plain: {}\n";
+    let file = common::write(dir.path(), "compose.yml", compose).display().to_string();
+    let run = run_with(&["import-compose", &file, "--project", "stack"], &[("STACK", "prod")], LIMIT);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let doc = assert_validates(&run.stdout, false, &[]);
+    let volumes: Vec<&str> =
+        service(&doc, "db")["volumes"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    let conf = format!("{}/conf:/etc/conf:ro", dir.path().display());
+    assert_eq!(
+        volumes,
+        ["prod-data:/var/lib/db", "shared-cache:/cache:ro", "stack_plain:/plain", conf.as_str()]
+    );
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+}
+
+#[test]
+fn undeclared_volume_and_network_names_get_composes_project_prefix() {
+    // regression: a volume or network without `name:` was imported by its bare key, while
+    // compose created it as <project>_<key>: the imported stack mounted new, empty volumes
+    let dir = tempfile::tempdir().unwrap();
+    let compose = "services:\n  db:\n    image: postgres\n    volumes: [pgdata:/var/lib/postgresql/data, \
+                   old:/old]\n    networks: [backend]\nvolumes:\n  pgdata:\n  old: {external: true}\n\
+                   networks:\n  backend: {driver: bridge}\n";
+    let file = common::write(dir.path(), "compose.yml", compose).display().to_string();
+    let run = run_with(&["import-compose", &file, "--project", "titan"], &[], LIMIT);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let doc = assert_validates(&run.stdout, false, &[]);
+    let db = service(&doc, "db");
+    let volumes: Vec<&str> = db["volumes"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    assert_eq!(volumes, ["titan_pgdata:/var/lib/postgresql/data", "old:/old"], "external keeps its name");
+    assert_eq!(db["network"].as_str(), Some("titan_backend"));
+}

@@ -91,7 +91,12 @@ pub(crate) fn convert(input: &Input<'_>) -> Result<Output, ComposeError> {
     let project = project_name(&mut cx, &root)?;
     let mut converted = Vec::new();
     for (name, def) in services {
-        converted.push((name.clone(), cx.service(name, def, root.get("networks"))?));
+        let declared = service::Declared {
+            networks: root.get("networks"),
+            volumes: root.get("volumes"),
+            project: &project,
+        };
+        converted.push((name.clone(), cx.service(name, def, declared)?));
     }
     let toml = render(&cx, &project, converted);
     Ok(Output { toml, warnings: cx.warnings })

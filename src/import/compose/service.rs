@@ -47,6 +47,40 @@ const HANDLED: &[&str] = &[
     "container_name",
 ];
 
+/// The top-level `networks:` and `volumes:`, which may give what a service names its real name,
+/// and the project, which prefixes the others as compose does.
+#[derive(Clone, Copy)]
+pub(crate) struct Declared<'y> {
+    pub(crate) networks: Option<&'y Yaml>,
+    pub(crate) volumes: Option<&'y Yaml>,
+    pub(crate) project: &'y str,
+}
+
+impl Declared<'_> {
+    /// The name Docker knows a network or volume `key` by under compose: the `name:` of its
+    /// declaration (returned raw, for interpolation), else the key itself when it is
+    /// `external`, else `<project>_<key>`. The supervisor uses names as they are, so an
+    /// imported stack mounts the volumes compose filled, not new empty ones.
+    fn real_name(&self, section: Option<&Yaml>, key: &str) -> RealName {
+        let decl = section.and_then(|v| v.get(key));
+        if let Some(name) = decl.and_then(|v| v.get("name")).and_then(Yaml::scalar) {
+            return RealName::Declared(name);
+        }
+        match decl.and_then(|v| v.get("external")) {
+            Some(Yaml::Bool(true)) => RealName::Given(key.to_owned()),
+            _ => RealName::Given(format!("{}_{key}", self.project)),
+        }
+    }
+}
+
+/// What `Declared::real_name` found.
+enum RealName {
+    /// A declaration's `name:`, still to be interpolated.
+    Declared(String),
+    /// The name as Docker knows it.
+    Given(String),
+}
+
 impl Cx<'_> {
     pub(crate) fn warn(&mut self, path: &str, message: &str) {
         self.warnings.push(format!("{}: {path}: {message}", self.file));
@@ -103,7 +137,7 @@ impl Cx<'_> {
         &mut self,
         name: &str,
         def: &Yaml,
-        networks: Option<&Yaml>,
+        declared: Declared<'_>,
     ) -> Result<Table, ComposeError> {
         if !crate::config::validate::valid_name(name) {
             return Err(ComposeError::BadName { file: self.file.clone(), service: name.to_owned() });
@@ -124,8 +158,8 @@ impl Cx<'_> {
         self.simple(&p, def, &mut t)?;
         self.environment(&p, def, &mut t)?;
         self.ports(&p, def, &mut t)?;
-        self.volumes(&p, def, &mut t)?;
-        self.network(&p, def, networks, &mut t)?;
+        self.volumes(&p, def, declared, &mut t)?;
+        self.network(&p, def, declared, &mut t)?;
         self.healthcheck(&p, def, &mut t)?;
         self.memory(&p, def, &mut t)?;
         self.restart(&p, def, &mut t)?;
@@ -284,7 +318,13 @@ impl Cx<'_> {
         Ok(format!("{}{host}{target}{proto}", ip.unwrap_or_default()))
     }
 
-    fn volumes(&mut self, p: &str, def: &Yaml, t: &mut Table) -> Result<(), ComposeError> {
+    fn volumes(
+        &mut self,
+        p: &str,
+        def: &Yaml,
+        declared: Declared<'_>,
+        t: &mut Table,
+    ) -> Result<(), ComposeError> {
         let Some(Yaml::Seq(items)) = def.get("volumes") else { return Ok(()) };
         let mut out = Array::new();
         let dir = self.input.dir.clone();
@@ -306,12 +346,32 @@ impl Cx<'_> {
                 }
             };
             match converted {
-                Ok(v) => out.push(v),
+                Ok(v) => out.push(self.declared_volume(v, declared)?),
                 Err(e) => self.warn(&path, &format!("{e}: ignored")),
             }
         }
         t.insert("volumes", value(out));
         Ok(())
+    }
+
+    /// A named volume's mount with the volume's real name (`Declared::real_name`). Bind mounts
+    /// are already absolute paths here.
+    fn declared_volume(&mut self, mount: String, declared: Declared<'_>) -> Result<String, ComposeError> {
+        let Some((key, rest)) = mount.split_once(':') else { return Ok(mount) };
+        if key.starts_with('/') {
+            return Ok(mount);
+        }
+        let path = format!("volumes.{key}.name");
+        let real = match declared.real_name(declared.volumes, key) {
+            RealName::Declared(raw) => self.literal(&path, &raw)?,
+            RealName::Given(name) => name,
+        };
+        if real.is_empty() || real.contains([':', '/']) {
+            let msg = format!("{real:?} cannot be a volume name in services.toml: {key} kept");
+            self.warn(&path, &msg);
+            return Ok(mount);
+        }
+        Ok(format!("{real}:{rest}"))
     }
 
     fn long_volume(&mut self, path: &str, item: &Yaml) -> Result<Result<String, String>, ComposeError> {
@@ -331,7 +391,7 @@ impl Cx<'_> {
         &mut self,
         p: &str,
         def: &Yaml,
-        declared: Option<&Yaml>,
+        declared: Declared<'_>,
         t: &mut Table,
     ) -> Result<(), ComposeError> {
         if def.get("network_mode").is_some() {
@@ -349,11 +409,9 @@ impl Cx<'_> {
                 &format!("one network per service in services.toml: {first} kept, {:?} dropped", &names[1..]),
             );
         }
-        // a declared `name:` is the network's real name; otherwise the key as written
-        let real = declared.and_then(|n| n.get(first)).and_then(|n| n.get("name")).and_then(Yaml::scalar);
-        let real = match real {
-            Some(r) => self.literal(&format!("networks.{first}.name"), &r)?,
-            None => first.clone(),
+        let real = match declared.real_name(declared.networks, first) {
+            RealName::Declared(raw) => self.literal(&format!("networks.{first}.name"), &raw)?,
+            RealName::Given(name) => name,
         };
         t.insert("network", value(real));
         Ok(())
