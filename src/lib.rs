@@ -21,3 +21,7 @@ pub(crate) mod release;
 pub mod runtime;
 pub mod supervisor;
 pub mod testsvc;
+
+/// The checks a switch runs on a release directory before it changes anything: the signature
+/// against `trusted_keys`, the pinned config, its images against digests.json.
+pub use deploy::switch::validate as validate_release;

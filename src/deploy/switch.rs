@@ -568,8 +568,10 @@ impl Run<'_> {
 
 /// The whole release checked before anything changes: its signature first (before
 /// digests.json is parsed), its config, every image pinned and equal to digests.json, and the
-/// `[supervisor]` keys that cannot change in a running daemon unchanged.
-fn validate(dir: &Path, running: &config::Supervisor) -> Result<Config, String> {
+/// `[supervisor]` keys that cannot change in a running daemon unchanged. `running` is the
+/// daemon's `[supervisor]` (its `trusted_keys` included). Public (as `validate_release`) so a
+/// test can ask whether a switch would accept a release without running a daemon.
+pub fn validate(dir: &Path, running: &config::Supervisor) -> Result<Config, String> {
     crate::release::verify_signature(dir, &running.trusted_keys).map_err(|e| e.to_string())?;
     let file = dir.join("services.toml");
     let cfg = config::load(&file).map_err(|e| e.to_string())?;
