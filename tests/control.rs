@@ -782,3 +782,28 @@ fn a_refused_stream_prints_the_daemons_reason() {
         );
     }
 }
+
+#[test]
+fn status_and_releases_into_a_closed_pipe_end_quietly_without_a_panic() {
+    // `titan-supervisor status --json | head -c 300` panicked on EPIPE ("failed printing to
+    // stdout"): the reader had gone before the answer was printed
+    let d = Daemon::start(&two_services());
+    d.wait_state("api", "healthy", 10 * SEC);
+    for args in [&["status", "--json"][..], &["status"], &["releases"]] {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .arg("--socket")
+            .arg(d.path("s.sock"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the CLI");
+        drop(child.stdout.take()); // the reader is gone before anything is written
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        use std::os::unix::process::ExitStatusExt;
+        let quiet = out.status.signal() == Some(nix::libc::SIGPIPE) || out.status.success();
+        assert!(quiet, "{args:?}: {:?} {stderr}", out.status);
+    }
+}

@@ -44,6 +44,9 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         cli.command,
         Command::Validate(_)
             | Command::Graph(_)
+            | Command::Status(_)
+            | Command::Releases(_)
+            | Command::Events
             | Command::Logs(_)
             | Command::ImportCompose(_)
             | Command::ImportPm2(_)
